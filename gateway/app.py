@@ -1,0 +1,251 @@
+"""create_app(settings): routes, guards, the upstream client's lifecycle. The only aiohttp importer
+on the request path.
+
+Each request passes the guards in the order the transport spec implies: Origin (403), HTTP method
+(405), Content-Type (415), Accept (406), size (413), JSON (400), credential (401), routing and
+validation (JSON-RPC errors), scopes (403), then the call itself.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+import structlog
+from aiohttp import web
+from mcp_types.jsonrpc import INVALID_REQUEST
+
+from gateway.auth import ANONYMOUS, Principal, bearer_token, challenge, resolve_passthrough
+from gateway.dispatch import Dispatcher, needs_principal, server_info
+from gateway.errors import AuthError, InsufficientScope, ProtocolError
+from gateway.loader import load_tree
+from gateway.origin import origin_allowed
+from gateway.protocol import (
+    Era,
+    decode,
+    error_body,
+    http_status,
+    internal_error,
+    result_body,
+    route,
+)
+from gateway.registry import CompiledService, Registry
+from gateway.settings import Settings, spec_environment
+from gateway.upstream import Upstream, create_client
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+REGISTRY: Final = web.AppKey("registry", list[Registry])
+"""A one-item list: the current registry, swapped whole on reload."""
+DISPATCHER: Final = web.AppKey("dispatcher", Dispatcher)
+CLOCK: Final = web.AppKey[Callable[[], datetime]]("clock")
+
+log = structlog.get_logger("gateway")
+WELL_KNOWN_PRM: Final = "/.well-known/oauth-protected-resource"
+_JSON: Final = "application/json"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(settings: Settings, registry: Registry | None = None, *,
+               clock: Callable[[], datetime] = utc_now) -> web.Application:
+    """Build the gateway application. Raises SpecError when the spec tree is invalid."""
+    if registry is None:
+        registry = load_tree(settings.specs_dir, spec_environment())
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[request_context])
+    app[SETTINGS] = settings
+    app[REGISTRY] = [registry]
+    app[CLOCK] = clock
+    app.cleanup_ctx.append(upstream_lifecycle)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get(WELL_KNOWN_PRM + "{endpoint:/.*}", protected_resource_metadata)
+    app.router.add_route("*", "/{path:.*}", mcp_endpoint)
+    return app
+
+
+async def upstream_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """One pooled upstream client per process, closed when the app stops."""
+    client = create_client(app[SETTINGS])
+    app[DISPATCHER] = Dispatcher(app[SETTINGS], Upstream(client, app[SETTINGS]), app[CLOCK])
+    yield
+    await client.aclose()
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Bind a request id to every log line of the request and echo it to the caller."""
+    incoming = request.headers.get("X-Request-Id", "")
+    request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else (
+        uuid.uuid4().hex)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    response: web.StreamResponse = await handler(request)
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY][0]
+    ready = DISPATCHER in request.app
+    return web.json_response(
+        {"status": "ready" if ready else "starting",
+         "services": {s.name: len(s.tools) for s in registry.services}},
+        status=200 if ready else 503,
+    )
+
+
+def public_base(request: web.Request) -> str:
+    configured = request.app[SETTINGS].public_url
+    return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"
+
+
+async def protected_resource_metadata(request: web.Request) -> web.Response:
+    """RFC 9728 metadata for one service endpoint."""
+    endpoint = request.match_info["endpoint"]
+    service = request.app[REGISTRY][0].by_endpoint.get(endpoint)
+    if service is None:
+        return web.json_response({"error": "not_found"}, status=404)
+    base = public_base(request)
+    return web.json_response({
+        "resource": base + service.spec.endpoint,
+        "authorization_servers": service.spec.auth.authorization_servers,
+        "scopes_supported": [s.name for s in service.spec.scopes],
+        "bearer_methods_supported": ["header"],
+        "resource_name": service.spec.title,
+    })
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type=_JSON,
+                        headers=headers)
+
+
+def _plain_error(status: int, code: int, message: str,
+                 headers: dict[str, str] | None = None) -> web.Response:
+    return _json({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}},
+                 status, headers)
+
+
+async def mcp_endpoint(request: web.Request) -> web.Response:
+    """POST <service endpoint>: one JSON-RPC message in, one answer out."""
+    service = request.app[REGISTRY][0].by_endpoint.get(request.path)
+    if service is None:
+        return web.json_response({"error": "not_found", "path": request.path}, status=404)
+    settings = request.app[SETTINGS]
+    if not origin_allowed(request.headers.get("Origin"), settings):
+        return _plain_error(403, INVALID_REQUEST, "Origin not allowed")
+    if request.method != "POST":
+        return _plain_error(405, INVALID_REQUEST, "Method not allowed: use POST",
+                            {"Allow": "POST"})
+    if request.content_type != _JSON:
+        return _plain_error(415, INVALID_REQUEST, "Content-Type must be application/json")
+    if not _accepts_json(request.headers.get("Accept")):
+        return _plain_error(406, INVALID_REQUEST,
+                            "Accept must include application/json and text/event-stream")
+    if (request.content_length or 0) > settings.max_body_bytes:
+        return _plain_error(413, INVALID_REQUEST, "Request body too large")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _plain_error(413, INVALID_REQUEST, "Request body too large")
+    started = time.perf_counter()
+    try:
+        data = decode(raw, max_depth=settings.max_json_depth)
+    except ProtocolError as exc:
+        return _json(error_body(exc), http_status(exc, "legacy"))
+    return await _serve(request, service, data, started)
+
+
+def _accepts_json(accept: str | None) -> bool:
+    if accept is None:
+        return True
+    kinds = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    return bool(kinds & {_JSON, "application/*", "*/*"})
+
+
+async def _serve(request: web.Request, service: CompiledService, data: Any,
+                 started: float) -> web.Response:
+    method = data.get("method") if isinstance(data, dict) else None
+    params = data.get("params") if isinstance(data, dict) else None
+    request_id = data.get("id") if isinstance(data, dict) else None
+    era: Era = "legacy"
+    tool: str | None = params.get("name") if method == "tools/call" and isinstance(
+        params, dict) else None
+    try:
+        principal = _principal(request, service, str(method or ""), params)
+        inbound = route(data, _lower_headers(request), _raw_headers(request))
+        era = inbound.era
+        if inbound.is_notification:
+            return web.Response(status=202)
+        outcome = await request.app[DISPATCHER].handle(
+            inbound, service, principal, traceparent=request.headers.get("traceparent"))
+        body = result_body(inbound, outcome.result, server_info(service),
+                           ttl_ms=outcome.ttl_ms, cache_scope=outcome.cache_scope)
+        _log_call(service, str(method), tool, "error" if outcome.result.get("isError") else "ok",
+                  started, outcome.upstream_status)
+        return _json(body)
+    except AuthError as exc:
+        _log_call(service, str(method), tool, exc.error or "unauthenticated", started, None)
+        return _auth_failure(request, service, exc, request_id)
+    except ProtocolError as exc:
+        if exc.request_id is None and _usable_id(request_id):
+            exc.request_id = request_id
+        _log_call(service, str(method), tool, f"protocol_error {exc.code}", started, None)
+        return _json(error_body(exc), http_status(exc, era))
+    except Exception:
+        log.exception("unhandled_error", service=service.name, method=method)
+        return _json(internal_error(request_id if _usable_id(request_id) else None))
+
+
+def _principal(request: web.Request, service: CompiledService, method: str,
+               params: Any) -> Principal:
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is not None:
+        return resolve_passthrough(service, token)
+    if needs_principal(method, params, service):
+        raise AuthError(f"{service.spec.title} needs a bearer token for {method or 'this'}")
+    return ANONYMOUS
+
+
+def _auth_failure(request: web.Request, service: CompiledService, exc: AuthError,
+                  request_id: Any) -> web.Response:
+    metadata_url = public_base(request) + WELL_KNOWN_PRM + service.spec.endpoint
+    default_scope = " ".join(s.name for s in service.spec.scopes)
+    status = 403 if isinstance(exc, InsufficientScope) else 401
+    data: dict[str, Any] = {"reason": exc.error or "missing_token"}
+    if isinstance(exc, InsufficientScope):
+        data["required_scopes"] = exc.missing
+    body = {"jsonrpc": "2.0", "id": request_id if _usable_id(request_id) else None,
+            "error": {"code": INVALID_REQUEST, "message": exc.description, "data": data}}
+    return _json(body, status, {"WWW-Authenticate": challenge(exc, metadata_url, default_scope)})
+
+
+def _usable_id(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str)
+
+
+def _raw_headers(request: web.Request) -> list[tuple[str, str]]:
+    """Header lines as sent, so a repeated routing header can be seen."""
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+
+
+def _lower_headers(request: web.Request) -> dict[str, str]:
+    return {k.lower(): v for k, v in request.headers.items()}
+
+
+def _log_call(service: CompiledService, method: str, tool: str | None, outcome: str,
+              started: float, upstream_status: int | None) -> None:
+    log.info("mcp_request", service=service.name, method=method, tool=tool, outcome=outcome,
+             upstream_status=upstream_status,
+             duration_ms=round((time.perf_counter() - started) * 1000, 2))

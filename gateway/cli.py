@@ -1,0 +1,207 @@
+"""`mcp-gateway serve | check | tools | schema | sandbox | demo`: the command line. Off the request
+path: it may import anything in the gateway, and nothing on the request path imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.log import access_logger
+from pydantic.json_schema import models_json_schema
+
+from gateway import __version__
+from gateway.app import create_app
+from gateway.errors import SpecError
+from gateway.loader import load_tree
+from gateway.logs import configure_logging
+from gateway.registry import Registry
+from gateway.settings import SHIPPED_SPECS, Settings, spec_environment
+from gateway.specs import ServiceSpec, SpecFile
+
+DEMO_UPSTREAM_VARIABLES = ("RETENTLY_API_URL", "REFINER_API_URL")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code = args.run(args)
+    sys.exit(code)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcp-gateway",
+                                     description="A stateless MCP gateway for REST APIs.")
+    parser.add_argument("--version", action="version", version=f"mcp-gateway {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve the MCP endpoints of a spec tree")
+    serve.add_argument("--specs", type=Path, default=None,
+                       help="folder of service folders (default: the shipped tool_specs/)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.set_defaults(run=run_serve)
+
+    check = commands.add_parser("check", help="validate a spec tree; print every problem")
+    check.add_argument("dir", nargs="?", type=Path, default=SHIPPED_SPECS)
+    check.set_defaults(run=run_check)
+
+    tools = commands.add_parser("tools", help="list the services and tools of a spec tree")
+    tools.add_argument("dir", nargs="?", type=Path, default=SHIPPED_SPECS)
+    tools.set_defaults(run=run_tools)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of the spec format")
+    schema.set_defaults(run=run_schema)
+
+    sandbox = commands.add_parser("sandbox", help="serve the sandbox upstream alone")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8081)
+    sandbox.set_defaults(run=run_sandbox)
+
+    demo = commands.add_parser("demo", help="the gateway in front of the sandbox, with tokens")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--sandbox-port", type=int, default=8081)
+    demo.set_defaults(run=run_demo)
+    return parser
+
+
+def _load(folder: Path) -> Registry | None:
+    try:
+        return load_tree(folder, spec_environment())
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in {folder}", file=sys.stderr)
+        return None
+
+
+def run_check(args: argparse.Namespace) -> int:
+    registry = _load(args.dir)
+    if registry is None:
+        return 1
+    tools = sum(len(s.tools) for s in registry.services)
+    print(f"ok: {len(registry.services)} service(s), {tools} tool(s) in {args.dir}")
+    return 0
+
+
+def run_tools(args: argparse.Namespace) -> int:
+    registry = _load(args.dir)
+    if registry is None:
+        return 1
+    for service in registry.services:
+        print(f"{service.name}  {service.spec.endpoint}  ({len(service.tools)} tools)")
+        for tool in service.tools.values():
+            scopes = ",".join(sorted(tool.scopes)) or "-"
+            print(f"  {tool.name:<32} {tool.spec.kind:<5} {scopes}")
+    return 0
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """One JSON Schema for every file of a service folder (service.yaml or a tools file)."""
+    _, top = models_json_schema([(ServiceSpec, "validation"), (SpecFile, "validation")],
+                                title="mcp-gateway spec file, version 1")
+    top["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    top["anyOf"] = [{"$ref": "#/$defs/ServiceSpec"}, {"$ref": "#/$defs/SpecFile"}]
+    return top
+
+
+def run_schema(_args: argparse.Namespace) -> int:
+    print(json.dumps(spec_json_schema(), indent=2))
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.specs is not None:
+        overrides["specs_dir"] = args.specs
+    if args.host is not None:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    settings = Settings(**overrides)
+    configure_logging(settings)
+    registry = _load(settings.specs_dir)
+    if registry is None:
+        return 2
+    app = create_app(settings, registry)
+    web.run_app(app, host=settings.host, port=settings.port, print=None,
+                access_log_format='%a "%r" %s %b %Tf' if settings.access_log else "",
+                access_log=access_logger if settings.access_log else None)
+    return 0
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    from gateway.sandbox import create_sandbox_app
+
+    app = create_sandbox_app(public_url=f"http://{args.host}:{args.port}")
+    print(f"sandbox upstream on http://{args.host}:{args.port}", flush=True)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    return asyncio.run(_demo(args.host, args.port, args.sandbox_port))
+
+
+async def _demo(host: str, port: int, sandbox_port: int) -> int:
+    from gateway.sandbox import DEMO_TOKENS, create_sandbox_app
+
+    sandbox_url = f"http://{host}:{sandbox_port}"
+    for variable in DEMO_UPSTREAM_VARIABLES:
+        os.environ[variable] = sandbox_url
+    settings = Settings(host=host, port=port, log_json=True, access_log=False)
+    configure_logging(settings)
+    registry = _load(settings.specs_dir)
+    if registry is None:
+        return 2
+    runners = []
+    try:
+        for app, app_port in ((create_sandbox_app(public_url=sandbox_url), sandbox_port),
+                              (create_app(settings, registry), port)):
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, host, app_port).start()
+            runners.append(runner)
+        print(demo_banner(host, port, sandbox_url, registry, DEMO_TOKENS), flush=True)
+        await asyncio.Event().wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+    return 0
+
+
+def demo_banner(host: str, port: int, sandbox_url: str, registry: Registry,
+                tokens: dict[str, str]) -> str:
+    base = f"http://{host}:{port}"
+    lines = [f"mcp-gateway {__version__} demo: gateway on {base}, sandbox upstream on {sandbox_url}",
+             ""]
+    for service in registry.services:
+        lines.append(f"  {service.spec.title:<10} {base}{service.spec.endpoint}"
+                     f"  ({len(service.tools)} tools)")
+    lines += ["", "Demo tokens:"]
+    lines += [f"  {token:<34} {what}" for token, what in tokens.items()]
+    retently = f"{base}/retently/mcp"
+    lines += [
+        "",
+        "Connect:",
+        f"  claude mcp add --transport http retently {retently} \\",
+        '      --header "Authorization: Bearer rtly_mcp_pat_demoadmin_s3cr3t"',
+        f"  npx @modelcontextprotocol/inspector --cli {retently} --transport http \\",
+        '      --header "Authorization: Bearer rtly_mcp_pat_demoadmin_s3cr3t" '
+        "--method tools/list",
+        f"  curl -s {retently} -H 'Content-Type: application/json' "
+        "-H 'Accept: application/json, text/event-stream' \\",
+        "      -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\","
+        "\"params\":{\"name\":\"ping\",\"arguments\":{}}}'",
+        "",
+        "Press Ctrl+C to stop.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""The gateway's one exception tree. Imports nothing from the gateway.
+
+    GatewayError
+    ├── SpecError               a spec tree failed to load; carries every problem with file:line
+    ├── ProtocolError           a malformed MCP request -> JSON-RPC error (status from protocol.py)
+    ├── AuthError               no usable credential -> HTTP 401 + WWW-Authenticate
+    │   └── InsufficientScope   a scope is missing -> HTTP 403 + WWW-Authenticate
+    └── ToolExecutionError      a tool call failed -> CallToolResult(isError=true)
+        ├── UpstreamError       the upstream answered with a non-2xx status
+        ├── UpstreamUnavailable timeout, refused connection, broken or oversized body
+        └── ResponseShapeError  a 2xx answer that is not the JSON expected
+
+Foreign exceptions (httpx, jmespath, yaml) are translated at one boundary each
+(`raise ... from`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    """One problem in a spec tree, located as precisely as the loader could."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class SpecError(GatewayError):
+    """A spec tree is invalid. `problems` lists every problem found, not just the first."""
+
+    def __init__(self, problems: list[SpecProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class ProtocolError(GatewayError):
+    """A request that is not a valid MCP request; answered with a JSON-RPC error."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        data: Any = None,
+        *,
+        http_status: int | None = None,
+        request_id: int | str | None = None,
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.data = data
+        self.http_status = http_status
+        """Forces the HTTP status; otherwise protocol.http_status picks it by era and code."""
+        self.request_id = request_id
+        super().__init__(message)
+
+
+class AuthError(GatewayError):
+    """The request carries no credential, or one that is invalid or expired (HTTP 401)."""
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        error: str | None = None,
+        scope: str | None = None,
+    ) -> None:
+        self.description = description
+        self.error = error
+        """RFC 6750 error code: None when no token was sent, "invalid_token" when one was."""
+        self.scope = scope
+        super().__init__(description)
+
+
+class InsufficientScope(AuthError):
+    """The credential is valid but lacks a scope the operation needs (HTTP 403)."""
+
+    def __init__(self, missing: list[str], operation: str) -> None:
+        self.missing = missing
+        self.operation = operation
+        needed = " ".join(missing)
+        super().__init__(
+            f"{operation} needs the scope {needed}, which this token does not have",
+            error="insufficient_scope",
+            scope=needed,
+        )
+
+
+class ToolExecutionError(GatewayError):
+    """A tool call that failed in a way the model can read and act on."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        self.message = message
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class UpstreamError(ToolExecutionError):
+    """The upstream API answered with a non-2xx status."""
+
+    def __init__(
+        self, status: int, upstream_message: str, *, retry_after_s: float | None = None
+    ) -> None:
+        self.status = status
+        self.upstream_message = upstream_message
+        super().__init__(_describe_status(status, upstream_message, retry_after_s),
+                         retry_after_s=retry_after_s)
+
+
+class UpstreamUnavailable(ToolExecutionError):
+    """The upstream could not be reached, was too slow, or sent a body too large to accept."""
+
+
+class ResponseShapeError(ToolExecutionError):
+    """The upstream answered 2xx, but not with the JSON the tool's spec expects."""
+
+
+def _describe_status(status: int, upstream_message: str, retry_after_s: float | None) -> str:
+    said = f": {upstream_message}" if upstream_message else ""
+    advice = {
+        400: "Check the arguments against the tool's input schema.",
+        401: "The credential was refused upstream; sign in again or use a new token.",
+        403: "The credential is not allowed to do this upstream.",
+        404: "Nothing exists with that id; list the items first to get a valid id.",
+        409: "The item changed meanwhile; read it again before retrying.",
+        422: "The upstream rejected the values; check them and retry.",
+    }.get(status)
+    if status == 429:
+        wait = f" in {retry_after_s:g} seconds" if retry_after_s is not None else " later"
+        advice = f"The upstream rate limit was reached; retry{wait}."
+    elif status >= 500:
+        advice = "The upstream service failed; retry later."
+    return f"Upstream answered HTTP {status}{said}. {advice or ''}".rstrip()

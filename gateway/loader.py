@@ -1,0 +1,267 @@
+"""Spec loader: reads a tree of service folders, validates it, reports every problem with file:line.
+
+File reading is the only I/O; parsing, interpolation, validation and compilation are pure. A tree
+either loads whole into a Registry or raises one SpecError listing every problem found.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jmespath.exceptions
+import yaml
+from pydantic import ValidationError
+
+from gateway.errors import SpecError, SpecProblem
+from gateway.registry import CompiledService, CompiledTool, Registry, compile_path, compile_tool
+from gateway.specs import ServiceSpec, SpecFile, ToolSpec
+from gateway.templates import TemplateSyntaxError, compile_value, value_refs
+
+SERVICE_FILE = "service.yaml"
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+Lines = dict[tuple[str | int, ...], int]
+
+
+def read_yaml(text: str, file: str) -> tuple[Any, Lines]:
+    """Parse YAML safely, keeping the line of every key and list item (1-based).
+
+    Raises:
+        SpecError: a syntax error, or a key given twice in one mapping.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        data = loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([SpecProblem(file, line, f"YAML syntax error: {problem}")]) from exc
+    finally:
+        loader.dispose()
+    lines: Lines = {}
+    duplicates: list[SpecProblem] = []
+    _walk(node, (), lines, duplicates, file)
+    if duplicates:
+        raise SpecError(duplicates)
+    return data, lines
+
+
+def _walk(
+    node: yaml.Node, path: tuple[str | int, ...], lines: Lines, dup: list[SpecProblem], file: str
+) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                dup.append(SpecProblem(file, key_node.start_mark.line + 1,
+                                       f"key {key!r} is given twice"))
+            seen.add(key)
+            _walk(value_node, (*path, key), lines, dup, file)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*path, index), lines, dup, file)
+
+
+def line_of(lines: Lines, loc: tuple[str | int, ...]) -> int:
+    """The line of the deepest located ancestor of `loc`."""
+    for end in range(len(loc), -1, -1):
+        if (found := lines.get(tuple(loc[:end]))) is not None:
+            return found
+    return 1
+
+
+def interpolate(value: Any, env: Mapping[str, str]) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string of a service.yaml value."""
+    if isinstance(value, str):
+        return _ENV.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    return value
+
+
+def _pydantic_problems(exc: ValidationError, file: str, lines: Lines,
+                       prefix: tuple[str | int, ...] = ()) -> list[SpecProblem]:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(SpecProblem(file, line_of(lines, (*prefix, *loc)), f"{where}: {message}"))
+    return problems
+
+
+def load_tree(root: Path, env: Mapping[str, str]) -> Registry:
+    """Load every service folder under `root` (a folder with service.yaml, or a folder of them).
+
+    Raises:
+        SpecError: with every problem of every file.
+    """
+    if not root.is_dir():
+        raise SpecError([SpecProblem(str(root), 1, "not a folder")])
+    folders = [root] if (root / SERVICE_FILE).is_file() else sorted(
+        p for p in root.iterdir() if p.is_dir() and (p / SERVICE_FILE).is_file()
+    )
+    if not folders:
+        raise SpecError([SpecProblem(str(root), 1, f"no service folder (with {SERVICE_FILE})")])
+    problems: list[SpecProblem] = []
+    services: list[CompiledService] = []
+    for folder in folders:
+        try:
+            services.append(load_service(folder, env))
+        except SpecError as exc:
+            problems.extend(exc.problems)
+    seen: dict[str, str] = {}
+    for service in services:
+        for key in (service.spec.endpoint, service.spec.name):
+            if key in seen:
+                problems.append(SpecProblem(f"{service.folder}/{SERVICE_FILE}", 1,
+                                            f"{key!r} is already used by {seen[key]}"))
+            seen[key] = service.folder
+    if problems:
+        raise SpecError(problems)
+    return Registry(tuple(services))
+
+
+def load_service(folder: Path, env: Mapping[str, str]) -> CompiledService:
+    """Load one service folder: service.yaml plus every other *.yaml / *.yml file in it.
+
+    Raises:
+        SpecError: with every problem of the folder.
+    """
+    problems: list[SpecProblem] = []
+    service_file = str(folder / SERVICE_FILE)
+    service: ServiceSpec | None = None
+    service_lines: Lines = {}
+    try:
+        data, service_lines = read_yaml(
+            (folder / SERVICE_FILE).read_text(encoding="utf-8"), service_file
+        )
+        service = ServiceSpec.model_validate(interpolate(data or {}, env))
+    except SpecError as exc:
+        problems.extend(exc.problems)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, service_file, service_lines))
+
+    tools: list[tuple[ToolSpec, str, Lines, int]] = []
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        if path.name == SERVICE_FILE:
+            continue
+        file = str(path)
+        try:
+            data, lines = read_yaml(path.read_text(encoding="utf-8"), file)
+            spec_file = SpecFile.model_validate(data or {})
+        except SpecError as exc:
+            problems.extend(exc.problems)
+            continue
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc, file, lines))
+            continue
+        tools.extend((tool, file, lines, i) for i, tool in enumerate(spec_file.tools))
+
+    compiled: dict[str, CompiledTool] = {}
+    if service is not None:
+        problems.extend(_check_service(service, service_file, service_lines))
+        for tool, file, lines, index in tools:
+            where = ("tools", index)
+            if tool.name in compiled:
+                problems.append(SpecProblem(file, line_of(lines, (*where, "name")),
+                                            f"tool {tool.name!r} is defined twice in this service"))
+                continue
+            tool_problems = _check_tool(tool, service, file, lines, where)
+            if tool_problems:
+                problems.extend(tool_problems)
+                continue
+            try:
+                compiled[tool.name] = compile_tool(tool, service)
+            except (ValueError, TemplateSyntaxError, jmespath.exceptions.JMESPathError) as exc:
+                problems.append(SpecProblem(file, line_of(lines, where), f"{tool.name}: {exc}"))
+        for name in service.auth.anonymous_tools:
+            if name not in compiled and not problems:
+                problems.append(SpecProblem(service_file,
+                                            line_of(service_lines, ("auth", "anonymous_tools")),
+                                            f"auth.anonymous_tools names unknown tool {name!r}"))
+    if problems:
+        raise SpecError(problems)
+    assert service is not None  # noqa: S101 - no problems implies the service validated
+    return CompiledService(spec=service, tools=compiled, folder=str(folder))
+
+
+def _check_service(service: ServiceSpec, file: str, lines: Lines) -> list[SpecProblem]:
+    problems = []
+    if service.auth.token_pattern is not None:
+        try:
+            re.compile(service.auth.token_pattern)
+        except re.error as exc:
+            problems.append(SpecProblem(file, line_of(lines, ("auth", "token_pattern")),
+                                        f"auth.token_pattern: invalid regular expression: {exc}"))
+    return problems
+
+
+def _check_tool(tool: ToolSpec, service: ServiceSpec, file: str, lines: Lines,
+                where: tuple[str | int, ...]) -> list[SpecProblem]:
+    """Cross-field checks a schema cannot express."""
+    problems: list[SpecProblem] = []
+
+    def report(loc: tuple[str | int, ...], message: str) -> None:
+        problems.append(SpecProblem(file, line_of(lines, (*where, *loc)),
+                                    f"{tool.name}: {message}"))
+
+    declared = set(tool.input)
+    vocabulary = {s.name for s in service.scopes}
+    for scope in tool.scopes:
+        if vocabulary and scope not in vocabulary:
+            report(("scopes",), f"scope {scope!r} is not declared in service.yaml scopes")
+    for name, prop in tool.input.items():
+        if prop.pattern is not None:
+            try:
+                re.compile(prop.pattern)
+            except re.error as exc:
+                report(("input", name, "pattern"), f"invalid pattern: {exc}")
+    if tool.response.select is not None:
+        try:
+            jmespath.compile(tool.response.select)
+        except jmespath.exceptions.JMESPathError as exc:
+            report(("response", "select"), f"invalid JMESPath expression: {exc}")
+    schema = tool.response.output_schema
+    if schema is not None and schema.get("type") != "object":
+        report(("response", "output_schema"), "output_schema must have type: object")
+    request = tool.request
+    if request is None:
+        return problems
+    try:
+        path = compile_path(request.path)
+    except (ValueError, TemplateSyntaxError) as exc:
+        report(("request", "path"), str(exc))
+        path = ()
+    for part in path:
+        if part.argument is None:
+            continue
+        if part.argument not in declared:
+            report(("request", "path"), f"path names undeclared argument {{{part.argument}}}")
+        elif not (tool.input[part.argument].required is True
+                  or "default" in tool.input[part.argument].model_fields_set):
+            report(("request", "path"),
+                   f"path argument {{{part.argument}}} must be required or have a default")
+    for key in ("query", "body", "headers"):
+        try:
+            compiled = compile_value(getattr(request, key))
+        except TemplateSyntaxError as exc:
+            report(("request", key), str(exc))
+            continue
+        for ref in value_refs(compiled):
+            if ref.source == "arg" and ref.name not in declared:
+                report(("request", key), f"{key} names undeclared argument {{{ref.name}}}")
+    return problems

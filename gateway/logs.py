@@ -1,0 +1,57 @@
+"""Structured logging: configured once, secrets redacted by a processor, JSON when not a TTY.
+
+Imports only settings. The httpx/httpcore loggers are held at WARNING because they print URLs
+and headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Final
+
+import structlog
+
+from gateway.settings import Settings
+
+SECRET_KEYS: Final = frozenset({"authorization", "token", "access_token", "refresh_token",
+                                "api_key", "password", "secret", "confirmation_token",
+                                "client_secret", "cookie"})
+_BEARER: Final = re.compile(r"(?i)\b(bearer|api_key=)\s*[A-Za-z0-9\-._~+/]+=*")
+
+
+def redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]
+                   ) -> MutableMapping[str, Any]:
+    """structlog processor: drop secret-named keys and bearer-looking values anywhere."""
+    for key in list(event):
+        value = event[key]
+        if key.lower() in SECRET_KEYS:
+            event[key] = "[redacted]"
+        elif isinstance(value, str) and _BEARER.search(value):
+            event[key] = _BEARER.sub(r"\1 [redacted]", value)
+    return event
+
+
+def configure_logging(settings: Settings) -> None:
+    """Configure structlog and the stdlib root logger once per process."""
+    level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
+    as_json = settings.log_json if settings.log_json is not None else not sys.stderr.isatty()
+    renderer: Any = (structlog.processors.JSONRenderer() if as_json
+                     else structlog.dev.ConsoleRenderer(colors=False))
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_secrets,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,69 @@
+"""Settings: every bound and secret, read from the environment once. No gateway imports.
+
+Constructor keyword arguments win over the environment, so tests build `Settings(...)` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SHIPPED_SPECS = Path(__file__).resolve().parent.parent / "tool_specs"
+
+
+class Settings(BaseSettings):
+    """The gateway's configuration; `GATEWAY_`-prefixed environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", frozen=True, extra="forbid", validate_default=True
+    )
+
+    host: str = "127.0.0.1"
+    """Interface to listen on."""
+    port: int = Field(8080, ge=0, le=65535)
+    """TCP port to listen on (0 picks a free one)."""
+    specs_dir: Path = SHIPPED_SPECS
+    """Folder of service folders (each with a service.yaml)."""
+    public_url: str | None = None
+    """Externally visible base URL (https://mcp.example.com); used in OAuth metadata and challenges.
+    When unset, it is derived from each request's Host header."""
+
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins allowed to call the MCP endpoints, besides loopback origins. Requests
+    without an Origin header (non-browser clients) are always allowed."""
+    allow_loopback_origins: bool = True
+    """Allow http(s) origins on localhost, 127.0.0.1 and [::1], any port (local tools)."""
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    """Largest accepted request body; larger is answered 413."""
+    max_json_depth: int = Field(64, ge=4, le=10_000)
+    """Deepest nesting accepted in a request body; deeper is answered as a parse error."""
+
+    upstream_connect_timeout_s: float = Field(3.0, gt=0)
+    upstream_timeout_s: float = Field(15.0, gt=0)
+    """Upper bound for a whole upstream exchange; a service may set a lower one."""
+    upstream_max_response_bytes: int = Field(8_000_000, ge=1024)
+    """Upstream bodies larger than this are refused instead of read into memory."""
+    upstream_max_connections: int = Field(200, ge=1)
+    upstream_max_keepalive: int = Field(100, ge=0)
+
+    max_result_bytes: int = Field(100_000, ge=1024)
+    """Default bound on a tool result's JSON size; a spec's budget may lower it."""
+    max_result_items: int = Field(200, ge=1)
+    """Default bound on the items of a list in a result; a spec's budget may lower it."""
+
+    confirmation_secret: SecretStr = SecretStr("")
+    """HMAC key for write confirmations and pseudonyms; a random one is made at startup if empty."""
+
+    log_level: str = "info"
+    log_json: bool | None = None
+    """JSON logs; None means JSON unless stderr is a terminal."""
+    access_log: bool = True
+
+
+def spec_environment() -> Mapping[str, str]:
+    """The variables `${VAR}` in service.yaml may refer to (upstream URLs and the like)."""
+    return os.environ

@@ -1,0 +1,232 @@
+"""The spec format, version 1: frozen pydantic models of service.yaml and the tool files. Pure.
+
+These models are the product's public interface: `mcp-gateway schema` publishes them as JSON
+Schema, and docs/spec-format.md explains every key. Unknown keys are refused everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$"
+JsonType = Literal["string", "integer", "number", "boolean", "array", "object", "null"]
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: frozen, unknown keys refused, keys as written in YAML."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Credential(SpecModel):
+    """Where the caller's own token goes on the upstream request."""
+
+    header: str = Field("Authorization", pattern=r"^[A-Za-z0-9-]+$")
+    format: str = "Bearer {token}"
+    """The header value; `{token}` stands for the caller's bearer token."""
+
+    @field_validator("format")
+    @classmethod
+    def _has_token(cls, value: str) -> str:
+        if value.count("{token}") != 1:
+            raise ValueError("format must contain {token} exactly once")
+        return value
+
+
+class QueryStyle(SpecModel):
+    """How lists and booleans are written into an upstream query string."""
+
+    arrays: Literal["repeat", "brackets", "comma"] = "repeat"
+    """repeat: a=1&a=2; brackets: a[]=1&a[]=2; comma: a=1,2."""
+    booleans: Literal["true_false", "one_zero"] = "true_false"
+
+
+class UpstreamSpec(SpecModel):
+    """The REST API behind the service."""
+
+    base_url: str
+    """Scheme, host, port and base path; `${VAR}` and `${VAR:-default}` are interpolated."""
+    credential: Credential = Credential()
+    timeout_s: float | None = Field(None, gt=0, le=300)
+    headers: dict[str, str] = {}
+    """Static headers sent on every upstream request (never the caller's Authorization)."""
+    query_style: QueryStyle = QueryStyle()
+    error_message: list[str] = ["message", "error", "error_description", "detail"]
+    """Keys tried, in order, to find the human-readable message in an upstream error body."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute_http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or "?" in value or "#" in value:
+            raise ValueError("base_url must be an http(s) URL without query or fragment")
+        return value.rstrip("/")
+
+
+class AuthSpec(SpecModel):
+    """How an inbound bearer token is accepted."""
+
+    resolver: Literal["passthrough"] = "passthrough"
+    """passthrough: any well-formed token is forwarded; the upstream decides."""
+    token_pattern: str | None = None
+    """A regular expression every token must match before anything else happens."""
+    anonymous_tools: list[str] = []
+    """Tools callable without a token (e.g. a liveness probe)."""
+    authorization_servers: list[str] = []
+    """Published in the protected-resource metadata (RFC 9728)."""
+    default_scopes: list[str] = []
+    """Scopes granted to a passthrough token."""
+
+
+class Budget(SpecModel):
+    """Bounds on what a result may contain; trimming keeps the JSON valid and says what was cut."""
+
+    max_items: int | None = Field(None, ge=1, le=10_000)
+    max_bytes: int | None = Field(None, ge=256, le=10_000_000)
+
+
+class ScopeSpec(SpecModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9:_.\-]+$")
+    description: str = ""
+
+
+class ServiceSpec(SpecModel):
+    """service.yaml."""
+
+    version: Literal[1] = 1
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")
+    title: str
+    description: str = ""
+    instructions: str | None = None
+    """Sent to clients in initialize / server/discover; guidance for the model."""
+    endpoint: str = Field(pattern=r"^(/[A-Za-z0-9_.\-]+)+$")
+    """Path of the MCP endpoint, e.g. /retently/mcp."""
+    upstream: UpstreamSpec
+    auth: AuthSpec = AuthSpec()
+    scopes: list[ScopeSpec] = []
+    budget: Budget = Budget()
+
+
+class InputProperty(SpecModel):
+    """One argument (a JSON Schema subset), or the items/properties of one."""
+
+    type: JsonType | list[JsonType] | None = None
+    description: str | None = None
+    title: str | None = None
+    enum: list[Any] | None = None
+    const: Any = None
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: float | None = Field(None, alias="exclusiveMinimum")
+    exclusive_maximum: float | None = Field(None, alias="exclusiveMaximum")
+    min_length: int | None = Field(None, alias="minLength", ge=0)
+    max_length: int | None = Field(None, alias="maxLength", ge=0)
+    pattern: str | None = None
+    format: Literal["date", "date-time", "email", "uuid", "uri"] | None = None
+    items: InputProperty | None = None
+    min_items: int | None = Field(None, alias="minItems", ge=0)
+    max_items: int | None = Field(None, alias="maxItems", ge=0)
+    unique_items: bool | None = Field(None, alias="uniqueItems")
+    properties: dict[str, InputProperty] | None = None
+    additional_properties: bool = Field(False, alias="additionalProperties")
+    required: bool | list[str] = False
+    """On an argument: whether it must be given. On an object: JSON Schema's list of keys."""
+    examples: list[Any] | None = None
+
+
+class RequestSpec(SpecModel):
+    """How arguments become one upstream request."""
+
+    method: HttpMethod = "GET"
+    path: str = Field(pattern=r"^/")
+    """Path below the upstream base URL; `{arg}` parameters are always percent-encoded."""
+    query: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    body: Any = None
+    """A JSON body template (objects, lists, scalars and template strings)."""
+    query_style: QueryStyle | None = None
+
+
+class ResponseSpec(SpecModel):
+    """The response pipeline: select -> budget -> render."""
+
+    select: str | None = None
+    """A JMESPath expression over the upstream JSON body; its value is the tool result."""
+    budget: Budget | None = None
+    output_schema: dict[str, Any] | None = None
+    """Published as the tool's outputSchema; must describe an object."""
+
+
+class Annotations(SpecModel):
+    """MCP tool annotations; derived from `kind` unless given here."""
+
+    read_only_hint: bool | None = Field(None, alias="readOnlyHint")
+    destructive_hint: bool | None = Field(None, alias="destructiveHint")
+    idempotent_hint: bool | None = Field(None, alias="idempotentHint")
+    open_world_hint: bool | None = Field(None, alias="openWorldHint")
+
+
+class UpstreamFixture(SpecModel):
+    status: int = Field(200, ge=100, le=599)
+    body: Any = None
+    headers: dict[str, str] = {}
+
+
+class ExpectedRequest(SpecModel):
+    method: HttpMethod | None = None
+    path: str | None = None
+    query: dict[str, Any] | None = None
+    """Exact query parameters (values as strings; lists for repeated keys)."""
+    body: Any = None
+
+
+class ExpectedResult(SpecModel):
+    is_error: bool = Field(False, alias="isError")
+    structured: Any = None
+    """A subset the structured result must contain (objects compared key by key)."""
+    text_contains: list[str] = []
+    text_excludes: list[str] = []
+
+
+class ToolTestCase(SpecModel):
+    """arguments -> expected upstream request -> upstream response -> expected tool result."""
+
+    name: str
+    arguments: dict[str, Any] = {}
+    scopes: list[str] | None = None
+    expect_request: ExpectedRequest | None = None
+    upstream: UpstreamFixture | None = None
+    expect: ExpectedResult = ExpectedResult()
+    protocol_error: int | None = None
+    """Expected JSON-RPC error code when the call must be refused before any upstream request."""
+
+
+class ToolSpec(SpecModel):
+    name: str = Field(pattern=NAME_PATTERN)
+    title: str | None = None
+    kind: Literal["read", "write", "meta"]
+    description: str
+    scopes: list[str] = []
+    annotations: Annotations | None = None
+    input: dict[str, InputProperty] = {}
+    request: RequestSpec | None = None
+    response: ResponseSpec = ResponseSpec()
+    result: Any = None
+    """For tools answered by the gateway itself (no `request`): a result template."""
+    tests: list[ToolTestCase] = []
+
+    @model_validator(mode="after")
+    def _request_or_result(self) -> ToolSpec:
+        if (self.request is None) == (self.result is None):
+            raise ValueError("a tool needs exactly one of `request` (upstream call) or `result`")
+        return self
+
+
+class SpecFile(SpecModel):
+    """Any file of a service folder other than service.yaml."""
+
+    version: Literal[1] = 1
+    tools: list[ToolSpec] = []
