@@ -157,19 +157,26 @@ def _posted_response(data: dict[str, Any], headers: Mapping[str, str]) -> Inboun
     return Inbound("legacy", DEFAULT_LEGACY_VERSION, "", {}, None, is_notification=True)
 
 
+def _modern_error(code: int, message: str, data: Any = None,
+                  request_id: RequestId | None = None) -> ProtocolError:
+    """A modern-era rejection: its HTTP status comes from the SDK's code -> status table."""
+    return ProtocolError(code, message, data, request_id=request_id,
+                         http_status=ERROR_CODE_HTTP_STATUS.get(code, 200))
+
+
 def _route_modern(data: dict[str, Any], method: str, params: dict[str, Any],
                   request_id: RequestId | None, headers: Mapping[str, str],
                   raw_headers: Iterable[tuple[str, str]]) -> Inbound:
     duplicated = find_duplicated_routing_header(raw_headers)
     if duplicated is not None:
-        raise ProtocolError(HEADER_MISMATCH, f"The {duplicated} header is given more than once",
+        raise _modern_error(HEADER_MISMATCH, f"The {duplicated} header is given more than once",
                             request_id=request_id)
     verdict = classify_inbound_request(data, headers=headers)
     if isinstance(verdict, InboundLadderRejection):
         data_out = verdict.data
         if verdict.code == UNSUPPORTED_PROTOCOL_VERSION and isinstance(data_out, dict):
             data_out = {**data_out, "supported": list(MODERN_PROTOCOL_VERSIONS)}
-        raise ProtocolError(verdict.code, verdict.message, data_out, request_id=request_id)
+        raise _modern_error(verdict.code, verdict.message, data_out, request_id)
     _validate(method, verdict.protocol_version, params, request_id, "modern")
     return Inbound("modern", verdict.protocol_version, method, params, request_id)
 
@@ -179,13 +186,18 @@ def _validate(method: str, version: str, params: dict[str, Any], request_id: Req
     try:
         validate_client_request(method, version, params)
     except KeyError:
-        raise ProtocolError(METHOD_NOT_FOUND, f"Method not found: {method}", method,
-                            request_id=request_id) from None
+        error = ProtocolError(METHOD_NOT_FOUND, f"Method not found: {method}", method,
+                              request_id=request_id)
     except ValidationError as exc:
         problems = [f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
                     for e in exc.errors()[:10]]
-        raise ProtocolError(INVALID_PARAMS, "Invalid params", {"problems": problems},
-                            request_id=request_id) from None
+        error = ProtocolError(INVALID_PARAMS, "Invalid params", {"problems": problems},
+                              request_id=request_id)
+    else:
+        return
+    if era == "modern":
+        error.http_status = ERROR_CODE_HTTP_STATUS.get(error.code, 200)
+    raise error
 
 
 def http_status(error: ProtocolError, era: Era) -> int:

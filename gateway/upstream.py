@@ -134,7 +134,8 @@ class Upstream:
             UpstreamUnavailable: timeout, connection failure, or a body over the size bound.
             ResponseShapeError: a 2xx answer that is not JSON.
         """
-        limit = timeout_s or self._settings.upstream_timeout_s
+        limit = min(timeout_s or self._settings.upstream_timeout_s,
+                    self._settings.upstream_timeout_s)
         started = time.monotonic()
         try:
             async with asyncio.timeout(limit):

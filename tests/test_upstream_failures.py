@@ -1,0 +1,222 @@
+"""An upstream that fails, lies or stalls is always a readable tool error, never a 500 or a hang."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import respx
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from tests.conftest import RETENTLY_ADMIN, AiohttpClient, auth, rpc
+
+URL = "/retently/mcp"
+FEEDBACK = "https://app.retently.com/api/v2/feedback"
+
+
+async def call(client: TestClient[Any, Any], name: str = "list_feedback",
+               arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+    response = await client.post(URL, headers=auth(RETENTLY_ADMIN),
+                                 json=rpc("tools/call", {"name": name,
+                                                         "arguments": arguments or {}}))
+    assert response.status == 200
+    body: dict[str, Any] = await response.json()
+    return body["result"]
+
+
+@respx.mock
+async def test_upstream_500_is_a_tool_error_with_its_status_and_message(
+        gateway: TestClient[Any, Any]) -> None:
+    respx.get(FEEDBACK).mock(return_value=httpx.Response(
+        500, json={"message": "Database unavailable", "code": 500, "data": None}))
+    result = await call(gateway)
+    assert result["isError"] is True
+    text = result["content"][0]["text"]
+    assert "HTTP 500" in text and "Database unavailable" in text and "retry" in text
+
+
+@respx.mock
+async def test_upstream_429_says_when_to_retry(gateway: TestClient[Any, Any]) -> None:
+    respx.get(FEEDBACK).mock(return_value=httpx.Response(
+        429, json={"message": "Too many requests.", "code": 429}, headers={"Retry-After": "17"}))
+    result = await call(gateway)
+    assert result["isError"] is True
+    assert "retry in 17 seconds" in result["content"][0]["text"]
+
+
+@respx.mock
+async def test_upstream_html_instead_of_json_is_a_tool_error(
+        gateway: TestClient[Any, Any]) -> None:
+    respx.get(FEEDBACK).mock(return_value=httpx.Response(
+        200, text="<html><body>Maintenance</body></html>", headers={"content-type": "text/html"}))
+    result = await call(gateway)
+    assert result["isError"] is True
+    assert "text/html instead of JSON" in result["content"][0]["text"]
+
+
+@respx.mock
+async def test_upstream_html_error_page_is_described_not_echoed(
+        gateway: TestClient[Any, Any]) -> None:
+    respx.get(FEEDBACK).mock(return_value=httpx.Response(
+        502, text="<html><body><script>x</script>Bad gateway</body></html>"))
+    result = await call(gateway)
+    text = result["content"][0]["text"]
+    assert result["isError"] is True and "HTTP 502" in text and "<script>" not in text
+
+
+@respx.mock
+async def test_upstream_20mb_body_is_refused_not_read(gateway: TestClient[Any, Any]) -> None:
+    huge = b'{"data":{"responses":[' + b'{"comment":"' + b"x" * 20_000_000 + b'"}]}}'
+    respx.get(FEEDBACK).mock(return_value=httpx.Response(200, content=huge))
+    result = await call(gateway)
+    assert result["isError"] is True
+    assert "larger than" in result["content"][0]["text"]
+
+
+@respx.mock
+async def test_upstream_connection_failure_is_a_tool_error(gateway: TestClient[Any, Any]) -> None:
+    respx.get(FEEDBACK).mock(side_effect=httpx.ConnectError("refused"))
+    result = await call(gateway)
+    assert result["isError"] is True
+    assert "could not be reached" in result["content"][0]["text"]
+
+
+async def test_upstream_silent_past_the_timeout_is_a_tool_error_in_time(
+        aiohttp_client: AiohttpClient) -> None:
+    gateway = await aiohttp_client(create_app(Settings(upstream_timeout_s=0.3, log_json=True)))
+
+    async def stall(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(200, json={})
+
+    with respx.mock:
+        respx.get(FEEDBACK).mock(side_effect=stall)
+        async with asyncio.timeout(5):
+            result = await call(gateway)
+    assert result["isError"] is True
+    assert "did not answer within 0.3 seconds" in result["content"][0]["text"]
+
+
+@respx.mock
+async def test_the_caller_token_goes_upstream_in_the_service_format_only(
+        gateway: TestClient[Any, Any]) -> None:
+    route = respx.get(FEEDBACK).mock(return_value=httpx.Response(
+        200, json={"data": {"responses": [], "page": 1, "pages": 1, "total": 0}}))
+    result = await call(gateway)
+    sent = route.calls.last.request
+    assert result["isError"] is False
+    assert sent.headers["Authorization"] == f"api_key={RETENTLY_ADMIN}"
+    assert RETENTLY_ADMIN not in str(sent.url)
+
+
+@respx.mock
+async def test_traceparent_is_carried_to_the_upstream(gateway: TestClient[Any, Any]) -> None:
+    route = respx.get(FEEDBACK).mock(return_value=httpx.Response(200, json={"data": {}}))
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    await gateway.post(URL, headers={**auth(RETENTLY_ADMIN), "traceparent": trace},
+                       json=rpc("tools/call", {"name": "list_feedback", "arguments": {}}))
+    assert route.calls.last.request.headers["traceparent"] == trace
+
+
+SPEC = """
+version: 1
+name: probe
+title: Probe
+endpoint: /probe/mcp
+upstream: {base_url: "https://api.example.test/base", credential: {header: X-Api-Key, format: "{token}"},
+           query_style: {arrays: brackets, booleans: one_zero}}
+"""
+TOOLS = """
+version: 1
+tools:
+  - name: fetch
+    kind: read
+    description: Fetch one thing
+    input:
+      key: {type: string, required: true}
+      tags: {type: array, items: {type: string}}
+      flag: {type: boolean}
+    request:
+      method: GET
+      path: /things/{key}/detail
+      query: {tags: '{tags}', flag: '{flag}'}
+"""
+
+
+@pytest.fixture
+async def probe(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient[Any, Any]:
+    folder = tmp_path / "probe"
+    folder.mkdir()
+    (folder / "service.yaml").write_text(SPEC)
+    (folder / "tools.yaml").write_text(TOOLS)
+    return await aiohttp_client(create_app(Settings(specs_dir=tmp_path, log_json=True)))
+
+
+@pytest.mark.parametrize(("key", "raw_path"), [
+    ("a/b", b"/base/things/a%2Fb/detail"),
+    ("x?admin=1", b"/base/things/x%3Fadmin%3D1/detail"),
+    ("x#frag", b"/base/things/x%23frag/detail"),
+    ("%2F", b"/base/things/%252F/detail"),
+    ("https://evil.example/", b"/base/things/https%3A%2F%2Fevil.example%2F/detail"),
+    ("../..", b"/base/things/..%2F../detail"),
+])
+async def test_path_arguments_stay_inside_their_segment_on_the_same_host(
+        probe: TestClient[Any, Any], key: str, raw_path: bytes) -> None:
+    with respx.mock:
+        route = respx.route(host="api.example.test").mock(return_value=httpx.Response(200, json={}))
+        response = await probe.post("/probe/mcp", headers=auth("sometoken"),
+                                    json=rpc("tools/call", {"name": "fetch",
+                                                            "arguments": {"key": key}}))
+        assert (await response.json())["result"]["isError"] is False
+        sent = route.calls.last.request
+    assert sent.url.host == "api.example.test"
+    assert sent.url.raw_path == raw_path
+    assert sent.headers["X-Api-Key"] == "sometoken"
+
+
+@pytest.mark.parametrize("key", ["..", ".", "a\r\nb", "tab\there"])
+async def test_path_arguments_that_would_change_the_path_are_refused(
+        probe: TestClient[Any, Any], key: str) -> None:
+    with respx.mock:
+        route = respx.route(host="api.example.test").mock(return_value=httpx.Response(200, json={}))
+        response = await probe.post("/probe/mcp", headers=auth("sometoken"),
+                                    json=rpc("tools/call", {"name": "fetch",
+                                                            "arguments": {"key": key}}))
+        body = await response.json()
+    assert body["error"]["code"] == -32602
+    assert not route.called
+
+
+async def test_query_arrays_and_booleans_follow_the_service_style(
+        probe: TestClient[Any, Any]) -> None:
+    with respx.mock:
+        route = respx.route(host="api.example.test").mock(return_value=httpx.Response(200, json={}))
+        await probe.post("/probe/mcp", headers=auth("sometoken"),
+                         json=rpc("tools/call", {"name": "fetch", "arguments": {
+                             "key": "k", "tags": ["a", "b"], "flag": True}}))
+        sent = route.calls.last.request
+    assert sent.url.query == b"tags%5B%5D=a&tags%5B%5D=b&flag=1"
+
+
+async def test_a_result_over_budget_is_trimmed_to_valid_json_saying_what_was_cut(
+        probe: TestClient[Any, Any]) -> None:
+    rows = [{"n": i, "text": "y" * 500} for i in range(1000)]
+    with respx.mock:
+        respx.route(host="api.example.test").mock(return_value=httpx.Response(200, json=rows))
+        response = await probe.post("/probe/mcp", headers=auth("sometoken"),
+                                    json=rpc("tools/call", {"name": "fetch",
+                                                            "arguments": {"key": "k"}}))
+    result = (await response.json())["result"]
+    text = result["content"][0]["text"]
+    structured = orjson.loads(text)
+    assert len(text) <= 100_000
+    assert structured == result["structuredContent"]
+    cut = structured["truncated"]["lists"]["items"]
+    assert cut["total"] == 1000 and cut["kept"] == len(structured["items"]) < 200
+    assert structured["items"][0] == {"n": 0, "text": "y" * 500}
