@@ -181,11 +181,10 @@ async def _demo(host: str, port: int, sandbox_port: int) -> int:
 def demo_banner(host: str, port: int, sandbox_url: str, registry: Registry,
                 tokens: dict[str, str]) -> str:
     base = f"http://{host}:{port}"
-    lines = [f"mcp-gateway {__version__} demo: gateway on {base}, sandbox upstream on {sandbox_url}",
-             ""]
-    for service in registry.services:
-        lines.append(f"  {service.spec.title:<10} {base}{service.spec.endpoint}"
-                     f"  ({len(service.tools)} tools)")
+    lines = [f"mcp-gateway {__version__} demo: gateway on {base}, "
+             f"sandbox upstream on {sandbox_url}", ""]
+    lines += [f"  {s.spec.title:<10} {base}{s.spec.endpoint}  ({len(s.tools)} tools)"
+              for s in registry.services]
     lines += ["", "Demo tokens:"]
     lines += [f"  {token:<34} {what}" for token, what in tokens.items()]
     retently = f"{base}/retently/mcp"

@@ -122,8 +122,9 @@ class Dispatcher:
             else:
                 request = build_request(tool, service.spec, ctx, principal.token,
                                         traceparent=traceparent)
-                response = await self._upstream.send(request,
-                                                     timeout_s=service.spec.upstream.timeout_s)
+                response = await self._upstream.send(
+                    request, timeout_s=service.spec.upstream.timeout_s,
+                    message_keys=tuple(service.spec.upstream.error_message))
                 upstream_status = response.status
                 body = response.body
             shaped, encoded = apply_budget(

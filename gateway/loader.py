@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.errors import SpecError, SpecProblem
+from gateway.jmes import compile_expression
 from gateway.registry import CompiledService, CompiledTool, Registry, compile_path, compile_tool
 from gateway.specs import ServiceSpec, SpecFile, ToolSpec
 from gateway.templates import TemplateSyntaxError, compile_value, value_refs
@@ -79,6 +80,11 @@ def line_of(lines: Lines, loc: tuple[str | int, ...]) -> int:
     return 1
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (jmespath and jsonschema messages span several)."""
+    return " ".join(str(exc).split())
+
+
 def interpolate(value: Any, env: Mapping[str, str]) -> Any:
     """Replace ${VAR} and ${VAR:-default} in every string of a service.yaml value."""
     if isinstance(value, str):
@@ -125,10 +131,11 @@ def load_tree(root: Path, env: Mapping[str, str]) -> Registry:
             problems.extend(exc.problems)
     seen: dict[str, str] = {}
     for service in services:
-        for key in (service.spec.endpoint, service.spec.name):
+        for field, key in (("endpoint", service.spec.endpoint), ("name", service.spec.name)):
             if key in seen:
-                problems.append(SpecProblem(f"{service.folder}/{SERVICE_FILE}", 1,
-                                            f"{key!r} is already used by {seen[key]}"))
+                problems.append(SpecProblem(f"{service.folder}/{SERVICE_FILE}",
+                                            service.lines.get((field,), 1),
+                                            f"{field} {key!r} is already used by {seen[key]}"))
             seen[key] = service.folder
     if problems:
         raise SpecError(problems)
@@ -187,16 +194,18 @@ def load_service(folder: Path, env: Mapping[str, str]) -> CompiledService:
             try:
                 compiled[tool.name] = compile_tool(tool, service)
             except (ValueError, TemplateSyntaxError, jmespath.exceptions.JMESPathError) as exc:
-                problems.append(SpecProblem(file, line_of(lines, where), f"{tool.name}: {exc}"))
+                problems.append(SpecProblem(file, line_of(lines, where),
+                                            f"{tool.name}: {one_line(exc)}"))
+        declared_tools = {tool.name for tool, *_ in tools}
         for name in service.auth.anonymous_tools:
-            if name not in compiled and not problems:
+            if name not in declared_tools:
                 problems.append(SpecProblem(service_file,
                                             line_of(service_lines, ("auth", "anonymous_tools")),
                                             f"auth.anonymous_tools names unknown tool {name!r}"))
     if problems:
         raise SpecError(problems)
     assert service is not None  # noqa: S101 - no problems implies the service validated
-    return CompiledService(spec=service, tools=compiled, folder=str(folder))
+    return CompiledService(spec=service, tools=compiled, folder=str(folder), lines=service_lines)
 
 
 def _check_service(service: ServiceSpec, file: str, lines: Lines) -> list[SpecProblem]:
@@ -232,9 +241,16 @@ def _check_tool(tool: ToolSpec, service: ServiceSpec, file: str, lines: Lines,
                 report(("input", name, "pattern"), f"invalid pattern: {exc}")
     if tool.response.select is not None:
         try:
-            jmespath.compile(tool.response.select)
-        except jmespath.exceptions.JMESPathError as exc:
-            report(("response", "select"), f"invalid JMESPath expression: {exc}")
+            compile_expression(tool.response.select)
+        except (jmespath.exceptions.JMESPathError, ValueError) as exc:
+            report(("response", "select"), f"invalid JMESPath expression: {one_line(exc)}")
+    if tool.result is not None:
+        try:
+            for ref in value_refs(compile_value(tool.result)):
+                if ref.source == "arg" and ref.name not in declared:
+                    report(("result",), f"result names undeclared argument {{{ref.name}}}")
+        except TemplateSyntaxError as exc:
+            report(("result",), str(exc))
     schema = tool.response.output_schema
     if schema is not None and schema.get("type") != "object":
         report(("response", "output_schema"), "output_schema must have type: object")

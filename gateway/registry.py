@@ -11,10 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jmespath
-import jmespath.parser
 import jsonschema_rs
 
+from gateway.jmes import Expression, compile_expression
 from gateway.specs import (
     Budget,
     InputProperty,
@@ -122,7 +121,7 @@ class CompiledTool:
     query: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, Template] = field(default_factory=dict)
     body: Any = None
-    select: jmespath.parser.ParsedResult | None = None
+    select: Expression | None = None
     budget: Budget = Budget()
     query_style: QueryStyle = QueryStyle()
     result: Any = None
@@ -137,6 +136,8 @@ class CompiledService:
     spec: ServiceSpec
     tools: dict[str, CompiledTool]
     folder: str
+    lines: dict[tuple[str | int, ...], int] = field(default_factory=dict, compare=False)
+    """Line of each key of service.yaml, for problems found after loading."""
     _lists: dict[frozenset[str], list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
@@ -224,7 +225,7 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
         query=compile_value(request.query) if request else {},
         headers={k: compile_template(v) for k, v in request.headers.items()} if request else {},
         body=compile_value(request.body) if request and request.body is not None else None,
-        select=jmespath.compile(tool.response.select) if tool.response.select else None,
+        select=compile_expression(tool.response.select) if tool.response.select else None,
         budget=budget,
         query_style=(request.query_style if request and request.query_style else
                      service.upstream.query_style),

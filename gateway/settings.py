@@ -51,9 +51,9 @@ class Settings(BaseSettings):
     upstream_max_keepalive: int = Field(100, ge=0)
 
     max_result_bytes: int = Field(100_000, ge=1024)
-    """Default bound on a tool result's JSON size; a spec's budget may lower it."""
+    """Bound on a tool result's JSON size when neither the tool nor its service sets one."""
     max_result_items: int = Field(200, ge=1)
-    """Default bound on the items of a list in a result; a spec's budget may lower it."""
+    """Bound on the items of a list in a result when neither the tool nor its service sets one."""
 
     confirmation_secret: SecretStr = SecretStr("")
     """HMAC key for write confirmations and pseudonyms; a random one is made at startup if empty."""

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import jmespath
-import jmespath.parser
 import orjson
 
+from gateway.jmes import Expression, search
 from gateway.specs import Budget
 
 LONG_TEXT: Final = 2000
 """Strings longer than this are shortened once trimming lists was not enough."""
-_JMES_OPTIONS: Final = jmespath.Options(dict_cls=dict)
 
 
-def select(expression: jmespath.parser.ParsedResult | None, body: Any) -> dict[str, Any]:
+def select(expression: Expression | None, body: Any) -> dict[str, Any]:
     """Apply the tool's JMESPath selection and wrap the value as a result object."""
-    value = body if expression is None else expression.search(body, options=_JMES_OPTIONS)
+    value = body if expression is None else search(expression, body)
     if isinstance(value, dict):
         return value
     if isinstance(value, list):

@@ -118,10 +118,10 @@ class InputProperty(SpecModel):
     enum: list[Any] | None = None
     const: Any = None
     default: Any = None
-    minimum: float | None = None
-    maximum: float | None = None
-    exclusive_minimum: float | None = Field(None, alias="exclusiveMinimum")
-    exclusive_maximum: float | None = Field(None, alias="exclusiveMaximum")
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    exclusive_minimum: int | float | None = Field(None, alias="exclusiveMinimum")
+    exclusive_maximum: int | float | None = Field(None, alias="exclusiveMaximum")
     min_length: int | None = Field(None, alias="minLength", ge=0)
     max_length: int | None = Field(None, alias="maxLength", ge=0)
     pattern: str | None = None

@@ -107,8 +107,8 @@ def compile_template(text: str) -> Template:
 
 
 def _parse_alternatives(body: str) -> Ref:
-    body, _, case = body.partition("|")
-    case = case.strip() or None
+    body, _, filter_name = body.partition("|")
+    case = filter_name.strip() or None
     if case not in (None, "lower", "upper"):
         raise TemplateSyntaxError(f"unknown filter |{case} (use |lower or |upper)")
     first, *rest = [_parse_ref(alt.strip()) for alt in body.split("??")]

@@ -20,10 +20,18 @@ from gateway.errors import ProtocolError, ResponseShapeError, UpstreamError, Ups
 from gateway.registry import CompiledTool
 from gateway.settings import Settings
 from gateway.specs import QueryStyle, ServiceSpec
-from gateway.templates import ABSENT, RenderContext, render, render_value, resolve
+from gateway.templates import (
+    ABSENT,
+    RenderContext,
+    render,
+    render_value,
+    resolve,
+    scalar_text,
+)
 
 _FORBIDDEN_SEGMENTS: Final = frozenset({"", ".", ".."})
 _MAX_MESSAGE: Final = 300
+DEFAULT_MESSAGE_KEYS: Final = ("message", "error", "error_description", "detail")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +83,7 @@ def build_request(tool: CompiledTool, service: ServiceSpec, ctx: RenderContext,
     for key, header in tool.headers.items():
         rendered = render(header, ctx)
         if rendered is not ABSENT:
-            headers[key] = str(rendered)
+            headers[key] = scalar_text(rendered)
     if token is not None:
         credential = service.upstream.credential
         headers[credential.header] = credential.format.replace("{token}", token)
@@ -98,6 +106,8 @@ def _encode_query(key: str, value: Any, style: QueryStyle, out: list[tuple[str, 
             if item is not None and item is not ABSENT:
                 _encode_query(f"{key}[{sub}]", item, style, out)
     elif isinstance(value, list):
+        if not value:
+            return
         if any(isinstance(v, dict | list) for v in value):
             for index, item in enumerate(value):
                 _encode_query(f"{key}[{index}]", item, style, out)
@@ -125,8 +135,8 @@ class Upstream:
         self._client = client
         self._settings = settings
 
-    async def send(self, request: UpstreamRequest, *, timeout_s: float | None = None
-                   ) -> UpstreamResponse:
+    async def send(self, request: UpstreamRequest, *, timeout_s: float | None = None,
+                   message_keys: tuple[str, ...] = DEFAULT_MESSAGE_KEYS) -> UpstreamResponse:
         """Send one request and decode its JSON answer.
 
         Raises:
@@ -157,7 +167,7 @@ class Upstream:
             raise UpstreamUnavailable(
                 f"The upstream exchange failed ({type(exc).__name__}); retry later."
             ) from exc
-        return decode_response(status, headers, raw)
+        return decode_response(status, headers, raw, message_keys)
 
     async def _exchange(self, request: UpstreamRequest) -> tuple[int, httpx.Headers, bytes]:
         cap = self._settings.upstream_max_response_bytes
@@ -185,7 +195,8 @@ def _too_large(cap: int) -> str:
             "narrow the request (filters, a smaller limit).")
 
 
-def decode_response(status: int, headers: Mapping[str, str], raw: bytes) -> UpstreamResponse:
+def decode_response(status: int, headers: Mapping[str, str], raw: bytes,
+                    message_keys: tuple[str, ...] = DEFAULT_MESSAGE_KEYS) -> UpstreamResponse:
     """Decode an upstream answer, or raise the error it stands for. Pure.
 
     Raises:
@@ -200,7 +211,7 @@ def decode_response(status: int, headers: Mapping[str, str], raw: bytes) -> Upst
         except orjson.JSONDecodeError:
             parsed = False
     if not 200 <= status < 300:
-        raise UpstreamError(status, error_message(body if parsed else raw),
+        raise UpstreamError(status, error_message(body if parsed else raw, message_keys),
                             retry_after_s=_retry_after(headers.get("retry-after")))
     if raw.strip() and not parsed:
         kind = headers.get("content-type", "unknown content").split(";")[0]
@@ -211,8 +222,7 @@ def decode_response(status: int, headers: Mapping[str, str], raw: bytes) -> Upst
     return UpstreamResponse(status, body, headers)
 
 
-def error_message(body: Any, keys: tuple[str, ...] = ("message", "error", "error_description",
-                                                        "detail")) -> str:
+def error_message(body: Any, keys: tuple[str, ...] = DEFAULT_MESSAGE_KEYS) -> str:
     """The upstream's own words about an error, shortened and stripped of markup."""
     if isinstance(body, dict):
         for key in keys:
