@@ -8,6 +8,7 @@ validation (JSON-RPC errors), scopes (403), then the call itself.
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -19,9 +20,10 @@ import structlog
 from aiohttp import web
 from mcp_types.jsonrpc import INVALID_REQUEST
 
-from gateway.auth import ANONYMOUS, Principal, bearer_token, challenge, resolve_passthrough
+from gateway.audit import AuditLog
+from gateway.auth import ANONYMOUS, Principal, TokenResolver, bearer_token, challenge
 from gateway.dispatch import Dispatcher, needs_principal, server_info
-from gateway.errors import AuthError, InsufficientScope, ProtocolError
+from gateway.errors import AuthError, AuthUnavailable, InsufficientScope, ProtocolError
 from gateway.loader import load_tree
 from gateway.origin import origin_allowed
 from gateway.protocol import (
@@ -33,14 +35,17 @@ from gateway.protocol import (
     result_body,
     route,
 )
+from gateway.ratelimit import LimitStore, MemoryLimits
 from gateway.registry import CompiledService, Registry
 from gateway.settings import Settings, spec_environment
 from gateway.upstream import Upstream, create_client
+from gateway.write_calls import WriteCalls
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 REGISTRY: Final = web.AppKey("registry", list[Registry])
 """A one-item list: the current registry, swapped whole on reload."""
 DISPATCHER: Final = web.AppKey("dispatcher", Dispatcher)
+RESOLVER: Final = web.AppKey("resolver", TokenResolver)
 CLOCK: Final = web.AppKey[Callable[[], datetime]]("clock")
 
 log = structlog.get_logger("gateway")
@@ -71,11 +76,37 @@ def create_app(settings: Settings, registry: Registry | None = None, *,
 
 
 async def upstream_lifecycle(app: web.Application) -> AsyncIterator[None]:
-    """One pooled upstream client per process, closed when the app stops."""
-    client = create_client(app[SETTINGS])
-    app[DISPATCHER] = Dispatcher(app[SETTINGS], Upstream(client, app[SETTINGS]), app[CLOCK])
-    yield
-    await client.aclose()
+    """The process's shared edges: one pooled upstream client, the limit store, the audit log.
+    Closed, in reverse order, when the app stops."""
+    settings = app[SETTINGS]
+    clock = app[CLOCK]
+
+    def seconds() -> float:
+        return clock().timestamp()
+
+    key = settings.secret_key.get_secret_value().encode() or secrets.token_bytes(32)
+    client = create_client(settings)
+    upstream = Upstream(client, settings)
+    limits = await open_limits(settings)
+    audit = AuditLog.open(settings.audit_log_path)
+    writes = WriteCalls(upstream, limits, audit, key, seconds)
+    app[DISPATCHER] = Dispatcher(settings, upstream, clock, writes, key)
+    app[RESOLVER] = TokenResolver(upstream.introspect, seconds)
+    try:
+        yield
+    finally:
+        audit.close()
+        await limits.close()
+        await client.aclose()
+
+
+async def open_limits(settings: Settings) -> LimitStore:
+    """Redis when configured (limits hold across replicas), else this process's memory."""
+    if settings.redis_url is None:
+        return MemoryLimits()
+    from gateway.redis_store import RedisLimits  # an optional edge: only with redis_url
+
+    return await RedisLimits.connect(settings.redis_url.get_secret_value())
 
 
 @web.middleware
@@ -183,7 +214,7 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
     tool: str | None = params.get("name") if method == "tools/call" and isinstance(
         params, dict) else None
     try:
-        principal = _principal(request, service, str(method or ""), params)
+        principal = await _principal(request, service, str(method or ""), params)
         inbound = route(data, _lower_headers(request), _raw_headers(request))
         era = inbound.era
         if inbound.is_notification:
@@ -198,6 +229,11 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
     except AuthError as exc:
         _log_call(service, str(method), tool, exc.error or "unauthenticated", started, None)
         return _auth_failure(request, service, exc, request_id)
+    except AuthUnavailable as exc:
+        _log_call(service, str(method), tool, "auth_unavailable", started, None)
+        return _json({"jsonrpc": "2.0", "id": request_id if _usable_id(request_id) else None,
+                      "error": {"code": -32603, "message": str(exc)}}, 503,
+                     {"Retry-After": "5"})
     except ProtocolError as exc:
         if exc.request_id is None and _usable_id(request_id):
             exc.request_id = request_id
@@ -208,12 +244,21 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
         return _json(internal_error(request_id if _usable_id(request_id) else None))
 
 
-def _principal(request: web.Request, service: CompiledService, method: str,
-               params: Any) -> Principal:
-    token = bearer_token(request.headers.get("Authorization"))
-    if token is not None:
-        return resolve_passthrough(service, token)
-    if needs_principal(method, params, service):
+async def _principal(request: web.Request, service: CompiledService, method: str,
+                     params: Any) -> Principal:
+    """The verified caller. Methods that need none (initialize, discover, ping, the anonymous
+    tools) still work with a missing, bad or uncheckable token, so a client can always connect
+    and prove the server is reachable."""
+    needed = needs_principal(method, params, service)
+    try:
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is not None:
+            return await request.app[RESOLVER].resolve(service, token)
+    except (AuthError, AuthUnavailable):
+        if needed:
+            raise
+        return ANONYMOUS
+    if needed:
         raise AuthError(f"{service.spec.title} needs a bearer token for {method or 'this'}")
     return ANONYMOUS
 

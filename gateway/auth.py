@@ -1,19 +1,29 @@
 """Bearer extraction, token -> Principal, scope checks, and the WWW-Authenticate challenges. Pure.
 
-Resolvers that need the network (introspection) reach this module as injected callables.
+Introspection is an HTTP call, so it reaches this module as an injected callable; its results
+are cached by a hash of the token, never past the token's expiry.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
+
+from cachetools import TLRUCache
 
 from gateway.errors import AuthError, InsufficientScope
 from gateway.registry import CompiledService
 
 MAX_TOKEN_LENGTH: Final = 4096
+NEGATIVE_CACHE_S: Final = 30.0
+"""How long a refused token is remembered, so a flood of bad tokens does not reach the AS."""
 _TOKEN_CHARS: Final = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")  # RFC 6750 b64token
+
+Introspect = Callable[[str, str], Awaitable[Mapping[str, Any]]]
+"""(introspection URL, token) -> the RFC 7662 answer. Raises AuthUnavailable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +34,7 @@ class Principal:
     subject: str | None
     account: str | None
     scopes: frozenset[str]
+    expires_at: float | None = None
 
     @property
     def anonymous(self) -> bool:
@@ -51,8 +62,8 @@ def bearer_token(authorization: str | None) -> str | None:
     return token
 
 
-def resolve_passthrough(service: CompiledService, token: str) -> Principal:
-    """A principal for a token the upstream will judge: the token format is checked here.
+def check_format(service: CompiledService, token: str) -> None:
+    """Refuse a token that cannot be the service's before anything is sent anywhere.
 
     Raises:
         AuthError: the token does not have the service's token format.
@@ -60,10 +71,89 @@ def resolve_passthrough(service: CompiledService, token: str) -> Principal:
     pattern = service.spec.auth.token_pattern
     if pattern is not None and not re.fullmatch(pattern, token):
         raise AuthError(f"This is not a {service.spec.title} token", error="invalid_token")
-    granted = service.spec.auth.default_scopes or [s.name for s in service.spec.scopes]
-    scopes = frozenset(granted) | frozenset(s for t in service.tools.values() for s in t.scopes
-                                            if not service.spec.scopes)
-    return Principal(token, None, None, scopes)
+
+
+def passthrough_principal(service: CompiledService, token: str) -> Principal:
+    """A principal for a token the upstream will judge: granted the service's default scopes."""
+    granted = service.spec.auth.default_scopes or [s.name for s in service.spec.scopes] or [
+        s for t in service.tools.values() for s in t.scopes]
+    return Principal(token, None, None, frozenset(granted))
+
+
+def principal_from_claims(service: CompiledService, token: str, claims: Mapping[str, Any],
+                          now: float) -> Principal:
+    """Turn an RFC 7662 answer into a principal, or refuse the token.
+
+    Raises:
+        AuthError: inactive, expired, or issued for another audience.
+    """
+    spec = service.spec.auth
+    if claims.get("active") is not True:
+        raise AuthError("The token is not active: it expired or was revoked. Sign in again or "
+                        "create a new token.", error="invalid_token")
+    expires = claims.get("exp")
+    if isinstance(expires, int | float) and expires <= now:
+        raise AuthError("The token has expired. Sign in again or create a new token.",
+                        error="invalid_token")
+    if spec.audience is not None and "aud" in claims:
+        audience = claims["aud"]
+        audiences = audience if isinstance(audience, list) else [audience]
+        if spec.audience not in audiences:
+            raise AuthError("The token was issued for another resource", error="invalid_token")
+    scope_text = claims.get(spec.claims.scopes) or ""
+    scopes = scope_text.split() if isinstance(scope_text, str) else list(scope_text)
+    subject = claims.get(spec.claims.subject)
+    account = claims.get(spec.claims.account)
+    return Principal(token, None if subject is None else str(subject),
+                     None if account is None else str(account), frozenset(scopes),
+                     float(expires) if isinstance(expires, int | float) else None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    principal: Principal | None
+    refusal: AuthError | None
+    until: float
+
+
+class TokenResolver:
+    """token -> Principal per the service's resolver, with a bounded cache keyed by token hash."""
+
+    def __init__(self, introspect: Introspect, clock: Callable[[], float], *,
+                 max_entries: int = 10_000) -> None:
+        self._introspect = introspect
+        self._clock = clock
+        self._cache: TLRUCache[tuple[str, str], _Cached] = TLRUCache(
+            maxsize=max_entries, ttu=lambda _key, value, _now: value.until, timer=clock)
+
+    async def resolve(self, service: CompiledService, token: str) -> Principal:
+        """Raises:
+            AuthError: the token is malformed for the service, inactive, expired or foreign.
+            AuthUnavailable: the authorization server could not be asked.
+        """
+        check_format(service, token)
+        spec = service.spec.auth
+        if spec.resolver == "passthrough" or spec.introspection_url is None:
+            return passthrough_principal(service, token)
+        key = (service.name, hashlib.sha256(token.encode()).hexdigest())
+        cached = self._cache.get(key)
+        if cached is not None:
+            if cached.principal is not None:
+                return cached.principal
+            assert cached.refusal is not None  # noqa: S101 - an entry holds one or the other
+            raise cached.refusal
+        claims = await self._introspect(spec.introspection_url, token)
+        now = self._clock()
+        try:
+            principal = principal_from_claims(service, token, claims, now)
+        except AuthError as refusal:
+            self._cache[key] = _Cached(None, refusal, now + NEGATIVE_CACHE_S)
+            raise
+        until = now + spec.cache_ttl_s
+        if principal.expires_at is not None:
+            until = min(until, principal.expires_at)
+        self._cache[key] = _Cached(principal, None, until)
+        return principal
 
 
 def require_scopes(principal: Principal, needed: frozenset[str], operation: str) -> None:

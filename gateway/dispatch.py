@@ -16,13 +16,17 @@ from mcp_types.jsonrpc import INVALID_PARAMS
 
 from gateway import __version__
 from gateway.auth import Principal, require_scopes
-from gateway.errors import AuthError, ProtocolError, ToolExecutionError
+from gateway.derive import active_conditions, aggregate, matches
+from gateway.errors import AuthError, ProtocolError, ResponseShapeError, ToolExecutionError
+from gateway.jmes import search
 from gateway.protocol import SUPPORTED_VERSIONS, Inbound
-from gateway.registry import CompiledService, CompiledTool
+from gateway.redaction import Pseudonymiser, redact
+from gateway.registry import CompiledRequest, CompiledService, CompiledTool
 from gateway.settings import Settings
 from gateway.shaping import apply_budget, paging_hint, render, render_error, select
 from gateway.templates import RenderContext, render_value
-from gateway.upstream import Upstream, build_request
+from gateway.upstream import Upstream, UpstreamResponse, build_request
+from gateway.write_calls import WriteCalls
 
 TOOLS_LIST_TTL_MS = 60_000
 DISCOVER_TTL_MS = 300_000
@@ -65,11 +69,13 @@ def needs_principal(method: str, params: Any, service: CompiledService) -> bool:
 class Dispatcher:
     """Serves the methods of one request against one service; holds no per-request state."""
 
-    def __init__(self, settings: Settings, upstream: Upstream,
-                 clock: Callable[[], datetime]) -> None:
+    def __init__(self, settings: Settings, upstream: Upstream, clock: Callable[[], datetime],
+                 writes: WriteCalls, pseudonym_key: bytes) -> None:
         self._settings = settings
         self._upstream = upstream
         self._clock = clock
+        self._writes = writes
+        self._pseudonym_key = pseudonym_key
 
     async def handle(self, inbound: Inbound, service: CompiledService, principal: Principal,
                      *, traceparent: str | None = None) -> CallOutcome:
@@ -113,30 +119,113 @@ class Dispatcher:
                 raise AuthError(f"The tool {tool.name} needs a credential")
             require_scopes(principal, tool.scopes, f"The tool {tool.name}")
         arguments = validated_arguments(tool, params.get("arguments"))
+        self._check_pii_gates(tool, principal, arguments)
         ctx = RenderContext(arguments, {"account": principal.account,
                                         "subject": principal.subject}, self._clock())
+        redact = self._redactor(tool, principal)
         upstream_status: int | None = None
         try:
-            if tool.result is not None:
-                body: Any = render_value(tool.result, ctx)
+            if tool.is_write:
+                written = await self._writes.call(tool, service, principal, ctx, redact,
+                                                  traceparent=traceparent)
+                shaped = written.result
+                upstream_status = written.upstream_status
             else:
-                request = build_request(tool, service.spec, ctx, principal.token,
-                                        traceparent=traceparent)
-                response = await self._upstream.send(
-                    request, timeout_s=service.spec.upstream.timeout_s,
-                    message_keys=tuple(service.spec.upstream.error_message))
-                upstream_status = response.status
-                body = response.body
-            shaped, encoded = apply_budget(
-                select(tool.select, body), tool.budget,
+                if tool.result is not None:
+                    body: Any = render_value(tool.result, ctx)
+                elif tool.collect is not None:
+                    body = await self._derive(tool, service, principal, ctx, traceparent)
+                else:
+                    assert tool.request is not None  # noqa: S101 - one source per tool
+                    response = await self._send(tool.request, service, principal, ctx,
+                                                traceparent)
+                    upstream_status = response.status
+                    body = response.body
+                shaped = redact(select(tool.select, body))
+            result, encoded = apply_budget(
+                shaped, tool.budget,
                 default_items=self._settings.max_result_items,
                 default_bytes=self._settings.max_result_bytes,
                 paging_hint=paging_hint(set(tool.spec.input)),
             )
-            return CallOutcome(render(shaped, encoded), tool.name, upstream_status)
+            return CallOutcome(render(result, encoded), tool.name, upstream_status)
         except ToolExecutionError as exc:
             status = getattr(exc, "status", upstream_status)
-            return CallOutcome(render_error(exc.message), tool.name, status)
+            return CallOutcome(render_error(redact(exc.message)), tool.name, status)
+
+    def _check_pii_gates(self, tool: CompiledTool, principal: Principal,
+                         arguments: dict[str, Any]) -> None:
+        """Tools that are all personal data, and arguments that search by it, need the scope."""
+        if tool.pii_required and tool.pii_scope:
+            require_scopes(principal, frozenset({tool.pii_scope}),
+                           f"The tool {tool.name} (personal data)")
+        for argument, scope in tool.pii_arguments.items():
+            if arguments.get(argument) not in (None, "", []):
+                require_scopes(principal, frozenset({scope}),
+                               f"Searching {tool.name} by {argument}")
+
+    def _redactor(self, tool: CompiledTool, principal: Principal) -> Callable[[Any], Any]:
+        rules = tool.redaction
+        if rules is None or (tool.pii_scope is not None and tool.pii_scope in principal.scopes):
+            return _identity
+        pseudonym = Pseudonymiser(self._pseudonym_key, principal.account)
+        return lambda value: redact(value, rules, pseudonym)
+
+    async def _send(self, request: CompiledRequest, service: CompiledService,
+                    principal: Principal, ctx: RenderContext, traceparent: str | None,
+                    extra_query: dict[str, Any] | None = None) -> UpstreamResponse:
+        rendered = build_request(request, service.spec, ctx, principal.token,
+                                 traceparent=traceparent, extra_query=extra_query)
+        return await self._upstream.send(
+            rendered, timeout_s=service.spec.upstream.timeout_s,
+            message_keys=tuple(service.spec.upstream.error_message))
+
+    async def _derive(self, tool: CompiledTool, service: CompiledService, principal: Principal,
+                      ctx: RenderContext, traceparent: str | None) -> dict[str, Any]:
+        """Collect items page by page (bounded), then filter and aggregate them."""
+        collect = tool.collect
+        assert collect is not None  # noqa: S101 - only called for collect tools
+        items: list[Any] = []
+        pages = 0
+        complete = False
+        page = collect.page_start
+        while pages < collect.max_pages:
+            extra = {collect.page_param: page} if collect.page_param else None
+            body = (await self._send(collect.request, service, principal, ctx, traceparent,
+                                     extra)).body
+            pages += 1
+            found = search(collect.items, body)
+            if found is None:
+                found = []
+            if not isinstance(found, list):
+                raise ResponseShapeError("The upstream page did not hold a list of items.")
+            items.extend(found)
+            if len(items) >= collect.max_items:
+                items = items[:collect.max_items]
+                break
+            if (collect.page_param is None or not found
+                    or (collect.stop_when is not None and search(collect.stop_when, body))):
+                complete = True
+                break
+            page += 1
+        kept = [item for item in items
+                if matches(item, active_conditions(tool.conditions, ctx))]
+        coverage: dict[str, Any] = {"pages_read": pages, "items_scanned": len(items),
+                                    "complete": complete}
+        if not complete:
+            coverage["note"] = (f"Only the first {pages} page(s) were read; narrow the date "
+                                "window or filters for a complete answer.")
+        if tool.aggregate is not None:
+            try:
+                summary = aggregate(kept, tool.aggregate, ctx)
+            except ValueError as exc:
+                raise ToolExecutionError(str(exc)) from exc
+            return {**summary, "items_matched": len(kept), **coverage}
+        return {"items": kept, "items_matched": len(kept), **coverage}
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def validated_arguments(tool: CompiledTool, arguments: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@
     ├── ProtocolError           a malformed MCP request -> JSON-RPC error (status from protocol.py)
     ├── AuthError               no usable credential -> HTTP 401 + WWW-Authenticate
     │   └── InsufficientScope   a scope is missing -> HTTP 403 + WWW-Authenticate
+    ├── AuthUnavailable         the token could not be checked (introspection down) -> HTTP 503
     └── ToolExecutionError      a tool call failed -> CallToolResult(isError=true)
         ├── UpstreamError       the upstream answered with a non-2xx status
         ├── UpstreamUnavailable timeout, refused connection, broken or oversized body
@@ -94,6 +95,10 @@ class InsufficientScope(AuthError):
             error="insufficient_scope",
             scope=needed,
         )
+
+
+class AuthUnavailable(GatewayError):
+    """The authorization server could not be asked about a token; never treated as valid."""
 
 
 class ToolExecutionError(GatewayError):

@@ -7,7 +7,7 @@ either loads whole into a Registry or raises one SpecError listing every problem
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from gateway.errors import SpecError, SpecProblem
 from gateway.jmes import compile_expression
 from gateway.registry import CompiledService, CompiledTool, Registry, compile_path, compile_tool
-from gateway.specs import ServiceSpec, SpecFile, ToolSpec
+from gateway.specs import RequestSpec, ServiceSpec, SpecFile, ToolSpec
 from gateway.templates import TemplateSyntaxError, compile_value, value_refs
 
 SERVICE_FILE = "service.yaml"
@@ -197,11 +197,10 @@ def load_service(folder: Path, env: Mapping[str, str]) -> CompiledService:
                 problems.append(SpecProblem(file, line_of(lines, where),
                                             f"{tool.name}: {one_line(exc)}"))
         declared_tools = {tool.name for tool, *_ in tools}
-        for name in service.auth.anonymous_tools:
-            if name not in declared_tools:
-                problems.append(SpecProblem(service_file,
-                                            line_of(service_lines, ("auth", "anonymous_tools")),
-                                            f"auth.anonymous_tools names unknown tool {name!r}"))
+        problems.extend(
+            SpecProblem(service_file, line_of(service_lines, ("auth", "anonymous_tools")),
+                        f"auth.anonymous_tools names unknown tool {name!r}")
+            for name in service.auth.anonymous_tools if name not in declared_tools)
     if problems:
         raise SpecError(problems)
     assert service is not None  # noqa: S101 - no problems implies the service validated
@@ -254,30 +253,53 @@ def _check_tool(tool: ToolSpec, service: ServiceSpec, file: str, lines: Lines,
     schema = tool.response.output_schema
     if schema is not None and schema.get("type") != "object":
         report(("response", "output_schema"), "output_schema must have type: object")
-    request = tool.request
-    if request is None:
-        return problems
+    requests: list[tuple[tuple[str | int, ...], RequestSpec]] = []
+    if tool.request is not None:
+        requests.append((("request",), tool.request))
+    if tool.collect is not None:
+        requests.append((("collect", "request"), tool.collect.request))
+    if tool.write is not None and tool.write.preview is not None:
+        requests.append((("write", "preview"), tool.write.preview))
+    for loc, request in requests:
+        _check_request(request, loc, tool, report)
+    for index, condition in enumerate(tool.filter):
+        _check_refs(condition.value, ("filter", index, "value"), declared, report)
+    if tool.aggregate is not None:
+        _check_refs(tool.aggregate.by, ("aggregate", "by"), declared, report)
+    return problems
+
+
+Report = Callable[[tuple[str | int, ...], str], None]
+
+
+def _check_refs(value: Any, loc: tuple[str | int, ...], declared: set[str],
+                report: Report) -> None:
+    try:
+        compiled = compile_value(value)
+    except TemplateSyntaxError as exc:
+        report(loc, str(exc))
+        return
+    for ref in value_refs(compiled):
+        if ref.source == "arg" and ref.name not in declared:
+            report(loc, f"{loc[-1]} names undeclared argument {{{ref.name}}}")
+
+
+def _check_request(request: RequestSpec, loc: tuple[str | int, ...], tool: ToolSpec,
+                   report: Report) -> None:
+    declared = set(tool.input)
     try:
         path = compile_path(request.path)
     except (ValueError, TemplateSyntaxError) as exc:
-        report(("request", "path"), str(exc))
+        report((*loc, "path"), str(exc))
         path = ()
     for part in path:
-        if part.argument is None:
+        if part.ref is None or part.ref.source != "arg":
             continue
-        if part.argument not in declared:
-            report(("request", "path"), f"path names undeclared argument {{{part.argument}}}")
-        elif not (tool.input[part.argument].required is True
-                  or "default" in tool.input[part.argument].model_fields_set):
-            report(("request", "path"),
-                   f"path argument {{{part.argument}}} must be required or have a default")
+        name = part.ref.name
+        if name not in declared:
+            report((*loc, "path"), f"path names undeclared argument {{{name}}}")
+        elif not (tool.input[name].required is True
+                  or "default" in tool.input[name].model_fields_set):
+            report((*loc, "path"), f"path argument {{{name}}} must be required or have a default")
     for key in ("query", "body", "headers"):
-        try:
-            compiled = compile_value(getattr(request, key))
-        except TemplateSyntaxError as exc:
-            report(("request", key), str(exc))
-            continue
-        for ref in value_refs(compiled):
-            if ref.source == "arg" and ref.name not in declared:
-                report(("request", key), f"{key} names undeclared argument {{{ref.name}}}")
-    return problems
+        _check_refs(getattr(request, key), (*loc, key), declared, report)

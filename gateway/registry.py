@@ -13,15 +13,20 @@ from typing import Any
 
 import jsonschema_rs
 
+from gateway.derive import CompiledAggregate, CompiledCondition, parse_metric
 from gateway.jmes import Expression, compile_expression
+from gateway.redaction import RedactionRules
 from gateway.specs import (
+    AggregateSpec,
     Budget,
     InputProperty,
     QueryStyle,
+    RequestSpec,
     ServiceSpec,
     ToolSpec,
 )
 from gateway.templates import Ref, Template, compile_template, compile_value
+from gateway.writes import CONFIRMATION_ARGUMENT
 
 DEFAULT_MAX_STRING = 10_000
 """maxLength given to string arguments that declare no bound of their own."""
@@ -106,6 +111,29 @@ class PathPart:
 
 
 @dataclass(frozen=True)
+class CompiledRequest:
+    """One upstream request, ready to render per call."""
+
+    method: str
+    path: tuple[PathPart, ...]
+    query: dict[str, Any]
+    headers: dict[str, Template]
+    body: Any
+    query_style: QueryStyle
+
+
+@dataclass(frozen=True)
+class CompiledCollect:
+    request: CompiledRequest
+    items: Expression
+    page_param: str | None
+    page_start: int
+    stop_when: Expression | None
+    max_pages: int
+    max_items: int
+
+
+@dataclass(frozen=True)
 class CompiledTool:
     spec: ToolSpec
     service: str
@@ -117,18 +145,29 @@ class CompiledTool:
     """The Tool object as sent in tools/list."""
     scopes: frozenset[str]
     anonymous: bool
-    path: tuple[PathPart, ...] = ()
-    query: dict[str, Any] = field(default_factory=dict)
-    headers: dict[str, Template] = field(default_factory=dict)
-    body: Any = None
+    request: CompiledRequest | None = None
+    collect: CompiledCollect | None = None
+    conditions: tuple[CompiledCondition, ...] = ()
+    aggregate: CompiledAggregate | None = None
     select: Expression | None = None
     budget: Budget = Budget()
-    query_style: QueryStyle = QueryStyle()
     result: Any = None
+    redaction: RedactionRules | None = None
+    """None when the service has no PII policy."""
+    pii_scope: str | None = None
+    pii_required: bool = False
+    pii_arguments: dict[str, str] = field(default_factory=dict)
+    """Argument name -> the scope giving it needs."""
+    preview: CompiledRequest | None = None
+    preview_select: Expression | None = None
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def is_write(self) -> bool:
+        return self.spec.kind == "write"
 
 
 @dataclass(frozen=True)
@@ -180,14 +219,65 @@ def compile_path(path: str) -> tuple[PathPart, ...]:
         template = compile_template(segment)
         ref = template.whole
         if ref is not None:
-            if ref.source != "arg":
-                raise ValueError(f"path segment {segment!r} may only name an argument")
+            if ref.source == "now":
+                raise ValueError(f"path segment {segment!r} may only name an argument or "
+                                 "principal field")
             parts.append(PathPart(ref=ref))
         elif template.refs:
             raise ValueError(f"path segment {segment!r} must be a whole {{argument}} or literal")
         elif segment:
             parts.append(PathPart(literal=segment))
     return tuple(parts)
+
+
+def compile_request(request: RequestSpec, service: ServiceSpec) -> CompiledRequest:
+    """Raises:
+        ValueError, TemplateSyntaxError: reported by the loader.
+    """
+    return CompiledRequest(
+        method=request.method,
+        path=compile_path(request.path),
+        query=compile_value(request.query),
+        headers={k: compile_template(v) for k, v in request.headers.items()},
+        body=compile_value(request.body) if request.body is not None else None,
+        query_style=request.query_style or service.upstream.query_style,
+    )
+
+
+def compile_aggregate(spec: AggregateSpec) -> CompiledAggregate:
+    metrics = {}
+    for name, text in spec.metrics.items():
+        function, field_text = parse_metric(text)
+        metrics[name] = (function, compile_expression(field_text) if field_text else None)
+    if spec.sort is not None and spec.sort not in metrics:
+        raise ValueError(f"aggregate.sort names no metric: {spec.sort!r}")
+    return CompiledAggregate(
+        by=compile_value(spec.by),
+        groups={name: compile_expression(expr) for name, expr in spec.groups.items()},
+        metrics=metrics,
+        sort=spec.sort,
+    )
+
+
+def redaction_rules(tool: ToolSpec, service: ServiceSpec) -> RedactionRules | None:
+    policy = service.pii
+    if policy is None:
+        return None
+    return RedactionRules(
+        pseudonymise=frozenset([*policy.fields, *tool.pii.fields]),
+        drop=frozenset([*policy.drop, *tool.pii.drop]),
+        scrub_text=policy.scrub_text,
+    )
+
+
+def _with_confirmation(schema: dict[str, Any]) -> dict[str, Any]:
+    """Write tools take the confirmation token of their preview as an optional argument."""
+    properties = dict(schema["properties"])
+    properties[CONFIRMATION_ARGUMENT] = {
+        "type": "string", "maxLength": 1024,
+        "description": "Token from this tool's preview; without it the call only previews.",
+    }
+    return {**schema, "properties": properties}
 
 
 def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
@@ -197,6 +287,8 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
         ValueError, jmespath.exceptions.ParseError, TemplateSyntaxError: reported by the loader.
     """
     schema = input_schema(tool.input)
+    if tool.kind == "write":
+        schema = _with_confirmation(schema)
     wire: dict[str, Any] = {
         "name": tool.name,
         "description": tool.description,
@@ -211,7 +303,27 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
     )
     if tool.response.output_schema is not None:
         wire["outputSchema"] = tool.response.output_schema
-    request = tool.request
+    collect = None
+    if tool.collect is not None:
+        pages = tool.collect.pages
+        collect = CompiledCollect(
+            request=compile_request(tool.collect.request, service),
+            items=compile_expression(tool.collect.items),
+            page_param=pages.param if pages else None,
+            page_start=pages.start if pages else 1,
+            stop_when=compile_expression(pages.stop_when) if pages and pages.stop_when else None,
+            max_pages=pages.max_pages if pages else 1,
+            max_items=tool.collect.max_items,
+        )
+    policy = service.pii
+    pii_arguments = {}
+    if policy is not None:
+        for name, prop in tool.input.items():
+            if prop.pii == "read":
+                pii_arguments[name] = policy.scope
+            elif prop.pii == "write":
+                pii_arguments[name] = policy.write_scope or policy.scope
+    write = tool.write
     return CompiledTool(
         spec=tool,
         service=service.name,
@@ -221,15 +333,21 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
         wire=wire,
         scopes=frozenset(tool.scopes),
         anonymous=tool.name in service.auth.anonymous_tools,
-        path=compile_path(request.path) if request else (),
-        query=compile_value(request.query) if request else {},
-        headers={k: compile_template(v) for k, v in request.headers.items()} if request else {},
-        body=compile_value(request.body) if request and request.body is not None else None,
+        request=compile_request(tool.request, service) if tool.request else None,
+        collect=collect,
+        conditions=tuple(CompiledCondition(compile_expression(c.field), c.op,
+                                           compile_value(c.value)) for c in tool.filter),
+        aggregate=compile_aggregate(tool.aggregate) if tool.aggregate else None,
         select=compile_expression(tool.response.select) if tool.response.select else None,
         budget=budget,
-        query_style=(request.query_style if request and request.query_style else
-                     service.upstream.query_style),
         result=compile_value(tool.result) if tool.result is not None else None,
+        redaction=redaction_rules(tool, service),
+        pii_scope=policy.scope if policy else None,
+        pii_required=tool.pii.required,
+        pii_arguments=pii_arguments,
+        preview=compile_request(write.preview, service) if write and write.preview else None,
+        preview_select=(compile_expression(write.preview_select)
+                        if write and write.preview_select else None),
     )
 
 

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     """Upper bound for a whole upstream exchange; a service may set a lower one."""
     upstream_max_response_bytes: int = Field(8_000_000, ge=1024)
     """Upstream bodies larger than this are refused instead of read into memory."""
+    introspection_timeout_s: float = Field(3.0, gt=0, le=30)
+    """Bound on one token introspection; past it the request is answered 503, never let in."""
     upstream_max_connections: int = Field(200, ge=1)
     upstream_max_keepalive: int = Field(100, ge=0)
 
@@ -55,8 +57,15 @@ class Settings(BaseSettings):
     max_result_items: int = Field(200, ge=1)
     """Bound on the items of a list in a result when neither the tool nor its service sets one."""
 
-    confirmation_secret: SecretStr = SecretStr("")
-    """HMAC key for write confirmations and pseudonyms; a random one is made at startup if empty."""
+    secret_key: SecretStr = SecretStr("")
+    """HMAC key for write confirmations and pseudonyms. Replicas must share it; when empty a
+    random one is made at startup (fine for one process, wrong for several)."""
+    redis_url: SecretStr | None = None
+    """redis://host:port/db: write limits and single-use confirmations shared by all replicas.
+    Without it they hold per process."""
+    audit_log_path: Path | None = None
+    """Append-only, hash-chained audit file (one JSON line per write phase). Without it the
+    records go to the log stream as `audit` events."""
 
     log_level: str = "info"
     log_json: bool | None = None

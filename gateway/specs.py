@@ -65,11 +65,27 @@ class UpstreamSpec(SpecModel):
         return value.rstrip("/")
 
 
-class AuthSpec(SpecModel):
-    """How an inbound bearer token is accepted."""
+class ClaimNames(SpecModel):
+    """Which introspection fields carry the principal's parts."""
 
-    resolver: Literal["passthrough"] = "passthrough"
-    """passthrough: any well-formed token is forwarded; the upstream decides."""
+    scopes: str = "scope"
+    subject: str = "sub"
+    account: str = "account_id"
+
+
+class AuthSpec(SpecModel):
+    """How an inbound bearer token becomes a principal."""
+
+    resolver: Literal["passthrough", "introspection"] = "passthrough"
+    """passthrough: any well-formed token is forwarded and the upstream decides, with
+    `default_scopes`; introspection: RFC 7662 at `introspection_url` gives scopes, subject,
+    account and expiry, cached by a hash of the token until it expires."""
+    introspection_url: str | None = None
+    claims: ClaimNames = ClaimNames()
+    audience: str | None = None
+    """When set, an introspected `aud` must contain it."""
+    cache_ttl_s: int = Field(300, ge=0, le=86_400)
+    """Upper bound on how long an introspection result is reused (never past the expiry)."""
     token_pattern: str | None = None
     """A regular expression every token must match before anything else happens."""
     anonymous_tools: list[str] = []
@@ -92,6 +108,30 @@ class ScopeSpec(SpecModel):
     description: str = ""
 
 
+class PiiPolicy(SpecModel):
+    """Personal data: what is de-identified for callers without the PII scope."""
+
+    scope: str = "pii:read"
+    """Callers with this scope get the data as is."""
+    write_scope: str | None = "pii:write"
+    """Needed to send arguments marked `pii: write`."""
+    fields: list[str] = []
+    """Keys, anywhere in a result, whose values become stable pseudonyms."""
+    drop: list[str] = []
+    """Keys removed from results (job titles, locations, free-form attribute values)."""
+    scrub_text: bool = True
+    """Also pseudonymise email addresses inside any other text."""
+
+
+class WritePolicy(SpecModel):
+    """Two-phase write safety for the service's write tools."""
+
+    confirm_ttl_s: int = Field(300, ge=10, le=3600)
+    """How long a preview's confirmation token stays valid."""
+    per_account_per_minute: int = Field(30, ge=1, le=100_000)
+    """Write executions allowed per account per minute (token bucket)."""
+
+
 class ServiceSpec(SpecModel):
     """service.yaml."""
 
@@ -107,6 +147,8 @@ class ServiceSpec(SpecModel):
     auth: AuthSpec = AuthSpec()
     scopes: list[ScopeSpec] = []
     budget: Budget = Budget()
+    pii: PiiPolicy | None = None
+    writes: WritePolicy = WritePolicy()
 
 
 class InputProperty(SpecModel):
@@ -135,6 +177,8 @@ class InputProperty(SpecModel):
     required: bool | list[str] = False
     """On an argument: whether it must be given. On an object: JSON Schema's list of keys."""
     examples: list[Any] | None = None
+    pii: Literal["read", "write"] | None = None
+    """Giving this argument needs the service's PII read (or write) scope, e.g. search by email."""
 
 
 class RequestSpec(SpecModel):
@@ -158,6 +202,65 @@ class ResponseSpec(SpecModel):
     budget: Budget | None = None
     output_schema: dict[str, Any] | None = None
     """Published as the tool's outputSchema; must describe an object."""
+
+
+class PagesSpec(SpecModel):
+    """How `collect` walks pages: one query parameter counts up until a stop condition."""
+
+    param: str = "page"
+    start: int = Field(1, ge=0)
+    stop_when: str | None = None
+    """A JMESPath over a page's body; when true, that page is the last."""
+    max_pages: int = Field(10, ge=1, le=100)
+
+
+class CollectSpec(SpecModel):
+    """Read items from (paged) upstream requests, for tools computed by the gateway."""
+
+    request: RequestSpec
+    items: str
+    """A JMESPath giving the list of items of one page."""
+    pages: PagesSpec | None = None
+    max_items: int = Field(10_000, ge=1, le=100_000)
+
+
+class ConditionSpec(SpecModel):
+    """Keep an item when `field` (a JMESPath on it) compares to `value` (a template)."""
+
+    field: str
+    op: Literal["eq", "ne", "contains", "in", "gte", "lte", "gt", "lt", "exists"]
+    value: Any
+    """A template; when it renders absent (an optional argument not given) the condition is off."""
+
+
+class AggregateSpec(SpecModel):
+    """Group the kept items and compute metrics per group."""
+
+    by: str
+    """A template naming one of `groups`, e.g. '{group_by}'."""
+    groups: dict[str, str]
+    """Group name -> JMESPath giving an item's group key (a list puts it in several groups)."""
+    metrics: dict[str, str] = {"count": "count"}
+    """Name -> count, or avg/sum/min/max/nps/distinct(JMESPath)."""
+    sort: str | None = None
+    """Metric to sort groups by, descending (default: count)."""
+
+
+class ToolPii(SpecModel):
+    """A tool's own additions to the service's PII policy."""
+
+    fields: list[str] = []
+    drop: list[str] = []
+    required: bool = False
+    """The tool returns nothing but personal data: it needs the PII scope outright."""
+
+
+class WriteSpec(SpecModel):
+    """What a write tool shows in its preview."""
+
+    preview: RequestSpec | None = None
+    """A read whose result shows the current state; available to the write as `current`."""
+    preview_select: str | None = None
 
 
 class Annotations(SpecModel):
@@ -213,15 +316,28 @@ class ToolSpec(SpecModel):
     annotations: Annotations | None = None
     input: dict[str, InputProperty] = {}
     request: RequestSpec | None = None
+    collect: CollectSpec | None = None
+    filter: list[ConditionSpec] = []
+    aggregate: AggregateSpec | None = None
     response: ResponseSpec = ResponseSpec()
     result: Any = None
     """For tools answered by the gateway itself (no `request`): a result template."""
+    pii: ToolPii = ToolPii()
+    write: WriteSpec | None = None
     tests: list[ToolTestCase] = []
 
     @model_validator(mode="after")
-    def _request_or_result(self) -> ToolSpec:
-        if (self.request is None) == (self.result is None):
-            raise ValueError("a tool needs exactly one of `request` (upstream call) or `result`")
+    def _one_source(self) -> ToolSpec:
+        sources = [s for s in (self.request, self.collect, self.result) if s is not None]
+        if len(sources) != 1:
+            raise ValueError("a tool needs exactly one of `request` (one upstream call), "
+                             "`collect` (paged reads) or `result` (answered by the gateway)")
+        if (self.filter or self.aggregate) and self.collect is None:
+            raise ValueError("`filter` and `aggregate` work on `collect`ed items")
+        if self.write is not None and self.kind != "write":
+            raise ValueError("`write` is for tools of kind: write")
+        if self.kind == "write" and self.request is None:
+            raise ValueError("a write tool sends one `request`")
         return self
 
 

@@ -6,6 +6,10 @@ A template string refers to values in braces: `{page}` (an argument), `{principa
 of several that is present (`{start_date ?? now-30d:date}`); `{metric|lower}` and `|upper`
 change the case of text. `{{` and `}}` are literal braces.
 
+An object `{$expr: "<JMESPath>"}` in a body computes a value from `args` (the arguments),
+`current` (the write's preview read) and `principal`, e.g.
+`{$expr: "difference(current.tags, args.remove)"}`.
+
 A string that is exactly one reference keeps the referenced value's type (`'{limit}'` -> 20);
 a string that mixes text and references renders to text. A reference to an absent value makes
 the whole template absent, so optional arguments simply drop out of the request.
@@ -18,6 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+
+import jmespath.exceptions
+
+from gateway.jmes import Expression, compile_expression, search
 
 _REF = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -69,12 +77,21 @@ class Template:
 
 
 @dataclass(frozen=True, slots=True)
+class Expr:
+    """A computed value: a JMESPath over {args, current, principal}."""
+
+    expression: Expression
+
+
+@dataclass(frozen=True, slots=True)
 class RenderContext:
     """What a template may refer to during one call."""
 
     arguments: Mapping[str, Any]
     principal: Mapping[str, str | None]
     now: datetime
+    current: Any = None
+    """The preview read of a write, when it has one."""
 
 
 def compile_template(text: str) -> Template:
@@ -194,6 +211,14 @@ def compile_value(value: Any) -> Any:
     if isinstance(value, str):
         return compile_template(value)
     if isinstance(value, Mapping):
+        if set(value) == {"$expr"}:
+            text = value["$expr"]
+            if not isinstance(text, str):
+                raise TemplateSyntaxError("$expr must be a JMESPath string")
+            try:
+                return Expr(compile_expression(text))
+            except (ValueError, jmespath.exceptions.JMESPathError) as exc:
+                raise TemplateSyntaxError(f"$expr: {' '.join(str(exc).split())}") from exc
         return {str(k): compile_value(v) for k, v in value.items()}
     if isinstance(value, list):
         return [compile_value(v) for v in value]
@@ -204,6 +229,10 @@ def render_value(value: Any, ctx: RenderContext) -> Any:
     """Render a compiled JSON-like value; absent entries of objects and lists are dropped."""
     if isinstance(value, Template):
         return render(value, ctx)
+    if isinstance(value, Expr):
+        found = search(value.expression, {"args": dict(ctx.arguments), "current": ctx.current,
+                                          "principal": dict(ctx.principal)})
+        return ABSENT if found is None else found
     if isinstance(value, dict):
         rendered = {k: render_value(v, ctx) for k, v in value.items()}
         return {k: v for k, v in rendered.items() if v is not ABSENT}

@@ -16,8 +16,14 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from gateway.errors import ProtocolError, ResponseShapeError, UpstreamError, UpstreamUnavailable
-from gateway.registry import CompiledTool
+from gateway.errors import (
+    AuthUnavailable,
+    ProtocolError,
+    ResponseShapeError,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from gateway.registry import CompiledRequest
 from gateway.settings import Settings
 from gateway.specs import QueryStyle, ServiceSpec
 from gateway.templates import (
@@ -51,8 +57,9 @@ class UpstreamResponse:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def build_request(tool: CompiledTool, service: ServiceSpec, ctx: RenderContext,
-                  token: str | None, *, traceparent: str | None = None) -> UpstreamRequest:
+def build_request(spec: CompiledRequest, service: ServiceSpec, ctx: RenderContext,
+                  token: str | None, *, traceparent: str | None = None,
+                  extra_query: Mapping[str, Any] | None = None) -> UpstreamRequest:
     """Render the upstream request of one tool call. Pure.
 
     Path arguments are percent-encoded whole (a `/`, `?`, `#` or `%` stays inside its segment),
@@ -63,7 +70,7 @@ def build_request(tool: CompiledTool, service: ServiceSpec, ctx: RenderContext,
             characters.
     """
     pieces: list[str] = [service.upstream.base_url]
-    for part in tool.path:
+    for part in spec.path:
         if part.literal is not None:
             pieces.append(part.literal)
             continue
@@ -75,12 +82,14 @@ def build_request(tool: CompiledTool, service: ServiceSpec, ctx: RenderContext,
                                 {"problems": [f"{part.argument}: not a usable path value"]})
         pieces.append(quote(text, safe=""))
     query: list[tuple[str, str]] = []
-    for key, template in tool.query.items():
+    for key, template in spec.query.items():
         value = render_value(template, ctx)
         if value is not ABSENT and value is not None:
-            _encode_query(key, value, tool.query_style, query)
+            _encode_query(key, value, spec.query_style, query)
+    for key, value in (extra_query or {}).items():
+        _encode_query(key, value, spec.query_style, query)
     headers = dict(service.upstream.headers)
-    for key, header in tool.headers.items():
+    for key, header in spec.headers.items():
         rendered = render(header, ctx)
         if rendered is not ABSENT:
             headers[key] = scalar_text(rendered)
@@ -91,13 +100,12 @@ def build_request(tool: CompiledTool, service: ServiceSpec, ctx: RenderContext,
         headers["traceparent"] = traceparent
     body = None
     json_body = None
-    if tool.body is not None:
-        json_body = render_value(tool.body, ctx)
+    if spec.body is not None:
+        json_body = render_value(spec.body, ctx)
         body = orjson.dumps(json_body)
         headers["Content-Type"] = "application/json"
     headers.setdefault("Accept", "application/json")
-    return UpstreamRequest(tool.spec.request.method if tool.spec.request else "GET",
-                           "".join(pieces), query, headers, body, json_body)
+    return UpstreamRequest(spec.method, "".join(pieces), query, headers, body, json_body)
 
 
 def _encode_query(key: str, value: Any, style: QueryStyle, out: list[tuple[str, str]]) -> None:
@@ -168,6 +176,32 @@ class Upstream:
                 f"The upstream exchange failed ({type(exc).__name__}); retry later."
             ) from exc
         return decode_response(status, headers, raw, message_keys)
+
+    async def introspect(self, url: str, token: str) -> Mapping[str, Any]:
+        """Ask an RFC 7662 introspection endpoint about a token.
+
+        Raises:
+            AuthUnavailable: no timely, well-formed answer (never read as "valid").
+        """
+        limit = self._settings.introspection_timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                response = await self._client.post(url, data={"token": token},
+                                                   headers={"Accept": "application/json"})
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise AuthUnavailable(
+                f"The authorization server did not answer within {limit:g} seconds; "
+                "retry shortly.") from exc
+        if response.status_code != 200 or len(response.content) > 65_536:
+            raise AuthUnavailable(
+                f"The authorization server answered HTTP {response.status_code}; retry shortly.")
+        try:
+            claims = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise AuthUnavailable("The authorization server's answer was not JSON.") from exc
+        if not isinstance(claims, dict):
+            raise AuthUnavailable("The authorization server's answer was not an object.")
+        return claims
 
     async def _exchange(self, request: UpstreamRequest) -> tuple[int, httpx.Headers, bytes]:
         cap = self._settings.upstream_max_response_bytes

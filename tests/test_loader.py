@@ -87,7 +87,8 @@ def test_a_minimal_tree_loads_into_compiled_services_and_tools(tmp_path: Path) -
     assert list(service.tools) == ["get_item"]
     assert service.spec.upstream.base_url == "https://api.example.test/v1"
     tool = service.tools["get_item"]
-    assert [p.argument for p in tool.path if p.argument is not None] == ["id"]
+    assert tool.request is not None
+    assert [p.argument for p in tool.request.path if p.argument is not None] == ["id"]
     assert tool.scopes == frozenset({"items:read"})
     assert tool.input_schema["required"] == ["id"]
     assert tool.input_schema["additionalProperties"] is False
@@ -216,8 +217,8 @@ def test_the_same_tool_name_in_two_services_is_allowed(tmp_path: Path) -> None:
      "get_item: path argument {id} must be required or have a default"),
     (GET_ITEM.replace("/items/{id}", "/items/{id}.json"), 11,
      "get_item: path segment '{id}.json' must be a whole {argument} or literal"),
-    (GET_ITEM.replace("/items/{id}", "/items/{principal.account}"), 11,
-     "get_item: path segment '{principal.account}' may only name an argument"),
+    (GET_ITEM.replace("/items/{id}", "/items/{now}"), 11,
+     "get_item: path segment '{now}' may only name an argument or principal field"),
     (GET_ITEM.replace("select: data", "select: 'data[?'"), 15,
      "get_item: invalid JMESPath expression"),
     (GET_ITEM.replace("required: true}", "required: true, pattern: '[a-'}"), 7,
@@ -282,7 +283,8 @@ def test_a_tool_needs_exactly_one_of_request_and_result(tmp_path: Path, text: st
     found = only(problems_of(write(tmp_path, files)), tmp_path)
 
     assert found == ("demo/items.yaml", 2, "tools.0: Value error, a tool needs exactly one of "
-                     "`request` (upstream call) or `result`")
+                     "`request` (one upstream call), `collect` (paged reads) or `result` "
+                     "(answered by the gateway)")
 
 
 def test_a_tool_with_only_a_result_loads_without_a_request(tmp_path: Path) -> None:
@@ -290,7 +292,7 @@ def test_a_tool_with_only_a_result_loads_without_a_request(tmp_path: Path) -> No
 
     tool = load_tree(tmp_path, {}).services[0].tools["ping"]
 
-    assert tool.path == ()
+    assert tool.request is None
     assert tool.result == {"pong": True}
     assert tool.wire["annotations"]["openWorldHint"] is False
 
@@ -393,7 +395,8 @@ def test_doubled_braces_are_literal_text_not_a_template(tmp_path: Path) -> None:
 
     compiled = load_tree(tmp_path, {}).services[0].tools["get_item"]
 
-    assert compiled.query["tag"].parts == ("{literal}",)
+    assert compiled.request is not None
+    assert compiled.request.query["tag"].parts == ("{literal}",)
 
 
 def test_every_problem_of_a_broken_tree_is_reported_at_once(tmp_path: Path) -> None:

@@ -1,0 +1,175 @@
+"""The two phases of a write tool call: preview (nothing changes upstream) and confirmed execution.
+
+The first call answers with exactly what would be sent, the current state when the spec has a
+preview read, and a signed single-use confirmation token. The same call with that token executes
+once, inside the account's write rate limit. Every phase leaves one audit record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from gateway.audit import AuditLog
+from gateway.auth import Principal
+from gateway.errors import ToolExecutionError, UpstreamError
+from gateway.jmes import search
+from gateway.ratelimit import LimitStore
+from gateway.registry import CompiledRequest, CompiledService, CompiledTool
+from gateway.shaping import select
+from gateway.templates import RenderContext
+from gateway.upstream import Upstream, UpstreamRequest, build_request
+from gateway.writes import (
+    CONFIRMATION_ARGUMENT,
+    ConfirmationRefused,
+    arguments_digest,
+    issue,
+    verify,
+)
+
+Redactor = Callable[[Any], Any]
+"""De-identifies a value for the calling principal (identity when it may see PII)."""
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    result: dict[str, Any]
+    upstream_status: int | None = None
+
+
+class WriteCalls:
+    """Runs write tools; shares the upstream client, limit store and audit log of the app."""
+
+    def __init__(self, upstream: Upstream, limits: LimitStore, audit: AuditLog, key: bytes,
+                 clock: Callable[[], float]) -> None:
+        self._upstream = upstream
+        self._limits = limits
+        self._audit = audit
+        self._key = key
+        self._clock = clock
+
+    async def call(self, tool: CompiledTool, service: CompiledService, principal: Principal,
+                   ctx: RenderContext, redact: Redactor, *,
+                   traceparent: str | None) -> WriteOutcome:
+        """Raises:
+            ToolExecutionError: a refused confirmation, the rate limit, or an upstream failure.
+        """
+        token = ctx.arguments.get(CONFIRMATION_ARGUMENT)
+        arguments = {k: v for k, v in ctx.arguments.items() if k != CONFIRMATION_ARGUMENT}
+        ctx = replace(ctx, arguments=arguments)
+        digest = arguments_digest(tool.name, arguments)
+        if token is None:
+            return await self._preview(tool, service, principal, ctx, redact, digest,
+                                       traceparent)
+        return await self._execute(tool, service, principal, ctx, redact, digest, token,
+                                   traceparent)
+
+    async def _current(self, tool: CompiledTool, service: CompiledService, principal: Principal,
+                       ctx: RenderContext, traceparent: str | None) -> Any:
+        if tool.preview is None:
+            return None
+        body = await self._send(tool.preview, service, principal, ctx, traceparent)
+        return search(tool.preview_select, body) if tool.preview_select else body
+
+    async def _send(self, request: CompiledRequest, service: CompiledService,
+                    principal: Principal, ctx: RenderContext, traceparent: str | None) -> Any:
+        rendered = build_request(request, service.spec, ctx, principal.token,
+                                 traceparent=traceparent)
+        response = await self._upstream.send(
+            rendered, timeout_s=service.spec.upstream.timeout_s,
+            message_keys=tuple(service.spec.upstream.error_message))
+        return response.body
+
+    async def _preview(self, tool: CompiledTool, service: CompiledService, principal: Principal,
+                       ctx: RenderContext, redact: Redactor, digest: str,
+                       traceparent: str | None) -> WriteOutcome:
+        current = await self._current(tool, service, principal, ctx, traceparent)
+        assert tool.request is not None  # noqa: S101 - the loader requires it for writes
+        would_send = build_request(tool.request, service.spec, replace(ctx, current=current),
+                                   None)
+        confirmation = issue(self._key, tool=tool.name, arguments=ctx.arguments,
+                             subject=principal.subject, account=principal.account,
+                             now=self._clock(), ttl_s=service.spec.writes.confirm_ttl_s)
+        self._record(service, tool, principal, digest, "preview", "previewed")
+        expires = datetime.fromtimestamp(confirmation.expires_at, UTC)
+        result: dict[str, Any] = {
+            "status": "preview",
+            "changed": False,
+            "would_send": redact(_describe(would_send)),
+            "confirmation_token": confirmation.token,
+            "expires_at": expires.isoformat().replace("+00:00", "Z"),
+            "next_step": (f"Nothing has been changed. To apply exactly this change, call "
+                          f"{tool.name} again with the same arguments plus "
+                          f"{CONFIRMATION_ARGUMENT} before it expires."),
+        }
+        if tool.preview is not None:
+            result["current"] = redact(current)
+        return WriteOutcome(result)
+
+    async def _execute(self, tool: CompiledTool, service: CompiledService, principal: Principal,
+                       ctx: RenderContext, redact: Redactor, digest: str, token: Any,
+                       traceparent: str | None) -> WriteOutcome:
+        now = self._clock()
+        try:
+            nonce, expires_at = verify(self._key, token, tool=tool.name, arguments=ctx.arguments,
+                                       subject=principal.subject, account=principal.account,
+                                       now=now)
+        except ConfirmationRefused as refused:
+            self._record(service, tool, principal, digest, "execute", "refused",
+                         reason=refused.reason)
+            raise ToolExecutionError(f"Not executed: {refused.reason}") from refused
+        policy = service.spec.writes
+        bucket = f"writes:{service.name}:{principal.account or principal.subject or 'anonymous'}"
+        wait = await self._limits.take(bucket, policy.per_account_per_minute,
+                                       policy.per_account_per_minute / 60.0, now)
+        if wait > 0:
+            self._record(service, tool, principal, digest, "execute", "refused",
+                         reason="rate_limited")
+            raise ToolExecutionError(
+                f"Not executed: this account's write limit ({policy.per_account_per_minute} a "
+                f"minute) is reached; retry in {wait:.0f} seconds with the same token.",
+                retry_after_s=wait)
+        if not await self._limits.claim_once(f"confirm:{nonce}", max(1, expires_at - int(now))):
+            self._record(service, tool, principal, digest, "execute", "refused",
+                         reason="reused")
+            raise ToolExecutionError("Not executed: The confirmation token was already used; "
+                                     "preview the change again.")
+        assert tool.request is not None  # noqa: S101 - the loader requires it for writes
+        try:
+            current = await self._current(tool, service, principal, ctx, traceparent)
+            body = await self._send(tool.request, service, principal,
+                                    replace(ctx, current=current), traceparent)
+        except UpstreamError as failed:
+            self._record(service, tool, principal, digest, "execute", "failed",
+                         upstream_status=failed.status)
+            raise
+        except ToolExecutionError:
+            self._record(service, tool, principal, digest, "execute", "failed")
+            raise
+        self._record(service, tool, principal, digest, "execute", "done", upstream_status=200)
+        return WriteOutcome({"status": "done", "changed": True,
+                             "result": redact(select(tool.select, body))}, 200)
+
+    def _record(self, service: CompiledService, tool: CompiledTool, principal: Principal,
+                digest: str, phase: str, outcome: str, **extra: Any) -> None:
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        record = self._audit.write(request_id=request_id, service=service.name, tool=tool.name,
+                                   phase=phase, outcome=outcome, subject=principal.subject,
+                                   account=principal.account, arguments_digest=digest, **extra)
+        if not self._audit.to_file:
+            structlog.get_logger("gateway.audit").info("audit", **record)
+
+
+def _describe(request: UpstreamRequest) -> dict[str, Any]:
+    """What a preview shows of the request it would send; never the credential."""
+    description: dict[str, Any] = {"method": request.method, "url": request.url}
+    if request.query:
+        description["query"] = dict(request.query)
+    if request.json_body is not None:
+        description["body"] = request.json_body
+    return description
+
