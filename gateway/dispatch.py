@@ -221,7 +221,9 @@ class Dispatcher:
             except ValueError as exc:
                 raise ToolExecutionError(str(exc)) from exc
             return {**summary, "items_matched": len(kept), **coverage}
-        return {"items": kept, "items_matched": len(kept), **coverage}
+        limit = render_value(collect.limit, ctx) if collect.limit is not None else None
+        shown = kept[:limit] if isinstance(limit, int) and limit >= 0 else kept
+        return {"items": shown, "items_matched": len(kept), **coverage}
 
 
 def _identity(value: Any) -> Any:

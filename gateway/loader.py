@@ -262,6 +262,8 @@ def _check_tool(tool: ToolSpec, service: ServiceSpec, file: str, lines: Lines,
         requests.append((("write", "preview"), tool.write.preview))
     for loc, request in requests:
         _check_request(request, loc, tool, report)
+    if tool.collect is not None and tool.collect.limit is not None:
+        _check_refs(tool.collect.limit, ("collect", "limit"), declared, report)
     for index, condition in enumerate(tool.filter):
         _check_refs(condition.value, ("filter", index, "value"), declared, report)
     if tool.aggregate is not None:

@@ -131,6 +131,7 @@ class CompiledCollect:
     stop_when: Expression | None
     max_pages: int
     max_items: int
+    limit: Any = None
 
 
 @dataclass(frozen=True)
@@ -314,6 +315,7 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
             stop_when=compile_expression(pages.stop_when) if pages and pages.stop_when else None,
             max_pages=pages.max_pages if pages else 1,
             max_items=tool.collect.max_items,
+            limit=compile_value(tool.collect.limit) if tool.collect.limit is not None else None,
         )
     policy = service.pii
     pii_arguments = {}

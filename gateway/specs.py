@@ -222,6 +222,10 @@ class CollectSpec(SpecModel):
     """A JMESPath giving the list of items of one page."""
     pages: PagesSpec | None = None
     max_items: int = Field(10_000, ge=1, le=100_000)
+    """Stop reading once this many items were collected."""
+    limit: Any = None
+    """How many of the kept items to return (a template such as '{limit}'); all when absent.
+    The count of all kept items is still reported as items_matched."""
 
 
 class ConditionSpec(SpecModel):
@@ -300,8 +304,15 @@ class ToolTestCase(SpecModel):
     name: str
     arguments: dict[str, Any] = {}
     scopes: list[str] | None = None
+    """The caller's scopes (default: every scope of the service)."""
+    confirm: bool = False
+    """For a write tool: call once for the preview, then again with its confirmation token."""
     expect_request: ExpectedRequest | None = None
-    upstream: UpstreamFixture | None = None
+    """The last upstream request of the call (the write itself, for a confirmed write)."""
+    expect_calls: int | None = None
+    """How many upstream requests the call makes (token introspection not counted)."""
+    upstream: UpstreamFixture | list[UpstreamFixture] | None = None
+    """The upstream's answer, or its answers in order (pages, preview read then write)."""
     expect: ExpectedResult = ExpectedResult()
     protocol_error: int | None = None
     """Expected JSON-RPC error code when the call must be refused before any upstream request."""

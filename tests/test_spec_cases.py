@@ -1,7 +1,7 @@
 """Every `tests:` case written in the shipped tool specs, run through the MCP endpoint.
 
-arguments -> expected upstream request -> upstream fixture -> expected tool result; the
-upstream is faked at the network edge with respx.
+arguments -> expected upstream request -> upstream fixture -> expected tool result. The upstream
+(and the token introspection of services that use it) is faked at the network edge with respx.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from aiohttp.test_utils import TestClient
 from gateway.loader import load_tree
 from gateway.registry import CompiledService, CompiledTool
 from gateway.settings import SHIPPED_SPECS
-from gateway.specs import ToolTestCase
+from gateway.specs import ToolTestCase, UpstreamFixture
 from tests.conftest import auth, rpc
 
 REGISTRY = load_tree(SHIPPED_SPECS, {})
-TOKENS = {"retently": "rtly_mcp_pat_demoadmin_s3cr3t", "refiner": "refiner_demo_full"}
+TOKENS = {"retently": "rtly_mcp_pat_casetester_s3cr3t", "refiner": "refiner_case_tester"}
 CASES = [
     pytest.param(service, tool, case, id=f"{tool.name}: {case.name}")
     for service in REGISTRY.services
@@ -47,48 +47,79 @@ def test_every_shipped_tool_has_a_spec_test_case() -> None:
     assert untested == []
 
 
+def _answers(case: ToolTestCase) -> list[httpx.Response]:
+    fixtures = case.upstream if isinstance(case.upstream, list) else [
+        case.upstream or UpstreamFixture()]
+    return [httpx.Response(f.status, content=orjson.dumps(f.body),
+                           headers={"content-type": "application/json", **f.headers})
+            for f in fixtures]
+
+
+def _introspection(service: CompiledService, case: ToolTestCase) -> dict[str, Any]:
+    scopes = case.scopes if case.scopes is not None else [s.name for s in service.spec.scopes]
+    return {"active": True, "scope": " ".join(scopes), "sub": "user_case",
+            "account_id": "acc_case", "exp": 4102444800}
+
+
+async def _call(client: TestClient[Any, Any], service: CompiledService, tool: CompiledTool,
+                arguments: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    response = await client.post(service.spec.endpoint, headers=auth(TOKENS[service.name]),
+                                 json=rpc("tools/call", {"name": tool.name,
+                                                         "arguments": arguments}))
+    return response.status, await response.json()
+
+
 @pytest.mark.parametrize(("service", "tool", "case"), CASES)
 async def test_spec_case(gateway: TestClient[Any, Any], service: CompiledService,
                          tool: CompiledTool, case: ToolTestCase) -> None:
     base = service.spec.upstream.base_url
+    introspection_url = service.spec.auth.introspection_url
+    answers = _answers(case)
     with respx.mock(assert_all_called=False) as mock:
-        upstream = case.upstream
-        route = mock.route(host=urlsplit(base).hostname).mock(
-            return_value=httpx.Response(
-                upstream.status if upstream else 200,
-                content=orjson.dumps(upstream.body if upstream else {}),
-                headers={"content-type": "application/json", **(upstream.headers if upstream else {})},
-            ))
-        response = await gateway.post(
-            service.spec.endpoint, headers=auth(TOKENS[service.name]),
-            json=rpc("tools/call", {"name": tool.name, "arguments": case.arguments}))
-        body = await response.json()
+        if introspection_url:
+            mock.post(introspection_url).mock(
+                return_value=httpx.Response(200, json=_introspection(service, case)))
+        served: list[httpx.Request] = []
 
-        if case.protocol_error is not None:
-            assert body["error"]["code"] == case.protocol_error, body
-            assert not route.called
-            return
-        assert response.status == 200, body
-        result = body["result"]
-        if tool.spec.request is None:
-            assert not route.called
-        else:
-            assert route.call_count == 1
-            _check_request(route.calls.last.request, case, base)
-        assert result["isError"] is case.expect.is_error, result
-        text = result["content"][0]["text"]
-        for needle in case.expect.text_contains:
-            assert needle in text
-        for needle in case.expect.text_excludes:
-            assert needle not in text
-        if case.expect.structured is not None:
-            assert contains(result["structuredContent"], case.expect.structured), result
+        def answer(request: httpx.Request) -> httpx.Response:
+            served.append(request)
+            return answers[min(len(served), len(answers)) - 1]
+
+        mock.route(host=urlsplit(base).hostname).mock(side_effect=answer)
+        status, body = await _call(gateway, service, tool, case.arguments)
+        if case.confirm:
+            preview = body["result"]["structuredContent"]
+            assert preview["status"] == "preview" and preview["changed"] is False
+            assert all(r.method == "GET" for r in served), "a preview changed something"
+            status, body = await _call(gateway, service, tool, {
+                **case.arguments, "confirmation_token": preview["confirmation_token"]})
+
+    if case.protocol_error is not None:
+        assert body["error"]["code"] == case.protocol_error, body
+        assert served == []
+        return
+    assert status == 200, body
+    result = body["result"]
+    if case.expect_calls is not None:
+        assert len(served) == case.expect_calls
+    if tool.spec.kind == "write" and not case.confirm:
+        assert all(r.method == "GET" for r in served), "a preview changed something"
+    if case.expect_request is not None:
+        assert served, "no upstream request was made"
+        _check_request(served[-1], case, base)
+    assert result["isError"] is case.expect.is_error, result
+    text = result["content"][0]["text"]
+    for needle in case.expect.text_contains:
+        assert needle in text
+    for needle in case.expect.text_excludes:
+        assert needle not in text
+    if case.expect.structured is not None:
+        assert contains(result["structuredContent"], case.expect.structured), result
 
 
 def _check_request(request: httpx.Request, case: ToolTestCase, base: str) -> None:
     expected = case.expect_request
-    if expected is None:
-        return
+    assert expected is not None
     if expected.method is not None:
         assert request.method == expected.method
     if expected.path is not None:
