@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
+from urllib.parse import parse_qs
 
+import httpx
+import orjson
 import pytest
+import respx
 import structlog
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
+from gateway.sandbox import FIXTURES_DIR
 from gateway.settings import SHIPPED_SPECS, Settings
 
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -33,8 +38,33 @@ def settings() -> Settings:
     return Settings(specs_dir=SHIPPED_SPECS, log_json=True, upstream_timeout_s=2.0)
 
 
+RETENTLY_INTROSPECTION = "https://app.retently.com/api/oauth/introspect"
+DEMO_TOKENS = orjson.loads((FIXTURES_DIR / "tokens.json").read_bytes())
+
+
+def introspection_answer(request: httpx.Request) -> httpx.Response:
+    """What the authorization server says of a demo token (the sandbox's own table)."""
+    token = parse_qs(request.content.decode()).get("token", [""])[0]
+    known = DEMO_TOKENS["retently"].get(token)
+    if known is None or known["revoked"] or known["exp"] < 2_000_000_000:
+        return httpx.Response(200, json={"active": False})
+    return httpx.Response(200, json={
+        "active": True, "scope": known["scope"], "sub": known["sub"],
+        "account_id": known["account_id"], "exp": known["exp"], "aud": known["aud"]})
+
+
 @pytest.fixture
-async def gateway(aiohttp_client: AiohttpClient, settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+def upstream() -> Iterator[respx.MockRouter]:
+    """The network edge, faked: every test adds its upstream routes; token introspection of the
+    demo tokens is already there. An unmatched request fails the test."""
+    with respx.mock(assert_all_called=False) as router:
+        router.post(RETENTLY_INTROSPECTION).mock(side_effect=introspection_answer)
+        yield router
+
+
+@pytest.fixture
+async def gateway(aiohttp_client: AiohttpClient, settings: Settings,
+                  upstream: respx.MockRouter) -> AsyncIterator[TestClient[Any, Any]]:
     yield await aiohttp_client(create_app(settings))
 
 

@@ -15,11 +15,12 @@ import pytest
 import respx
 from aiohttp.test_utils import TestClient
 
+from gateway.app import create_app
 from gateway.loader import load_tree
 from gateway.registry import CompiledService, CompiledTool
-from gateway.settings import SHIPPED_SPECS
+from gateway.settings import SHIPPED_SPECS, Settings
 from gateway.specs import ToolTestCase, UpstreamFixture
-from tests.conftest import auth, rpc
+from tests.conftest import AiohttpClient, auth, rpc
 
 REGISTRY = load_tree(SHIPPED_SPECS, {})
 TOKENS = {"retently": "rtly_mcp_pat_casetester_s3cr3t", "refiner": "refiner_case_tester"}
@@ -70,11 +71,13 @@ async def _call(client: TestClient[Any, Any], service: CompiledService, tool: Co
 
 
 @pytest.mark.parametrize(("service", "tool", "case"), CASES)
-async def test_spec_case(gateway: TestClient[Any, Any], service: CompiledService,
-                         tool: CompiledTool, case: ToolTestCase) -> None:
+async def test_spec_case(aiohttp_client: AiohttpClient, settings: Settings,
+                         service: CompiledService, tool: CompiledTool,
+                         case: ToolTestCase) -> None:
     base = service.spec.upstream.base_url
     introspection_url = service.spec.auth.introspection_url
     answers = _answers(case)
+    gateway = await aiohttp_client(create_app(settings, REGISTRY))
     with respx.mock(assert_all_called=False) as mock:
         if introspection_url:
             mock.post(introspection_url).mock(

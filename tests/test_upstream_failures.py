@@ -30,10 +30,9 @@ async def call(client: TestClient[Any, Any], name: str = "list_feedback",
     return body["result"]
 
 
-@respx.mock
 async def test_upstream_500_is_a_tool_error_with_its_status_and_message(
-        gateway: TestClient[Any, Any]) -> None:
-    respx.get(FEEDBACK).mock(return_value=httpx.Response(
+        gateway: TestClient[Any, Any], upstream: respx.MockRouter) -> None:
+    upstream.get(FEEDBACK).mock(return_value=httpx.Response(
         500, json={"message": "Database unavailable", "code": 500, "data": None}))
     result = await call(gateway)
     assert result["isError"] is True
@@ -41,72 +40,68 @@ async def test_upstream_500_is_a_tool_error_with_its_status_and_message(
     assert "HTTP 500" in text and "Database unavailable" in text and "retry" in text
 
 
-@respx.mock
-async def test_upstream_429_says_when_to_retry(gateway: TestClient[Any, Any]) -> None:
-    respx.get(FEEDBACK).mock(return_value=httpx.Response(
+async def test_upstream_429_says_when_to_retry(
+        gateway: TestClient[Any, Any], upstream: respx.MockRouter) -> None:
+    upstream.get(FEEDBACK).mock(return_value=httpx.Response(
         429, json={"message": "Too many requests.", "code": 429}, headers={"Retry-After": "17"}))
     result = await call(gateway)
     assert result["isError"] is True
     assert "retry in 17 seconds" in result["content"][0]["text"]
 
 
-@respx.mock
 async def test_upstream_html_instead_of_json_is_a_tool_error(
-        gateway: TestClient[Any, Any]) -> None:
-    respx.get(FEEDBACK).mock(return_value=httpx.Response(
+        gateway: TestClient[Any, Any], upstream: respx.MockRouter) -> None:
+    upstream.get(FEEDBACK).mock(return_value=httpx.Response(
         200, text="<html><body>Maintenance</body></html>", headers={"content-type": "text/html"}))
     result = await call(gateway)
     assert result["isError"] is True
     assert "text/html instead of JSON" in result["content"][0]["text"]
 
 
-@respx.mock
 async def test_upstream_html_error_page_is_described_not_echoed(
-        gateway: TestClient[Any, Any]) -> None:
-    respx.get(FEEDBACK).mock(return_value=httpx.Response(
+        gateway: TestClient[Any, Any], upstream: respx.MockRouter) -> None:
+    upstream.get(FEEDBACK).mock(return_value=httpx.Response(
         502, text="<html><body><script>x</script>Bad gateway</body></html>"))
     result = await call(gateway)
     text = result["content"][0]["text"]
     assert result["isError"] is True and "HTTP 502" in text and "<script>" not in text
 
 
-@respx.mock
-async def test_upstream_20mb_body_is_refused_not_read(gateway: TestClient[Any, Any]) -> None:
+async def test_upstream_20mb_body_is_refused_not_read(
+        gateway: TestClient[Any, Any], upstream: respx.MockRouter) -> None:
     huge = b'{"data":{"responses":[' + b'{"comment":"' + b"x" * 20_000_000 + b'"}]}}'
-    respx.get(FEEDBACK).mock(return_value=httpx.Response(200, content=huge))
+    upstream.get(FEEDBACK).mock(return_value=httpx.Response(200, content=huge))
     result = await call(gateway)
     assert result["isError"] is True
     assert "larger than" in result["content"][0]["text"]
 
 
-@respx.mock
-async def test_upstream_connection_failure_is_a_tool_error(gateway: TestClient[Any, Any]) -> None:
-    respx.get(FEEDBACK).mock(side_effect=httpx.ConnectError("refused"))
+async def test_upstream_connection_failure_is_a_tool_error(
+        gateway: TestClient[Any, Any], upstream: respx.MockRouter) -> None:
+    upstream.get(FEEDBACK).mock(side_effect=httpx.ConnectError("refused"))
     result = await call(gateway)
     assert result["isError"] is True
     assert "could not be reached" in result["content"][0]["text"]
 
 
 async def test_upstream_silent_past_the_timeout_is_a_tool_error_in_time(
-        aiohttp_client: AiohttpClient) -> None:
+        aiohttp_client: AiohttpClient, upstream: respx.MockRouter) -> None:
     gateway = await aiohttp_client(create_app(Settings(upstream_timeout_s=0.3, log_json=True)))
 
     async def stall(request: httpx.Request) -> httpx.Response:
         await asyncio.sleep(30)
         return httpx.Response(200, json={})
 
-    with respx.mock:
-        respx.get(FEEDBACK).mock(side_effect=stall)
-        async with asyncio.timeout(5):
-            result = await call(gateway)
+    upstream.get(FEEDBACK).mock(side_effect=stall)
+    async with asyncio.timeout(5):
+        result = await call(gateway)
     assert result["isError"] is True
     assert "did not answer within 0.3 seconds" in result["content"][0]["text"]
 
 
-@respx.mock
 async def test_the_caller_token_goes_upstream_in_the_service_format_only(
-        gateway: TestClient[Any, Any]) -> None:
-    route = respx.get(FEEDBACK).mock(return_value=httpx.Response(
+        gateway: TestClient[Any, Any], upstream: respx.MockRouter) -> None:
+    route = upstream.get(FEEDBACK).mock(return_value=httpx.Response(
         200, json={"data": {"responses": [], "page": 1, "pages": 1, "total": 0}}))
     result = await call(gateway)
     sent = route.calls.last.request
@@ -115,9 +110,9 @@ async def test_the_caller_token_goes_upstream_in_the_service_format_only(
     assert RETENTLY_ADMIN not in str(sent.url)
 
 
-@respx.mock
-async def test_traceparent_is_carried_to_the_upstream(gateway: TestClient[Any, Any]) -> None:
-    route = respx.get(FEEDBACK).mock(return_value=httpx.Response(200, json={"data": {}}))
+async def test_traceparent_is_carried_to_the_upstream(
+        gateway: TestClient[Any, Any], upstream: respx.MockRouter) -> None:
+    route = upstream.get(FEEDBACK).mock(return_value=httpx.Response(200, json={"data": {}}))
     trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     await gateway.post(URL, headers={**auth(RETENTLY_ADMIN), "traceparent": trace},
                        json=rpc("tools/call", {"name": "list_feedback", "arguments": {}}))
@@ -129,7 +124,8 @@ version: 1
 name: probe
 title: Probe
 endpoint: /probe/mcp
-upstream: {base_url: "https://api.example.test/base", credential: {header: X-Api-Key, format: "{token}"},
+upstream: {base_url: "https://api.example.test/base",
+           credential: {header: X-Api-Key, format: "{token}"},
            query_style: {arrays: brackets, booleans: one_zero}}
 """
 TOOLS = """

@@ -66,11 +66,6 @@ def _template(sandbox: Sandbox, hint: str | None, scopes: list[str], resource: s
     return DEFAULT_REFINER if refiner else DEFAULT_RETENTLY
 
 
-def _ceiling(sandbox: Sandbox, template: str) -> list[str]:
-    token = sandbox.retently_tokens.get(template) or sandbox.refiner_tokens[template]
-    return token.scope.split()
-
-
 async def authorize(request: web.Request) -> web.StreamResponse:
     """Approve at once and redirect back with a code (or with an OAuth error)."""
     sandbox = request.app[SANDBOX]
@@ -90,7 +85,11 @@ async def authorize(request: web.Request) -> web.StreamResponse:
     requested = query.get("scope", "").split()
     resource = query.get("resource") or None
     template = _template(sandbox, query.get("login_hint"), requested, resource or "")
-    ceiling = _ceiling(sandbox, template)
+    source = sandbox.retently_tokens.get(template) or sandbox.refiner_tokens[template]
+    if not source.active(sandbox.now()):
+        # An expired or revoked identity must not come back to life through a login.
+        raise web.HTTPFound(str(back.update_query(error="access_denied", **state)))
+    ceiling = source.scope.split()
     granted = [s for s in requested if s in ceiling] if requested else ceiling
     if not granted:
         raise web.HTTPFound(str(back.update_query(error="invalid_scope", **state)))
@@ -112,7 +111,8 @@ def _issue(sandbox: Sandbox, grant: OAuthGrant) -> dict[str, Any]:
     expires = int(sandbox.now().timestamp()) + ACCESS_TOKEN_SECONDS
     retently = sandbox.retently_tokens.get(grant.template)
     if retently is not None:
-        access = f"rtly_mcp_oauth_{secrets.token_hex(16)}"
+        # Opaque, unlike the `rtly_mcp_pat_` shape, so a gateway can tell OAuth tokens from PATs.
+        access = f"oat_{secrets.token_urlsafe(32)}"
         sandbox.retently_tokens[access] = RetentlyToken(
             token=access,
             description=f"OAuth access token issued to {grant.client_id}",
@@ -128,7 +128,7 @@ def _issue(sandbox: Sandbox, grant: OAuthGrant) -> dict[str, Any]:
         )
     else:
         refiner = sandbox.refiner_tokens[grant.template]
-        access = f"refiner_oauth_{secrets.token_hex(16)}"
+        access = f"oat_{secrets.token_urlsafe(32)}"
         sandbox.refiner_tokens[access] = RefinerToken(
             token=access,
             description=f"OAuth access token issued to {grant.client_id}",

@@ -1,4 +1,4 @@
-"""The sandbox's in-memory data: fixtures loaded per app instance, tokens, and id minting.
+"""The sandbox's in-memory data: fixtures loaded per app instance, tokens, OAuth grants, ids.
 
 Reads JSON files once at app build time; everything after that is plain mutable state
 owned by one app, so writes are visible to later reads and never leak between apps.
