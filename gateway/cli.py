@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
 from gateway.app import create_app
+from gateway.audit import verify as verify_chain
 from gateway.errors import SpecError
 from gateway.loader import load_tree
 from gateway.logs import configure_logging
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="print the JSON Schema of the spec format")
     schema.set_defaults(run=run_schema)
+
+    audit = commands.add_parser("audit", help="work with audit logs")
+    audit_commands = audit.add_subparsers(required=True, metavar="ACTION")
+    verify = audit_commands.add_parser("verify", help="check a log's hash chain")
+    verify.add_argument("file", type=Path)
+    verify.set_defaults(run=run_audit_verify)
 
     sandbox = commands.add_parser("sandbox", help="serve the sandbox upstream alone")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -116,6 +123,21 @@ def spec_json_schema() -> dict[str, Any]:
 def run_schema(_args: argparse.Namespace) -> int:
     print(json.dumps(spec_json_schema(), indent=2))
     return 0
+
+
+def run_audit_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when the chain is intact, 1 at the first broken link, 2 when unreadable."""
+    try:
+        with args.file.open(encoding="utf-8") as lines:
+            count, broken, reason = verify_chain(lines)
+    except OSError as exc:
+        print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 2
+    if broken is None:
+        print(f"{args.file}: {count} record(s), chain intact")
+        return 0
+    print(f"{args.file}:{broken}: chain broken: {reason}", file=sys.stderr)
+    return 1
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from gateway.jmes import Expression, search
@@ -111,8 +112,10 @@ class CompiledAggregate:
     """A compiled template naming one of `groups` (or a literal group name)."""
     groups: Mapping[str, Expression]
     metrics: Mapping[str, tuple[str, Expression | None]]
-    """name -> (function, field): count, avg, sum, min, max, nps, distinct."""
+    """name -> (function, field): count, avg, sum, min, max, nps, distinct, count_if, first."""
     sort: str | None = None
+    compare_field: Expression | None = None
+    compare_days: Any = None
 
 
 def aggregate(items: Sequence[Any], spec: CompiledAggregate, ctx: RenderContext) -> dict[str, Any]:
@@ -125,22 +128,77 @@ def aggregate(items: Sequence[Any], spec: CompiledAggregate, ctx: RenderContext)
     if by is ABSENT or by not in spec.groups:
         raise ValueError(f"group_by must be one of: {', '.join(spec.groups)}")
     key_of = spec.groups[by]
+    periods: dict[str, Any] = {}
+    previous: Sequence[Any] = ()
+    if spec.compare_field is not None:
+        days = render_value(spec.compare_days, ctx)
+        if not isinstance(days, int) or days < 1:
+            raise ValueError("the comparison period must be a whole number of days")
+        items, previous, periods = _split_periods(items, spec.compare_field, days, ctx.now)
+    current = _buckets(items, key_of)
+    earlier = _buckets(previous, key_of)
+    groups = []
+    for key in [*current, *(k for k in earlier if k not in current)]:
+        row: dict[str, Any] = {"key": key, **_metrics(current.get(key, []), spec)}
+        if spec.compare_field is not None:
+            before = _metrics(earlier.get(key, []), spec)
+            for name, value in before.items():
+                row[f"previous_{name}"] = value
+                now_value = row[name]
+                if isinstance(now_value, int | float) and isinstance(value, int | float):
+                    row[f"change_{name}"] = round(now_value - value, 2)
+        groups.append(row)
+    order = spec.sort or ("count" if "count" in spec.metrics else None)
+    if order is not None:
+        groups.sort(key=lambda g: (-(g.get(order) or 0), g["key"]))
+    return {"group_by": by, "groups": groups, **periods}
+
+
+def _buckets(items: Sequence[Any], key_of: Expression) -> dict[str, list[Any]]:
     buckets: dict[str, list[Any]] = {}
     for item in items:
         keys = search(key_of, item)
         for key in keys if isinstance(keys, list) else [keys]:
             buckets.setdefault("(none)" if key is None else str(key), []).append(item)
-    groups = []
-    for key, members in buckets.items():
-        row: dict[str, Any] = {"key": key}
-        for name, (function, field) in spec.metrics.items():
-            values = [] if field is None else [search(field, m) for m in members]
-            row[name] = metric(function, members, values)
-        groups.append(row)
-    order = spec.sort or ("count" if "count" in spec.metrics else None)
-    if order is not None:
-        groups.sort(key=lambda g: (-(g.get(order) or 0), g["key"]))
-    return {"group_by": by, "groups": groups, "items_scanned": len(items)}
+    return buckets
+
+
+def _metrics(members: Sequence[Any], spec: CompiledAggregate) -> dict[str, Any]:
+    row = {}
+    for name, (function, field) in spec.metrics.items():
+        values = [] if field is None else [search(field, m) for m in members]
+        row[name] = metric(function, members, values)
+    return row
+
+
+def _split_periods(items: Sequence[Any], field: Expression, days: int, now: datetime
+                   ) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    """Items of the last `days`, items of the `days` before, and the two periods' bounds."""
+    start = now - timedelta(days=days)
+    before = start - timedelta(days=days)
+    current: list[Any] = []
+    previous: list[Any] = []
+    for item in items:
+        moment = _moment(search(field, item))
+        if moment is None or moment < before or moment > now:
+            continue
+        (current if moment >= start else previous).append(item)
+    return current, previous, {
+        "period": {"from": start.isoformat(timespec="seconds"), "to": now.isoformat(
+            timespec="seconds")},
+        "previous_period": {"from": before.isoformat(timespec="seconds"),
+                            "to": start.isoformat(timespec="seconds")},
+    }
+
+
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace(" ", "T", 1))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def metric(function: str, members: Sequence[Any], values: Sequence[Any]) -> Any:
@@ -149,6 +207,10 @@ def metric(function: str, members: Sequence[Any], values: Sequence[Any]) -> Any:
         return len(members)
     if function == "distinct":
         return len({_text(v) for v in values if v is not None})
+    if function == "count_if":
+        return sum(1 for v in values if v not in (None, False, "", [], {}))
+    if function == "first":
+        return next((v for v in values if v is not None), None)
     numbers = [n for n in (_number(v) for v in values) if n is not None and math.isfinite(n)]
     if function == "nps":
         if not numbers:
@@ -169,7 +231,8 @@ def metric(function: str, members: Sequence[Any], values: Sequence[Any]) -> Any:
     raise ValueError(f"unknown metric function {function!r}")
 
 
-METRIC_FUNCTIONS: Final = frozenset({"count", "distinct", "nps", "avg", "sum", "min", "max"})
+METRIC_FUNCTIONS: Final = frozenset({"count", "distinct", "nps", "avg", "sum", "min", "max",
+                                     "count_if", "first"})
 
 
 def parse_metric(text: str) -> tuple[str, str | None]:

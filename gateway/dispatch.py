@@ -19,6 +19,7 @@ from gateway.auth import Principal, require_scopes
 from gateway.derive import active_conditions, aggregate, matches
 from gateway.errors import AuthError, ProtocolError, ResponseShapeError, ToolExecutionError
 from gateway.jmes import search
+from gateway.lookups import fill
 from gateway.protocol import SUPPORTED_VERSIONS, Inbound
 from gateway.redaction import Pseudonymiser, redact
 from gateway.registry import CompiledRequest, CompiledService, CompiledTool
@@ -123,6 +124,10 @@ class Dispatcher:
         ctx = RenderContext(arguments, {"account": principal.account,
                                         "subject": principal.subject}, self._clock())
         redact = self._redactor(tool, principal)
+
+        async def send(request: CompiledRequest, in_ctx: RenderContext) -> Any:
+            return (await self._send(request, service, principal, in_ctx, traceparent)).body
+
         upstream_status: int | None = None
         try:
             if tool.is_write:
@@ -131,6 +136,7 @@ class Dispatcher:
                 shaped = written.result
                 upstream_status = written.upstream_status
             else:
+                ctx = await fill(tool, ctx, send)
                 if tool.result is not None:
                     body: Any = render_value(tool.result, ctx)
                 elif tool.collect is not None:

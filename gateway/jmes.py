@@ -1,7 +1,9 @@
 """JMESPath as the spec format uses it: the standard functions plus a few the specs need. Pure.
 
 Extra functions: `lower(s)`, `upper(s)`, `month(date)` ("YYYY-MM"), `day(date)` ("YYYY-MM-DD"),
-`union(a, b)`, `difference(a, b)` (order kept, duplicates dropped), `unique(a)`.
+`union(a, b)`, `difference(a, b)` (order kept, duplicates dropped), `unique(a)`, and
+`explode(items, 'field')`: one copy of each item per element of its list `field`, with that
+field holding the one element (so per-topic rows keep their feedback's other fields).
 """
 
 from __future__ import annotations
@@ -53,6 +55,15 @@ class GatewayFunctions(functions.Functions):
     @functions.signature({"types": ["array", "null"]})
     def _func_unique(self, values: list[Any] | None) -> list[Any]:
         return _ordered_unique(values or [])
+
+    @functions.signature({"types": ["array", "null"]}, {"types": ["string"]})
+    def _func_explode(self, items: list[Any] | None, field: str) -> list[Any]:
+        rows: list[Any] = []
+        for item in items or []:
+            values = item.get(field) if isinstance(item, dict) else None
+            if isinstance(values, list):
+                rows.extend({**item, field: value} for value in values)
+        return rows
 
 
 OPTIONS: Final = jmespath.Options(dict_cls=dict, custom_functions=GatewayFunctions())

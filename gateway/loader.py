@@ -227,7 +227,7 @@ def _check_tool(tool: ToolSpec, service: ServiceSpec, file: str, lines: Lines,
         problems.append(SpecProblem(file, line_of(lines, (*where, *loc)),
                                     f"{tool.name}: {message}"))
 
-    declared = set(tool.input)
+    declared = set(tool.input) | set(tool.lookups)
     vocabulary = {s.name for s in service.scopes}
     for scope in tool.scopes:
         if vocabulary and scope not in vocabulary:
@@ -260,6 +260,8 @@ def _check_tool(tool: ToolSpec, service: ServiceSpec, file: str, lines: Lines,
         requests.append((("collect", "request"), tool.collect.request))
     if tool.write is not None and tool.write.preview is not None:
         requests.append((("write", "preview"), tool.write.preview))
+    requests.extend((("lookups", name, "request"), lookup.request)
+                    for name, lookup in tool.lookups.items())
     for loc, request in requests:
         _check_request(request, loc, tool, report)
     if tool.collect is not None and tool.collect.limit is not None:
@@ -288,7 +290,7 @@ def _check_refs(value: Any, loc: tuple[str | int, ...], declared: set[str],
 
 def _check_request(request: RequestSpec, loc: tuple[str | int, ...], tool: ToolSpec,
                    report: Report) -> None:
-    declared = set(tool.input)
+    declared = set(tool.input) | set(tool.lookups)
     try:
         path = compile_path(request.path)
     except (ValueError, TemplateSyntaxError) as exc:
@@ -300,6 +302,12 @@ def _check_request(request: RequestSpec, loc: tuple[str | int, ...], tool: ToolS
         name = part.ref.name
         if name not in declared:
             report((*loc, "path"), f"path names undeclared argument {{{name}}}")
+        elif name in tool.lookups and loc[0] == "lookups":
+            report((*loc, "path"), f"a lookup's path cannot need a looked-up value {{{name}}}")
+        elif name not in tool.input:
+            continue  # filled by a lookup; absent only when the lookup could not run
+        elif name in tool.lookups:
+            continue
         elif not (tool.input[name].required is True
                   or "default" in tool.input[name].model_fields_set):
             report((*loc, "path"), f"path argument {{{name}}} must be required or have a default")

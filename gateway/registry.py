@@ -20,12 +20,13 @@ from gateway.specs import (
     AggregateSpec,
     Budget,
     InputProperty,
+    LookupSpec,
     QueryStyle,
     RequestSpec,
     ServiceSpec,
     ToolSpec,
 )
-from gateway.templates import Ref, Template, compile_template, compile_value
+from gateway.templates import Ref, Template, compile_template, compile_value, value_refs
 from gateway.writes import CONFIRMATION_ARGUMENT
 
 DEFAULT_MAX_STRING = 10_000
@@ -135,6 +136,15 @@ class CompiledCollect:
 
 
 @dataclass(frozen=True)
+class CompiledLookup:
+    name: str
+    request: CompiledRequest
+    select: Expression
+    needs: frozenset[str]
+    """Arguments the request refers to; all must be present for the lookup to run."""
+
+
+@dataclass(frozen=True)
 class CompiledTool:
     spec: ToolSpec
     service: str
@@ -146,6 +156,7 @@ class CompiledTool:
     """The Tool object as sent in tools/list."""
     scopes: frozenset[str]
     anonymous: bool
+    lookups: tuple[CompiledLookup, ...] = ()
     request: CompiledRequest | None = None
     collect: CompiledCollect | None = None
     conditions: tuple[CompiledCondition, ...] = ()
@@ -257,6 +268,8 @@ def compile_aggregate(spec: AggregateSpec) -> CompiledAggregate:
         groups={name: compile_expression(expr) for name, expr in spec.groups.items()},
         metrics=metrics,
         sort=spec.sort,
+        compare_field=compile_expression(spec.compare.field) if spec.compare else None,
+        compare_days=compile_value(spec.compare.days) if spec.compare else None,
     )
 
 
@@ -335,6 +348,7 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
         wire=wire,
         scopes=frozenset(tool.scopes),
         anonymous=tool.name in service.auth.anonymous_tools,
+        lookups=tuple(_compile_lookup(name, spec, service) for name, spec in tool.lookups.items()),
         request=compile_request(tool.request, service) if tool.request else None,
         collect=collect,
         conditions=tuple(CompiledCondition(compile_expression(c.field), c.op,
@@ -351,6 +365,15 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
         preview_select=(compile_expression(write.preview_select)
                         if write and write.preview_select else None),
     )
+
+
+def _compile_lookup(name: str, spec: LookupSpec, service: ServiceSpec) -> CompiledLookup:
+    request = compile_request(spec.request, service)
+    refs = [p.ref for p in request.path if p.ref is not None]
+    refs += value_refs(request.query) + value_refs(request.body)
+    refs += [r for t in request.headers.values() for r in t.refs]
+    return CompiledLookup(name, request, compile_expression(spec.select),
+                          frozenset(r.name for r in refs if r.source == "arg"))
 
 
 def _first(budget: Budget | None, key: str, fallback: int | None) -> int | None:

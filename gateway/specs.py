@@ -237,6 +237,15 @@ class ConditionSpec(SpecModel):
     """A template; when it renders absent (an optional argument not given) the condition is off."""
 
 
+class CompareSpec(SpecModel):
+    """Compare each group over the last `days` with the `days` before (period over period)."""
+
+    field: str
+    """A JMESPath giving an item's ISO date or timestamp."""
+    days: Any
+    """A template or number: the length of each period in days."""
+
+
 class AggregateSpec(SpecModel):
     """Group the kept items and compute metrics per group."""
 
@@ -248,6 +257,17 @@ class AggregateSpec(SpecModel):
     """Name -> count, or avg/sum/min/max/nps/distinct(JMESPath)."""
     sort: str | None = None
     """Metric to sort groups by, descending (default: count)."""
+    compare: CompareSpec | None = None
+    """Adds previous_<metric> and change_<metric> to every group."""
+
+
+class LookupSpec(SpecModel):
+    """Fill a value the call did not give from a read, e.g. a default group's id, or a team
+    member's email from the id the model knows."""
+
+    request: RequestSpec
+    select: str
+    """A JMESPath over the read's body giving the value."""
 
 
 class ToolPii(SpecModel):
@@ -326,6 +346,9 @@ class ToolSpec(SpecModel):
     scopes: list[str] = []
     annotations: Annotations | None = None
     input: dict[str, InputProperty] = {}
+    lookups: dict[str, LookupSpec] = {}
+    """name -> a read that fills `{name}` when the call gives no such argument. It runs only when
+    every argument its request names is given; otherwise `{name}` stays absent."""
     request: RequestSpec | None = None
     collect: CollectSpec | None = None
     filter: list[ConditionSpec] = []

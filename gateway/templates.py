@@ -2,7 +2,8 @@
 
 A template string refers to values in braces: `{page}` (an argument), `{principal.account}`,
 `{principal.subject}` (the verified caller), `{now}` (the current UTC time, ISO 8601),
-`{now-30d}` / `{now+1h}` (offsets) and `{now-30d:date}` (a date). `{a ?? b}` takes the first
+`{now-30d}` / `{now+1h}` (offsets), `{now-(days)d}` (an offset counted by an argument) and
+`{now-30d:date}` (a date). `{a ?? b}` takes the first
 of several that is present (`{start_date ?? now-30d:date}`); `{metric|lower}` and `|upper`
 change the case of text. `{{` and `}}` are literal braces.
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -29,7 +30,7 @@ from gateway.jmes import Expression, compile_expression, search
 
 _REF = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-_NOW = re.compile(r"^now(?:([+-])(\d{1,4})([smhd]))?(?::(date))?$")
+_NOW = re.compile(r"^now(?:([+-])(\d{1,4}|\([A-Za-z_][A-Za-z0-9_]*\))([smhd]))?(?::(date))?$")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 PRINCIPAL_FIELDS: Final = frozenset({"account", "subject"})
 
@@ -51,6 +52,8 @@ class Ref:
     """Argument name or principal field ("now" for the clock)."""
     offset_s: int = 0
     date_only: bool = False
+    offset_argument: str | None = None
+    """For `{now-<argument>d}`: the argument holding the number of units."""
     fallbacks: tuple[Ref, ...] = ()
     """Tried in order when this reference is absent."""
     case: str | None = None
@@ -65,8 +68,15 @@ class Template:
 
     @property
     def refs(self) -> tuple[Ref, ...]:
-        """Every reference, fallbacks included."""
-        return tuple(r for p in self.parts if isinstance(p, Ref) for r in (p, *p.fallbacks))
+        """Every reference, fallbacks included; `{now-<argument>d}` counts as one to it."""
+        found: list[Ref] = []
+        for part in self.parts:
+            if isinstance(part, Ref):
+                for ref in (part, *part.fallbacks):
+                    found.append(ref)
+                    if ref.offset_argument is not None:
+                        found.append(Ref("arg", ref.offset_argument))
+        return tuple(found)
 
     @property
     def whole(self) -> Ref | None:
@@ -129,14 +139,18 @@ def _parse_alternatives(body: str) -> Ref:
     if case not in (None, "lower", "upper"):
         raise TemplateSyntaxError(f"unknown filter |{case} (use |lower or |upper)")
     first, *rest = [_parse_ref(alt.strip()) for alt in body.split("??")]
-    return Ref(first.source, first.name, first.offset_s, first.date_only, tuple(rest), case)
+    return replace(first, fallbacks=tuple(rest), case=case)
 
 
 def _parse_ref(body: str) -> Ref:
     if now := _NOW.match(body):
         sign, amount, unit, date_only = now.groups()
+        direction = -1 if sign == "-" else 1
+        if amount and not amount.isdigit():
+            return Ref("now", "now", direction * _UNITS[unit], date_only is not None,
+                       offset_argument=amount.strip("()"))
         offset = int(amount) * _UNITS[unit] if amount else 0
-        return Ref("now", "now", -offset if sign == "-" else offset, date_only is not None)
+        return Ref("now", "now", direction * offset, date_only is not None)
     if not _NAME.match(body):
         raise TemplateSyntaxError(f"{{{body}}} is not a valid reference")
     head, _, field = body.partition(".")
@@ -170,7 +184,13 @@ def _resolve_one(ref: Ref, ctx: RenderContext) -> Any:
     if ref.source == "principal":
         value = ctx.principal.get(ref.name)
         return ABSENT if value is None else value
-    moment = ctx.now + timedelta(seconds=ref.offset_s)
+    offset = ref.offset_s
+    if ref.offset_argument is not None:
+        count = ctx.arguments.get(ref.offset_argument)
+        if not isinstance(count, int) or isinstance(count, bool):
+            return ABSENT
+        offset *= count
+    moment = ctx.now + timedelta(seconds=offset)
     if ref.date_only:
         return moment.date().isoformat()
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -230,9 +250,8 @@ def render_value(value: Any, ctx: RenderContext) -> Any:
     if isinstance(value, Template):
         return render(value, ctx)
     if isinstance(value, Expr):
-        found = search(value.expression, {"args": dict(ctx.arguments), "current": ctx.current,
+        return search(value.expression, {"args": dict(ctx.arguments), "current": ctx.current,
                                           "principal": dict(ctx.principal)})
-        return ABSENT if found is None else found
     if isinstance(value, dict):
         rendered = {k: render_value(v, ctx) for k, v in value.items()}
         return {k: v for k, v in rendered.items() if v is not ABSENT}

@@ -18,6 +18,7 @@ from gateway.audit import AuditLog
 from gateway.auth import Principal
 from gateway.errors import ToolExecutionError, UpstreamError
 from gateway.jmes import search
+from gateway.lookups import fill
 from gateway.ratelimit import LimitStore
 from gateway.registry import CompiledRequest, CompiledService, CompiledTool
 from gateway.shaping import select
@@ -33,6 +34,18 @@ from gateway.writes import (
 
 Redactor = Callable[[Any], Any]
 """De-identifies a value for the calling principal (identity when it may see PII)."""
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One write call: who, what, and the digest of exactly the arguments the caller gave."""
+
+    tool: CompiledTool
+    service: CompiledService
+    principal: Principal
+    arguments: dict[str, Any]
+    digest: str
+    traceparent: str | None
 
 
 @dataclass(frozen=True)
@@ -61,19 +74,24 @@ class WriteCalls:
         token = ctx.arguments.get(CONFIRMATION_ARGUMENT)
         arguments = {k: v for k, v in ctx.arguments.items() if k != CONFIRMATION_ARGUMENT}
         ctx = replace(ctx, arguments=arguments)
-        digest = arguments_digest(tool.name, arguments)
+        call = _Call(tool, service, principal, arguments,
+                     arguments_digest(tool.name, arguments), traceparent)
         if token is None:
-            return await self._preview(tool, service, principal, ctx, redact, digest,
-                                       traceparent)
-        return await self._execute(tool, service, principal, ctx, redact, digest, token,
-                                   traceparent)
+            return await self._preview(call, ctx, redact)
+        return await self._execute(call, ctx, redact, token)
 
-    async def _current(self, tool: CompiledTool, service: CompiledService, principal: Principal,
-                       ctx: RenderContext, traceparent: str | None) -> Any:
-        if tool.preview is None:
-            return None
-        body = await self._send(tool.preview, service, principal, ctx, traceparent)
-        return search(tool.preview_select, body) if tool.preview_select else body
+    async def _prepared(self, call: _Call, ctx: RenderContext) -> RenderContext:
+        """Lookups filled, then the preview read (the current state) as `current`."""
+        async def send(request: CompiledRequest, in_ctx: RenderContext) -> Any:
+            return await self._send(request, call.service, call.principal, in_ctx,
+                                    call.traceparent)
+
+        ctx = await fill(call.tool, ctx, send)
+        if call.tool.preview is None:
+            return ctx
+        body = await send(call.tool.preview, ctx)
+        selected = search(call.tool.preview_select, body) if call.tool.preview_select else body
+        return replace(ctx, current=selected)
 
     async def _send(self, request: CompiledRequest, service: CompiledService,
                     principal: Principal, ctx: RenderContext, traceparent: str | None) -> Any:
@@ -84,17 +102,16 @@ class WriteCalls:
             message_keys=tuple(service.spec.upstream.error_message))
         return response.body
 
-    async def _preview(self, tool: CompiledTool, service: CompiledService, principal: Principal,
-                       ctx: RenderContext, redact: Redactor, digest: str,
-                       traceparent: str | None) -> WriteOutcome:
-        current = await self._current(tool, service, principal, ctx, traceparent)
+    async def _preview(self, call: _Call, ctx: RenderContext,
+                       redact: Redactor) -> WriteOutcome:
+        tool, service, principal = call.tool, call.service, call.principal
+        ctx = await self._prepared(call, ctx)
         assert tool.request is not None  # noqa: S101 - the loader requires it for writes
-        would_send = build_request(tool.request, service.spec, replace(ctx, current=current),
-                                   None)
-        confirmation = issue(self._key, tool=tool.name, arguments=ctx.arguments,
+        would_send = build_request(tool.request, service.spec, ctx, None)
+        confirmation = issue(self._key, tool=tool.name, arguments=call.arguments,
                              subject=principal.subject, account=principal.account,
                              now=self._clock(), ttl_s=service.spec.writes.confirm_ttl_s)
-        self._record(service, tool, principal, digest, "preview", "previewed")
+        self._record(call, "preview", "previewed")
         expires = datetime.fromtimestamp(confirmation.expires_at, UTC)
         result: dict[str, Any] = {
             "status": "preview",
@@ -107,59 +124,55 @@ class WriteCalls:
                           f"{CONFIRMATION_ARGUMENT} before it expires."),
         }
         if tool.preview is not None:
-            result["current"] = redact(current)
+            result["current"] = redact(ctx.current)
         return WriteOutcome(result)
 
-    async def _execute(self, tool: CompiledTool, service: CompiledService, principal: Principal,
-                       ctx: RenderContext, redact: Redactor, digest: str, token: Any,
-                       traceparent: str | None) -> WriteOutcome:
+    async def _execute(self, call: _Call, ctx: RenderContext, redact: Redactor,
+                       token: Any) -> WriteOutcome:
+        tool, service, principal = call.tool, call.service, call.principal
         now = self._clock()
         try:
-            nonce, expires_at = verify(self._key, token, tool=tool.name, arguments=ctx.arguments,
+            nonce, expires_at = verify(self._key, token, tool=tool.name, arguments=call.arguments,
                                        subject=principal.subject, account=principal.account,
                                        now=now)
         except ConfirmationRefused as refused:
-            self._record(service, tool, principal, digest, "execute", "refused",
-                         reason=refused.reason)
-            raise ToolExecutionError(f"Not executed: {refused.reason}") from refused
+            self._record(call, "execute", "refused", reason=refused.reason)
+            raise ToolExecutionError(f"Not executed. {refused.reason}") from refused
         policy = service.spec.writes
         bucket = f"writes:{service.name}:{principal.account or principal.subject or 'anonymous'}"
         wait = await self._limits.take(bucket, policy.per_account_per_minute,
                                        policy.per_account_per_minute / 60.0, now)
         if wait > 0:
-            self._record(service, tool, principal, digest, "execute", "refused",
-                         reason="rate_limited")
+            self._record(call, "execute", "refused", reason="rate_limited")
             raise ToolExecutionError(
-                f"Not executed: this account's write limit ({policy.per_account_per_minute} a "
-                f"minute) is reached; retry in {wait:.0f} seconds with the same token.",
+                f"Not executed. This account's write limit ({policy.per_account_per_minute} a "
+                f"minute) is reached; retry in {max(1, round(wait))} seconds with the same token.",
                 retry_after_s=wait)
         if not await self._limits.claim_once(f"confirm:{nonce}", max(1, expires_at - int(now))):
-            self._record(service, tool, principal, digest, "execute", "refused",
-                         reason="reused")
-            raise ToolExecutionError("Not executed: The confirmation token was already used; "
+            self._record(call, "execute", "refused", reason="reused")
+            raise ToolExecutionError("Not executed. The confirmation token was already used; "
                                      "preview the change again.")
         assert tool.request is not None  # noqa: S101 - the loader requires it for writes
         try:
-            current = await self._current(tool, service, principal, ctx, traceparent)
-            body = await self._send(tool.request, service, principal,
-                                    replace(ctx, current=current), traceparent)
+            ctx = await self._prepared(call, ctx)
+            body = await self._send(tool.request, service, principal, ctx, call.traceparent)
         except UpstreamError as failed:
-            self._record(service, tool, principal, digest, "execute", "failed",
-                         upstream_status=failed.status)
+            self._record(call, "execute", "failed", upstream_status=failed.status)
             raise
         except ToolExecutionError:
-            self._record(service, tool, principal, digest, "execute", "failed")
+            self._record(call, "execute", "failed")
             raise
-        self._record(service, tool, principal, digest, "execute", "done", upstream_status=200)
+        self._record(call, "execute", "done", upstream_status=200)
         return WriteOutcome({"status": "done", "changed": True,
                              "result": redact(select(tool.select, body))}, 200)
 
-    def _record(self, service: CompiledService, tool: CompiledTool, principal: Principal,
-                digest: str, phase: str, outcome: str, **extra: Any) -> None:
+    def _record(self, call: _Call, phase: str, outcome: str, **extra: Any) -> None:
         request_id = structlog.contextvars.get_contextvars().get("request_id")
-        record = self._audit.write(request_id=request_id, service=service.name, tool=tool.name,
-                                   phase=phase, outcome=outcome, subject=principal.subject,
-                                   account=principal.account, arguments_digest=digest, **extra)
+        record = self._audit.write(request_id=request_id, service=call.service.name,
+                                   tool=call.tool.name, phase=phase, outcome=outcome,
+                                   subject=call.principal.subject,
+                                   account=call.principal.account,
+                                   arguments_digest=call.digest, **extra)
         if not self._audit.to_file:
             structlog.get_logger("gateway.audit").info("audit", **record)
 
