@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell $(PYTHON) -c 'import hashlib,sys;print(hashlib.sha1(open("pyproject.toml","rb").read()).hexdigest()[:12])')
 
-.PHONY: venv demo test lint check-all bench serve sandbox clean
+.PHONY: venv demo test lint services check-all bench serve sandbox clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,15 +24,20 @@ serve: venv               ## the gateway alone, upstream URLs from RETENTLY_API_
 sandbox: venv             ## the sandbox upstream alone
 	$(BIN)/mcp-gateway sandbox
 
-test: venv lint           ## the whole suite (bounded versions of the slow checks)
+test: venv lint services  ## the whole suite (bounded versions of the slow checks)
 	$(BIN)/pytest -q -m "not slow"
+
+services:                 ## redis-server for the cross-replica tests (Debian package; needs root)
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  (apt-get install -y -qq redis-server || (apt-get update -qq && apt-get install -y -qq redis-server)) \
+	    >/dev/null 2>&1 || echo "note: redis-server could not be installed; the Redis tests will report a skip"; }
 
 lint: venv
 	$(BIN)/ruff check gateway tests fixtures
 	$(BIN)/mypy
 	$(BIN)/mcp-gateway check
 
-check-all: venv lint      ## everything, the slow external checks included
+check-all: venv lint services  ## everything, the slow external checks included
 	$(BIN)/pytest -q
 
 clean:
