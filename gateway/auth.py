@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cachetools import TLRUCache
@@ -35,6 +35,8 @@ class Principal:
     account: str | None
     scopes: frozenset[str]
     expires_at: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """More verified claims the service maps to principal fields (e.g. granted projects)."""
 
     @property
     def anonymous(self) -> bool:
@@ -104,9 +106,10 @@ def principal_from_claims(service: CompiledService, token: str, claims: Mapping[
     scopes = scope_text.split() if isinstance(scope_text, str) else list(scope_text)
     subject = claims.get(spec.claims.subject)
     account = claims.get(spec.claims.account)
+    extra = {name: claims.get(claim) for name, claim in spec.claims.extra.items()}
     return Principal(token, None if subject is None else str(subject),
                      None if account is None else str(account), frozenset(scopes),
-                     float(expires) if isinstance(expires, int | float) else None)
+                     float(expires) if isinstance(expires, int | float) else None, extra)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,16 +16,17 @@ from mcp_types.jsonrpc import INVALID_PARAMS
 
 from gateway import __version__
 from gateway.auth import Principal, require_scopes
-from gateway.derive import active_conditions, aggregate, matches
+from gateway.derive import OPERATORS, active_conditions, aggregate, matches
 from gateway.errors import AuthError, ProtocolError, ResponseShapeError, ToolExecutionError
 from gateway.jmes import search
 from gateway.lookups import fill
 from gateway.protocol import SUPPORTED_VERSIONS, Inbound
 from gateway.redaction import Pseudonymiser, redact
-from gateway.registry import CompiledRequest, CompiledService, CompiledTool
+from gateway.registry import CompiledPrompt, CompiledRequest, CompiledService, CompiledTool
 from gateway.settings import Settings
 from gateway.shaping import apply_budget, paging_hint, render, render_error, select
-from gateway.templates import RenderContext, render_value
+from gateway.templates import ABSENT, RenderContext, render_value
+from gateway.templates import render as render_template
 from gateway.upstream import Upstream, UpstreamResponse, build_request
 from gateway.write_calls import WriteCalls
 
@@ -54,6 +55,10 @@ def capabilities(service: CompiledService) -> dict[str, Any]:
     caps: dict[str, Any] = {}
     if service.tools:
         caps["tools"] = {"listChanged": False}
+    if service.resources:
+        caps["resources"] = {"listChanged": False, "subscribe": False}
+    if service.prompts:
+        caps["prompts"] = {"listChanged": False}
     return caps
 
 
@@ -91,6 +96,22 @@ class Dispatcher:
         if method == "tools/list":
             return CallOutcome({"tools": service.tools_for(principal.scopes)},
                                ttl_ms=TOOLS_LIST_TTL_MS)
+        if method == "resources/read" and service.resources:
+            return await self.read_resource(inbound.params, service, principal,
+                                            traceparent=traceparent)
+        if method == "resources/list" and service.resources:
+            return CallOutcome({"resources": service.resources_for(principal.scopes,
+                                                                   templated=False)},
+                               ttl_ms=TOOLS_LIST_TTL_MS)
+        if method == "resources/templates/list" and service.resources:
+            return CallOutcome({"resourceTemplates": service.resources_for(principal.scopes,
+                                                                           templated=True)},
+                               ttl_ms=TOOLS_LIST_TTL_MS)
+        if method == "prompts/list" and service.prompts:
+            return CallOutcome({"prompts": service.prompts_for(principal.scopes)},
+                               ttl_ms=TOOLS_LIST_TTL_MS)
+        if method == "prompts/get" and service.prompts:
+            return self.get_prompt(inbound.params, service, principal)
         if method == "initialize":
             result: dict[str, Any] = {"protocolVersion": inbound.version,
                                       "capabilities": capabilities(service),
@@ -121,43 +142,110 @@ class Dispatcher:
             require_scopes(principal, tool.scopes, f"The tool {tool.name}")
         arguments = validated_arguments(tool, params.get("arguments"))
         self._check_pii_gates(tool, principal, arguments)
-        ctx = RenderContext(arguments, {"account": principal.account,
-                                        "subject": principal.subject}, self._clock())
         redact = self._redactor(tool, principal)
+        try:
+            shaped, status = await self._run(tool, service, principal, arguments, redact,
+                                             traceparent)
+        except ToolExecutionError as exc:
+            status = getattr(exc, "status", None)
+            return CallOutcome(render_error(redact(exc.message)), tool.name, status)
+        result, encoded = self._budgeted(tool, shaped)
+        return CallOutcome(render(result, encoded), tool.name, status)
+
+    async def read_resource(self, params: dict[str, Any], service: CompiledService,
+                            principal: Principal, *, traceparent: str | None) -> CallOutcome:
+        """resources/read: the URI picks the resource and gives its arguments.
+
+        Raises:
+            ProtocolError: -32602 for an unknown URI, bad URI parts, a broken rule or an upstream
+                failure (resources have no error result of their own).
+        """
+        uri = params.get("uri")
+        for resource in service.resources.values():
+            found = resource.match(uri) if isinstance(uri, str) else None
+            if found is not None:
+                break
+        else:
+            raise ProtocolError(INVALID_PARAMS, f"Resource not found: {uri}", {"uri": uri})
+        tool = resource.tool
+        require_scopes(principal, tool.scopes, f"The resource {resource.spec.name}")
+        arguments = validated_arguments(tool, found)
+        redact = self._redactor(tool, principal)
+        try:
+            shaped, _ = await self._run(tool, service, principal, arguments, redact, traceparent)
+        except ToolExecutionError as exc:
+            raise ProtocolError(INVALID_PARAMS, redact(exc.message), {"uri": uri}) from exc
+        _, encoded = self._budgeted(tool, shaped)
+        return CallOutcome({"contents": [{"uri": uri, "mimeType": resource.spec.mime_type,
+                                          "text": encoded.decode()}]}, resource.spec.name)
+
+    def get_prompt(self, params: dict[str, Any], service: CompiledService,
+                   principal: Principal) -> CallOutcome:
+        """prompts/get: the prompt's messages with its arguments filled in.
+
+        Raises:
+            ProtocolError: -32602 for an unknown prompt, or a missing, unknown or bad argument.
+        """
+        name = params.get("name")
+        prompt = service.prompts.get(name) if isinstance(name, str) else None
+        if prompt is None:
+            raise ProtocolError(INVALID_PARAMS, f"Unknown prompt: {name}", {"prompt": name})
+        require_scopes(principal, prompt.scopes, f"The prompt {prompt.spec.name}")
+        given = params.get("arguments") or {}
+        problems = prompt_problems(prompt, given)
+        if problems:
+            raise ProtocolError(INVALID_PARAMS, f"Invalid arguments for prompt {name}",
+                                {"prompt": name, "problems": problems})
+        ctx = RenderContext({k: v for k, v in given.items() if v != ""}, {}, self._clock())
+        messages = []
+        for role, template in prompt.messages:
+            text = render_template(template, ctx)
+            messages.append({"role": role, "content": {
+                "type": "text", "text": "" if text is ABSENT else str(text)}})
+        result: dict[str, Any] = {"messages": messages}
+        if prompt.spec.description:
+            result["description"] = prompt.spec.description
+        return CallOutcome(result, prompt.spec.name)
+
+    async def _run(self, tool: CompiledTool, service: CompiledService, principal: Principal,
+                   arguments: dict[str, Any], redact: Callable[[Any], Any],
+                   traceparent: str | None) -> tuple[dict[str, Any], int | None]:
+        """The shaped (selected, redacted) result of one tool run, and the upstream status.
+
+        Raises:
+            ToolExecutionError: a broken rule, or any upstream failure.
+        """
+        ctx = RenderContext(arguments, principal_fields(principal), self._clock())
+        check_rules(tool, ctx)
 
         async def send(request: CompiledRequest, in_ctx: RenderContext) -> Any:
             return (await self._send(request, service, principal, in_ctx, traceparent)).body
 
-        upstream_status: int | None = None
-        try:
-            if tool.is_write:
-                written = await self._writes.call(tool, service, principal, ctx, redact,
-                                                  traceparent=traceparent)
-                shaped = written.result
-                upstream_status = written.upstream_status
-            else:
-                ctx = await fill(tool, ctx, send)
-                if tool.result is not None:
-                    body: Any = render_value(tool.result, ctx)
-                elif tool.collect is not None:
-                    body = await self._derive(tool, service, principal, ctx, traceparent)
-                else:
-                    assert tool.request is not None  # noqa: S101 - one source per tool
-                    response = await self._send(tool.request, service, principal, ctx,
-                                                traceparent)
-                    upstream_status = response.status
-                    body = response.body
-                shaped = redact(select(tool.select, body))
-            result, encoded = apply_budget(
-                shaped, tool.budget,
-                default_items=self._settings.max_result_items,
-                default_bytes=self._settings.max_result_bytes,
-                paging_hint=paging_hint(set(tool.spec.input)),
-            )
-            return CallOutcome(render(result, encoded), tool.name, upstream_status)
-        except ToolExecutionError as exc:
-            status = getattr(exc, "status", upstream_status)
-            return CallOutcome(render_error(redact(exc.message)), tool.name, status)
+        if tool.is_write:
+            written = await self._writes.call(tool, service, principal, ctx, redact,
+                                              traceparent=traceparent)
+            return written.result, written.upstream_status
+        ctx = await fill(tool, ctx, send)
+        status: int | None = None
+        if tool.result is not None:
+            body: Any = render_value(tool.result, ctx)
+        elif tool.collect is not None:
+            body = await self._derive(tool, service, principal, ctx, traceparent)
+        else:
+            assert tool.request is not None  # noqa: S101 - one source per tool
+            response = await self._send(tool.request, service, principal, ctx, traceparent)
+            status, body = response.status, response.body
+        shaped = redact(select(tool.select, body))
+        if tool.extra:
+            shaped = {**shaped, **render_value(tool.extra, ctx)}
+        return shaped, status
+
+    def _budgeted(self, tool: CompiledTool, shaped: dict[str, Any]
+                  ) -> tuple[dict[str, Any], bytes]:
+        return apply_budget(shaped, tool.budget,
+                            default_items=self._settings.max_result_items,
+                            default_bytes=self._settings.max_result_bytes,
+                            paging_hint=paging_hint(set(tool.spec.input)))
 
     def _check_pii_gates(self, tool: CompiledTool, principal: Principal,
                          arguments: dict[str, Any]) -> None:
@@ -234,6 +322,47 @@ class Dispatcher:
 
 def _identity(value: Any) -> Any:
     return value
+
+
+def principal_fields(principal: Principal) -> dict[str, Any]:
+    """What templates see as {principal.<field>}."""
+    return {**principal.extra, "account": principal.account, "subject": principal.subject}
+
+
+def check_rules(tool: CompiledTool, ctx: RenderContext) -> None:
+    """Raises:
+        ToolExecutionError: the first rule the call breaks, in the rule's own words.
+    """
+    for check in tool.checks:
+        value = render_value(check.value, ctx)
+        if value is ABSENT:
+            continue
+        than = render_value(check.than, ctx)
+        if than is ABSENT or not OPERATORS[check.op](value, than):
+            message = render_value(check.message, ctx)
+            raise ToolExecutionError(f"Refused: {message}" if message is not ABSENT
+                                     else "Refused: the arguments break a rule of this tool.")
+
+
+def prompt_problems(prompt: CompiledPrompt, given: Any) -> list[str]:
+    """Every problem with a prompt's arguments: unknown, missing, malformed."""
+    if not isinstance(given, dict):
+        return ["arguments: must be an object of strings"]
+    declared = {a.name: a for a in prompt.spec.arguments}
+    problems = [f"{name}: unknown argument" for name in given if name not in declared]
+    for argument in prompt.spec.arguments:
+        value = given.get(argument.name)
+        if value is None or value == "":
+            if argument.required:
+                problems.append(f"{argument.name}: required")
+            continue
+        if not isinstance(value, str):
+            problems.append(f"{argument.name}: must be a string")
+        elif len(value) > argument.max_length:
+            problems.append(f"{argument.name}: longer than {argument.max_length} characters")
+        elif (pattern := prompt.patterns.get(argument.name)) and not pattern.fullmatch(value):
+            problems.append(f"{argument.name}: does not match {pattern.pattern}")
+    return problems
 
 
 def validated_arguments(tool: CompiledTool, arguments: Any) -> dict[str, Any]:

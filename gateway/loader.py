@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jmespath.exceptions
 import yaml
@@ -17,9 +19,25 @@ from pydantic import ValidationError
 
 from gateway.errors import SpecError, SpecProblem
 from gateway.jmes import compile_expression
-from gateway.registry import CompiledService, CompiledTool, Registry, compile_path, compile_tool
-from gateway.specs import RequestSpec, ServiceSpec, SpecFile, ToolSpec
-from gateway.templates import TemplateSyntaxError, compile_value, value_refs
+from gateway.registry import (
+    CompiledPrompt,
+    CompiledResource,
+    CompiledService,
+    CompiledTool,
+    Registry,
+    compile_path,
+    compile_prompt,
+    compile_resource,
+    compile_tool,
+)
+from gateway.specs import PromptSpec, RequestSpec, ServiceSpec, SpecFile, ToolSpec
+from gateway.templates import (
+    Ref,
+    TemplateSyntaxError,
+    compile_template,
+    compile_value,
+    value_refs,
+)
 
 SERVICE_FILE = "service.yaml"
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -162,49 +180,108 @@ def load_service(folder: Path, env: Mapping[str, str]) -> CompiledService:
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc, service_file, service_lines))
 
-    tools: list[tuple[ToolSpec, str, Lines, int]] = []
+    files: list[tuple[SpecFile, str, Lines]] = []
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
         if path.name == SERVICE_FILE:
             continue
         file = str(path)
         try:
             data, lines = read_yaml(path.read_text(encoding="utf-8"), file)
-            spec_file = SpecFile.model_validate(data or {})
+            files.append((SpecFile.model_validate(data or {}), file, lines))
         except SpecError as exc:
             problems.extend(exc.problems)
-            continue
         except ValidationError as exc:
             problems.extend(_pydantic_problems(exc, file, lines))
-            continue
-        tools.extend((tool, file, lines, i) for i, tool in enumerate(spec_file.tools))
-
-    compiled: dict[str, CompiledTool] = {}
-    if service is not None:
-        problems.extend(_check_service(service, service_file, service_lines))
-        for tool, file, lines, index in tools:
-            where = ("tools", index)
-            if tool.name in compiled:
-                problems.append(SpecProblem(file, line_of(lines, (*where, "name")),
-                                            f"tool {tool.name!r} is defined twice in this service"))
-                continue
-            tool_problems = _check_tool(tool, service, file, lines, where)
-            if tool_problems:
-                problems.extend(tool_problems)
-                continue
-            try:
-                compiled[tool.name] = compile_tool(tool, service)
-            except (ValueError, TemplateSyntaxError, jmespath.exceptions.JMESPathError) as exc:
-                problems.append(SpecProblem(file, line_of(lines, where),
-                                            f"{tool.name}: {one_line(exc)}"))
-        declared_tools = {tool.name for tool, *_ in tools}
-        problems.extend(
-            SpecProblem(service_file, line_of(service_lines, ("auth", "anonymous_tools")),
-                        f"auth.anonymous_tools names unknown tool {name!r}")
-            for name in service.auth.anonymous_tools if name not in declared_tools)
+    if service is None:
+        raise SpecError(problems)
+    problems.extend(_check_service(service, service_file, service_lines))
+    tools: dict[str, CompiledTool] = {}
+    resources: dict[str, CompiledResource] = {}
+    prompts: dict[str, CompiledPrompt] = {}
+    for spec_file, file, lines in files:
+        for index, tool in enumerate(spec_file.tools):
+            compiled = _compile_checked(tool, service, file, lines, ("tools", index), tools,
+                                        problems, partial(compile_tool, tool, service))
+            if compiled is not None:
+                tools[tool.name] = compiled
+        for index, resource in enumerate(spec_file.resources):
+            where = ("resources", index)
+            as_tool = resource.as_tool()
+            for variable in re.findall(r"\{([^{}]*)\}", resource.uri):
+                declared = resource.input.get(variable)
+                if declared is None or declared.required is not True:
+                    problems.append(SpecProblem(file, line_of(lines, (*where, "uri")),
+                                                f"{resource.name}: URI variable {{{variable}}} "
+                                                "must be a required input"))
+            built = _compile_checked(as_tool, service, file, lines, where, resources, problems,
+                                     partial(compile_resource, resource, service))
+            if built is not None:
+                resources[resource.name] = built
+        for index, prompt in enumerate(spec_file.prompts):
+            problems_before = len(problems)
+            _check_prompt(prompt, file, lines, ("prompts", index), problems)
+            if prompt.name in prompts:
+                problems.append(SpecProblem(file, line_of(lines, ("prompts", index, "name")),
+                                            f"prompt {prompt.name!r} is defined twice"))
+            elif len(problems) == problems_before:
+                prompts[prompt.name] = compile_prompt(prompt)
+    declared_tools = {t.name for f, *_ in files for t in f.tools}
+    problems.extend(
+        SpecProblem(service_file, line_of(service_lines, ("auth", "anonymous_tools")),
+                    f"auth.anonymous_tools names unknown tool {name!r}")
+        for name in service.auth.anonymous_tools if name not in declared_tools)
     if problems:
         raise SpecError(problems)
-    assert service is not None  # noqa: S101 - no problems implies the service validated
-    return CompiledService(spec=service, tools=compiled, folder=str(folder), lines=service_lines)
+    return CompiledService(spec=service, tools=tools, folder=str(folder), lines=service_lines,
+                           resources=resources, prompts=prompts)
+
+
+Compiled = TypeVar("Compiled")
+
+
+def _compile_checked(tool: ToolSpec, service: ServiceSpec, file: str, lines: Lines,
+                     where: tuple[str | int, ...], seen: Mapping[str, object],
+                     problems: list[SpecProblem], build: Callable[[], Compiled]
+                     ) -> Compiled | None:
+    """Check a tool (or a resource's read) and compile it; None when it has problems."""
+    kind = str(where[0])[:-1]
+    if tool.name in seen:
+        problems.append(SpecProblem(file, line_of(lines, (*where, "name")),
+                                    f"{kind} {tool.name!r} is defined twice in this service"))
+        return None
+    found = _check_tool(tool, service, file, lines, where)
+    if found:
+        problems.extend(found)
+        return None
+    try:
+        return build()
+    except (ValueError, TemplateSyntaxError, jmespath.exceptions.JMESPathError) as exc:
+        problems.append(SpecProblem(file, line_of(lines, where), f"{tool.name}: {one_line(exc)}"))
+        return None
+
+
+def _check_prompt(prompt: PromptSpec, file: str, lines: Lines, where: tuple[str | int, ...],
+                  problems: list[SpecProblem]) -> None:
+    arguments = {a.name for a in prompt.arguments}
+    for index, argument in enumerate(prompt.arguments):
+        if argument.pattern is not None:
+            try:
+                re.compile(argument.pattern)
+            except re.error as exc:
+                problems.append(SpecProblem(
+                    file, line_of(lines, (*where, "arguments", index, "pattern")),
+                    f"{prompt.name}: invalid pattern: {exc}"))
+    for index, message in enumerate(prompt.messages):
+        loc = (*where, "messages", index, "text")
+        try:
+            refs = compile_template(message.text).refs
+        except TemplateSyntaxError as exc:
+            problems.append(SpecProblem(file, line_of(lines, loc), f"{prompt.name}: {exc}"))
+            continue
+        problems.extend(
+            SpecProblem(file, line_of(lines, loc),
+                        f"{prompt.name}: message names undeclared argument {{{ref.name}}}")
+            for ref in refs if ref.source == "arg" and ref.name not in arguments)
 
 
 def _check_service(service: ServiceSpec, file: str, lines: Lines) -> list[SpecProblem]:
@@ -227,7 +304,8 @@ def _check_tool(tool: ToolSpec, service: ServiceSpec, file: str, lines: Lines,
         problems.append(SpecProblem(file, line_of(lines, (*where, *loc)),
                                     f"{tool.name}: {message}"))
 
-    declared = set(tool.input) | set(tool.lookups)
+    names = _Names(set(tool.input) | set(tool.lookups),
+                   {"account", "subject", *service.auth.claims.extra})
     vocabulary = {s.name for s in service.scopes}
     for scope in tool.scopes:
         if vocabulary and scope not in vocabulary:
@@ -243,13 +321,6 @@ def _check_tool(tool: ToolSpec, service: ServiceSpec, file: str, lines: Lines,
             compile_expression(tool.response.select)
         except (jmespath.exceptions.JMESPathError, ValueError) as exc:
             report(("response", "select"), f"invalid JMESPath expression: {one_line(exc)}")
-    if tool.result is not None:
-        try:
-            for ref in value_refs(compile_value(tool.result)):
-                if ref.source == "arg" and ref.name not in declared:
-                    report(("result",), f"result names undeclared argument {{{ref.name}}}")
-        except TemplateSyntaxError as exc:
-            report(("result",), str(exc))
     schema = tool.response.output_schema
     if schema is not None and schema.get("type") != "object":
         report(("response", "output_schema"), "output_schema must have type: object")
@@ -263,53 +334,77 @@ def _check_tool(tool: ToolSpec, service: ServiceSpec, file: str, lines: Lines,
     requests.extend((("lookups", name, "request"), lookup.request)
                     for name, lookup in tool.lookups.items())
     for loc, request in requests:
-        _check_request(request, loc, tool, report)
-    if tool.collect is not None and tool.collect.limit is not None:
-        _check_refs(tool.collect.limit, ("collect", "limit"), declared, report)
-    for index, condition in enumerate(tool.filter):
-        _check_refs(condition.value, ("filter", index, "value"), declared, report)
+        _check_request(request, loc, tool, names, report)
+    values: list[tuple[tuple[str | int, ...], Any]] = [(("result",), tool.result),
+                                                       (("response", "extra"), tool.response.extra)]
+    if tool.collect is not None:
+        values.append((("collect", "limit"), tool.collect.limit))
+    values += [(("filter", i, "value"), c.value) for i, c in enumerate(tool.filter)]
+    for index, check in enumerate(tool.checks):
+        values += [(("checks", index, key), getattr(check, key))
+                   for key in ("value", "than", "message")]
     if tool.aggregate is not None:
-        _check_refs(tool.aggregate.by, ("aggregate", "by"), declared, report)
+        values.append((("aggregate", "by"), tool.aggregate.by))
+        if tool.aggregate.compare is not None:
+            values.append((("aggregate", "compare", "days"), tool.aggregate.compare.days))
+    for loc, value in values:
+        _check_refs(value, loc, names, report)
     return problems
 
 
 Report = Callable[[tuple[str | int, ...], str], None]
 
 
-def _check_refs(value: Any, loc: tuple[str | int, ...], declared: set[str],
-                report: Report) -> None:
+@dataclass(frozen=True)
+class _Names:
+    """What templates of one tool may refer to."""
+
+    arguments: set[str]
+    principal: set[str]
+
+
+def _check_refs(value: Any, loc: tuple[str | int, ...], names: _Names, report: Report) -> None:
     try:
         compiled = compile_value(value)
     except TemplateSyntaxError as exc:
         report(loc, str(exc))
         return
     for ref in value_refs(compiled):
-        if ref.source == "arg" and ref.name not in declared:
-            report(loc, f"{loc[-1]} names undeclared argument {{{ref.name}}}")
+        _check_ref(ref, loc, names, report)
+
+
+def _check_ref(ref: Ref, loc: tuple[str | int, ...], names: _Names, report: Report) -> None:
+    if ref.source == "arg" and ref.name not in names.arguments:
+        report(loc, f"{loc[-1]} names undeclared argument {{{ref.name}}}")
+    elif ref.source == "principal" and ref.name not in names.principal:
+        known = ", ".join(sorted(names.principal))
+        report(loc, f"{{principal.{ref.name}}}: the principal has only {known}")
 
 
 def _check_request(request: RequestSpec, loc: tuple[str | int, ...], tool: ToolSpec,
-                   report: Report) -> None:
-    declared = set(tool.input) | set(tool.lookups)
+                   names: _Names, report: Report) -> None:
     try:
         path = compile_path(request.path)
     except (ValueError, TemplateSyntaxError) as exc:
         report((*loc, "path"), str(exc))
         path = ()
     for part in path:
-        if part.ref is None or part.ref.source != "arg":
+        if part.ref is None:
+            continue
+        if part.ref.source != "arg":
+            _check_ref(part.ref, (*loc, "path"), names, report)
             continue
         name = part.ref.name
-        if name not in declared:
+        if name not in names.arguments:
             report((*loc, "path"), f"path names undeclared argument {{{name}}}")
         elif name in tool.lookups and loc[0] == "lookups":
             report((*loc, "path"), f"a lookup's path cannot need a looked-up value {{{name}}}")
-        elif name not in tool.input:
-            continue  # filled by a lookup; absent only when the lookup could not run
-        elif name in tool.lookups:
+        elif name in tool.lookups or loc[0] == "lookups":
+            # Filled by a lookup (absent only when it could not run), or the path of a lookup,
+            # which runs only when every argument it names was given.
             continue
         elif not (tool.input[name].required is True
                   or "default" in tool.input[name].model_fields_set):
             report((*loc, "path"), f"path argument {{{name}}} must be required or have a default")
     for key in ("query", "body", "headers"):
-        _check_refs(getattr(request, key), (*loc, key), declared, report)
+        _check_refs(getattr(request, key), (*loc, key), names, report)

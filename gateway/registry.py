@@ -7,6 +7,7 @@ tool. A reload builds a new Registry and swaps it whole.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +22,10 @@ from gateway.specs import (
     Budget,
     InputProperty,
     LookupSpec,
+    PromptSpec,
     QueryStyle,
     RequestSpec,
+    ResourceSpec,
     ServiceSpec,
     ToolSpec,
 )
@@ -145,6 +148,14 @@ class CompiledLookup:
 
 
 @dataclass(frozen=True)
+class CompiledCheck:
+    value: Any
+    op: str
+    than: Any
+    message: Any
+
+
+@dataclass(frozen=True)
 class CompiledTool:
     spec: ToolSpec
     service: str
@@ -156,12 +167,15 @@ class CompiledTool:
     """The Tool object as sent in tools/list."""
     scopes: frozenset[str]
     anonymous: bool
+    checks: tuple[CompiledCheck, ...] = ()
     lookups: tuple[CompiledLookup, ...] = ()
     request: CompiledRequest | None = None
     collect: CompiledCollect | None = None
     conditions: tuple[CompiledCondition, ...] = ()
     aggregate: CompiledAggregate | None = None
     select: Expression | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Compiled templates merged into the result after select."""
     budget: Budget = Budget()
     result: Any = None
     redaction: RedactionRules | None = None
@@ -182,11 +196,80 @@ class CompiledTool:
         return self.spec.kind == "write"
 
 
+_URI_VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class CompiledResource:
+    """A resource: a read run like a tool, addressed by a fixed URI or a URI template."""
+
+    spec: ResourceSpec
+    tool: CompiledTool
+    pattern: re.Pattern[str]
+    variables: tuple[str, ...]
+    wire: dict[str, Any]
+
+    @property
+    def templated(self) -> bool:
+        return bool(self.variables)
+
+    def match(self, uri: str) -> dict[str, str] | None:
+        """The template's variables in `uri`, or None when the URI is not this resource's."""
+        found = self.pattern.fullmatch(uri)
+        return found.groupdict() if found else None
+
+
+def compile_resource(resource: ResourceSpec, service: ServiceSpec) -> CompiledResource:
+    """Raises:
+        ValueError, TemplateSyntaxError, jmespath errors: reported by the loader.
+    """
+    variables = tuple(_URI_VARIABLE.findall(resource.uri))
+    pieces = _URI_VARIABLE.split(resource.uri)
+    regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/?#]+)"
+                    for i, p in enumerate(pieces))
+    wire: dict[str, Any] = {"name": resource.name, "mimeType": resource.mime_type}
+    wire["uriTemplate" if variables else "uri"] = resource.uri
+    if resource.title:
+        wire["title"] = resource.title
+    if resource.description:
+        wire["description"] = resource.description
+    return CompiledResource(resource, compile_tool(resource.as_tool(), service),
+                            re.compile(regex), variables, wire)
+
+
+@dataclass(frozen=True)
+class CompiledPrompt:
+    spec: PromptSpec
+    wire: dict[str, Any]
+    messages: tuple[tuple[str, Template], ...]
+    patterns: dict[str, re.Pattern[str]]
+    scopes: frozenset[str]
+
+
+def compile_prompt(prompt: PromptSpec) -> CompiledPrompt:
+    """Raises:
+        TemplateSyntaxError, re.error: reported by the loader.
+    """
+    wire: dict[str, Any] = {"name": prompt.name, "arguments": [
+        {"name": a.name, "description": a.description, "required": a.required}
+        for a in prompt.arguments]}
+    if prompt.title:
+        wire["title"] = prompt.title
+    if prompt.description:
+        wire["description"] = prompt.description
+    return CompiledPrompt(
+        prompt, wire, tuple((m.role, compile_template(m.text)) for m in prompt.messages),
+        {a.name: re.compile(a.pattern) for a in prompt.arguments if a.pattern},
+        frozenset(prompt.scopes))
+
+
 @dataclass(frozen=True)
 class CompiledService:
     spec: ServiceSpec
     tools: dict[str, CompiledTool]
     folder: str
+    resources: dict[str, CompiledResource] = field(default_factory=dict)
+    prompts: dict[str, CompiledPrompt] = field(default_factory=dict)
     lines: dict[tuple[str | int, ...], int] = field(default_factory=dict, compare=False)
     """Line of each key of service.yaml, for problems found after loading."""
     _lists: dict[frozenset[str], list[dict[str, Any]]] = field(default_factory=dict)
@@ -194,6 +277,13 @@ class CompiledService:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def resources_for(self, scopes: frozenset[str], *, templated: bool) -> list[dict[str, Any]]:
+        return [r.wire for r in self.resources.values()
+                if r.templated == templated and r.tool.scopes <= scopes]
+
+    def prompts_for(self, scopes: frozenset[str]) -> list[dict[str, Any]]:
+        return [p.wire for p in self.prompts.values() if p.scopes <= scopes]
 
     def tools_for(self, scopes: frozenset[str]) -> list[dict[str, Any]]:
         """The wire tools a caller with these scopes may see; computed once per scope set."""
@@ -348,6 +438,8 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
         wire=wire,
         scopes=frozenset(tool.scopes),
         anonymous=tool.name in service.auth.anonymous_tools,
+        checks=tuple(CompiledCheck(compile_value(c.value), c.op, compile_value(c.than),
+                                   compile_value(c.message)) for c in tool.checks),
         lookups=tuple(_compile_lookup(name, spec, service) for name, spec in tool.lookups.items()),
         request=compile_request(tool.request, service) if tool.request else None,
         collect=collect,
@@ -355,6 +447,7 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
                                            compile_value(c.value)) for c in tool.filter),
         aggregate=compile_aggregate(tool.aggregate) if tool.aggregate else None,
         select=compile_expression(tool.response.select) if tool.response.select else None,
+        extra=compile_value(tool.response.extra),
         budget=budget,
         result=compile_value(tool.result) if tool.result is not None else None,
         redaction=redaction_rules(tool, service),

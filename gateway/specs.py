@@ -71,6 +71,9 @@ class ClaimNames(SpecModel):
     scopes: str = "scope"
     subject: str = "sub"
     account: str = "account_id"
+    extra: dict[str, str] = {}
+    """More principal fields: name -> claim, e.g. {projects: project_uuids}; templates and checks
+    refer to them as {principal.<name>}."""
 
 
 class AuthSpec(SpecModel):
@@ -92,6 +95,9 @@ class AuthSpec(SpecModel):
     """Tools callable without a token (e.g. a liveness probe)."""
     authorization_servers: list[str] = []
     """Published in the protected-resource metadata (RFC 9728)."""
+    authorization_server_metadata: str | None = None
+    """URL of the authorization server's RFC 8414 document, relayed by the gateway at
+    /.well-known/oauth-authorization-server for clients that look for it on this host."""
     default_scopes: list[str] = []
     """Scopes granted to a passthrough token."""
 
@@ -194,11 +200,25 @@ class RequestSpec(SpecModel):
     query_style: QueryStyle | None = None
 
 
+class CheckSpec(SpecModel):
+    """A rule the arguments must keep, or the call is refused (-32602) with `message`."""
+
+    value: Any
+    """A template; when it renders absent the rule does not apply."""
+    op: Literal["eq", "ne", "contains", "in", "gte", "lte", "gt", "lt", "exists"]
+    than: Any
+    """A template (or a literal) to compare with."""
+    message: str
+    """A template stating the rule, e.g. 'date_range_start may reach back at most 12 months'."""
+
+
 class ResponseSpec(SpecModel):
     """The response pipeline: select -> budget -> render."""
 
     select: str | None = None
     """A JMESPath expression over the upstream JSON body; its value is the tool result."""
+    extra: dict[str, Any] = {}
+    """Templates merged into the result after select, e.g. the effective date window."""
     budget: Budget | None = None
     output_schema: dict[str, Any] | None = None
     """Published as the tool's outputSchema; must describe an object."""
@@ -346,6 +366,8 @@ class ToolSpec(SpecModel):
     scopes: list[str] = []
     annotations: Annotations | None = None
     input: dict[str, InputProperty] = {}
+    checks: list[CheckSpec] = []
+    """Rules over the arguments (and the principal) checked before anything is sent."""
     lookups: dict[str, LookupSpec] = {}
     """name -> a read that fills `{name}` when the call gives no such argument. It runs only when
     every argument its request names is given; otherwise `{name}` stays absent."""
@@ -375,8 +397,63 @@ class ToolSpec(SpecModel):
         return self
 
 
+class ResourceSpec(SpecModel):
+    """A resource read by URI: a read tool addressed as `uri` (fixed, or a template whose
+    `{name}` parts are arguments declared in `input`)."""
+
+    uri: str = Field(pattern=r"^[a-z][a-z0-9+.-]*://\S+$")
+    name: str = Field(pattern=NAME_PATTERN)
+    title: str | None = None
+    description: str = ""
+    mime_type: str = "application/json"
+    scopes: list[str] = []
+    input: dict[str, InputProperty] = {}
+    checks: list[CheckSpec] = []
+    lookups: dict[str, LookupSpec] = {}
+    request: RequestSpec | None = None
+    collect: CollectSpec | None = None
+    filter: list[ConditionSpec] = []
+    aggregate: AggregateSpec | None = None
+    response: ResponseSpec = ResponseSpec()
+    result: Any = None
+    pii: ToolPii = ToolPii()
+
+    def as_tool(self) -> ToolSpec:
+        """The read this resource stands for, compiled and run like a tool."""
+        fields = self.model_dump(exclude={"uri", "mime_type"}, by_alias=True,
+                                 exclude_defaults=True)
+        return ToolSpec.model_validate({**fields, "kind": "read",
+                                        "description": self.description or self.name})
+
+
+class PromptArgumentSpec(SpecModel):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    description: str = ""
+    required: bool = False
+    pattern: str | None = None
+    """A regular expression the value must match."""
+    max_length: int = Field(500, ge=1, le=10_000)
+
+
+class PromptMessageSpec(SpecModel):
+    role: Literal["user", "assistant"] = "user"
+    text: str
+    """A template over the prompt's arguments; `{arg ?? 'text'}` gives optional ones a default."""
+
+
+class PromptSpec(SpecModel):
+    name: str = Field(pattern=NAME_PATTERN)
+    title: str | None = None
+    description: str = ""
+    scopes: list[str] = []
+    arguments: list[PromptArgumentSpec] = []
+    messages: list[PromptMessageSpec] = Field(min_length=1)
+
+
 class SpecFile(SpecModel):
     """Any file of a service folder other than service.yaml."""
 
     version: Literal[1] = 1
     tools: list[ToolSpec] = []
+    resources: list[ResourceSpec] = []
+    prompts: list[PromptSpec] = []

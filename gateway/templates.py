@@ -4,7 +4,8 @@ A template string refers to values in braces: `{page}` (an argument), `{principa
 `{principal.subject}` (the verified caller), `{now}` (the current UTC time, ISO 8601),
 `{now-30d}` / `{now+1h}` (offsets), `{now-(days)d}` (an offset counted by an argument) and
 `{now-30d:date}` (a date). `{a ?? b}` takes the first
-of several that is present (`{start_date ?? now-30d:date}`); `{metric|lower}` and `|upper`
+of several that is present (`{start_date ?? now-30d:date}`, `{form ?? 'every form'}`: a quoted
+alternative is literal text); `{metric|lower}` and `|upper`
 change the case of text. `{{` and `}}` are literal braces.
 
 An object `{$expr: "<JMESPath>"}` in a body computes a value from `args` (the arguments),
@@ -32,7 +33,6 @@ _REF = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _NOW = re.compile(r"^now(?:([+-])(\d{1,4}|\([A-Za-z_][A-Za-z0-9_]*\))([smhd]))?(?::(date))?$")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-PRINCIPAL_FIELDS: Final = frozenset({"account", "subject"})
 
 ABSENT: Final[Any] = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
 """Marker for a template whose referenced value is missing."""
@@ -98,7 +98,7 @@ class RenderContext:
     """What a template may refer to during one call."""
 
     arguments: Mapping[str, Any]
-    principal: Mapping[str, str | None]
+    principal: Mapping[str, Any]
     now: datetime
     current: Any = None
     """The preview read of a write, when it has one."""
@@ -138,8 +138,16 @@ def _parse_alternatives(body: str) -> Ref:
     case = filter_name.strip() or None
     if case not in (None, "lower", "upper"):
         raise TemplateSyntaxError(f"unknown filter |{case} (use |lower or |upper)")
-    first, *rest = [_parse_ref(alt.strip()) for alt in body.split("??")]
+    first, *rest = [_parse_alternative(alt.strip()) for alt in body.split("??")]
+    if first.source == "literal":
+        raise TemplateSyntaxError(f"{{{body}}}: a quoted text may only be a fallback")
     return replace(first, fallbacks=tuple(rest), case=case)
+
+
+def _parse_alternative(body: str) -> Ref:
+    if len(body) >= 2 and body[0] == body[-1] == "'":
+        return Ref("literal", body[1:-1])
+    return _parse_ref(body)
 
 
 def _parse_ref(body: str) -> Ref:
@@ -155,10 +163,8 @@ def _parse_ref(body: str) -> Ref:
         raise TemplateSyntaxError(f"{{{body}}} is not a valid reference")
     head, _, field = body.partition(".")
     if head == "principal":
-        if field not in PRINCIPAL_FIELDS:
-            raise TemplateSyntaxError(
-                f"{{{body}}}: the principal has only {', '.join(sorted(PRINCIPAL_FIELDS))}"
-            )
+        if not field:
+            raise TemplateSyntaxError(f"{{{body}}}: name a field of the principal")
         return Ref("principal", field)
     if field:
         raise TemplateSyntaxError(f"{{{body}}}: only principal.<field> may contain a dot")
@@ -178,6 +184,8 @@ def resolve(ref: Ref, ctx: RenderContext) -> Any:
 
 
 def _resolve_one(ref: Ref, ctx: RenderContext) -> Any:
+    if ref.source == "literal":
+        return ref.name
     if ref.source == "arg":
         value = ctx.arguments.get(ref.name, ABSENT)
         return ABSENT if value is None else value
