@@ -18,12 +18,19 @@ from typing import Any, Final
 import orjson
 import structlog
 from aiohttp import web
+from cachetools import TTLCache
 from mcp_types.jsonrpc import INVALID_REQUEST
 
 from gateway.audit import AuditLog
 from gateway.auth import ANONYMOUS, Principal, TokenResolver, bearer_token, challenge
 from gateway.dispatch import Dispatcher, needs_principal, server_info
-from gateway.errors import AuthError, AuthUnavailable, InsufficientScope, ProtocolError
+from gateway.errors import (
+    AuthError,
+    AuthUnavailable,
+    InsufficientScope,
+    ProtocolError,
+    ToolExecutionError,
+)
 from gateway.loader import load_tree
 from gateway.origin import origin_allowed
 from gateway.protocol import (
@@ -46,10 +53,14 @@ REGISTRY: Final = web.AppKey("registry", list[Registry])
 """A one-item list: the current registry, swapped whole on reload."""
 DISPATCHER: Final = web.AppKey("dispatcher", Dispatcher)
 RESOLVER: Final = web.AppKey("resolver", TokenResolver)
+UPSTREAM: Final = web.AppKey("upstream", Upstream)
 CLOCK: Final = web.AppKey[Callable[[], datetime]]("clock")
 
 log = structlog.get_logger("gateway")
 WELL_KNOWN_PRM: Final = "/.well-known/oauth-protected-resource"
+WELL_KNOWN_AS: Final = "/.well-known/oauth-authorization-server"
+AS_METADATA_TTL_S: Final = 300.0
+AS_METADATA: Final = web.AppKey("as_metadata", TTLCache[str, dict[str, Any]])
 _JSON: Final = "application/json"
 
 
@@ -70,7 +81,10 @@ def create_app(settings: Settings, registry: Registry | None = None, *,
     app.cleanup_ctx.append(upstream_lifecycle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get(WELL_KNOWN_PRM, protected_resource_metadata)
     app.router.add_get(WELL_KNOWN_PRM + "{endpoint:/.*}", protected_resource_metadata)
+    app.router.add_get(WELL_KNOWN_AS, authorization_server_metadata)
+    app.router.add_get(WELL_KNOWN_AS + "{endpoint:/.*}", authorization_server_metadata)
     app.router.add_route("*", "/{path:.*}", mcp_endpoint)
     return app
 
@@ -91,6 +105,8 @@ async def upstream_lifecycle(app: web.Application) -> AsyncIterator[None]:
     audit = AuditLog.open(settings.audit_log_path)
     writes = WriteCalls(upstream, limits, audit, key, seconds)
     app[DISPATCHER] = Dispatcher(settings, upstream, clock, writes, key)
+    app[UPSTREAM] = upstream
+    app[AS_METADATA] = TTLCache(maxsize=64, ttl=AS_METADATA_TTL_S)
     app[RESOLVER] = TokenResolver(upstream.introspect, seconds)
     try:
         yield
@@ -141,10 +157,41 @@ def public_base(request: web.Request) -> str:
     return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"
 
 
+def _discovery_service(request: web.Request) -> CompiledService | None:
+    """The service a well-known document is asked for: by its endpoint path suffix, or the
+    root service for the root form."""
+    registry = request.app[REGISTRY][0]
+    endpoint = request.match_info.get("endpoint")
+    if endpoint:
+        return registry.by_endpoint.get(endpoint)
+    root = request.app[SETTINGS].root_service
+    if root is not None:
+        return registry.get(root)
+    return registry.services[0] if len(registry.services) == 1 else None
+
+
+async def authorization_server_metadata(request: web.Request) -> web.Response:
+    """The service's authorization-server metadata (RFC 8414), relayed and cached briefly."""
+    service = _discovery_service(request)
+    source = service.spec.auth.authorization_server_metadata if service else None
+    if service is None or source is None:
+        return web.json_response({"error": "not_found"}, status=404)
+    cache = request.app[AS_METADATA]
+    document = cache.get(source)
+    if document is None:
+        try:
+            document = await request.app[UPSTREAM].fetch_document(source)
+        except ToolExecutionError as exc:
+            return web.json_response({"error": "temporarily_unavailable",
+                                      "error_description": exc.message}, status=503,
+                                     headers={"Retry-After": "5"})
+        cache[source] = document
+    return web.json_response(document, headers={"Cache-Control": "max-age=300"})
+
+
 async def protected_resource_metadata(request: web.Request) -> web.Response:
-    """RFC 9728 metadata for one service endpoint."""
-    endpoint = request.match_info["endpoint"]
-    service = request.app[REGISTRY][0].by_endpoint.get(endpoint)
+    """RFC 9728 metadata for one service endpoint (or the root service)."""
+    service = _discovery_service(request)
     if service is None:
         return web.json_response({"error": "not_found"}, status=404)
     base = public_base(request)
@@ -253,7 +300,8 @@ async def _principal(request: web.Request, service: CompiledService, method: str
     try:
         token = bearer_token(request.headers.get("Authorization"))
         if token is not None:
-            return await request.app[RESOLVER].resolve(service, token)
+            return await request.app[RESOLVER].resolve(
+                service, token, public_base(request) + service.spec.endpoint)
     except (AuthError, AuthUnavailable):
         if needed:
             raise

@@ -36,6 +36,8 @@ class Principal:
     scopes: frozenset[str]
     expires_at: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    audiences: tuple[str, ...] = ()
+    """The token's `aud`, checked against the endpoint on every request (not cached away)."""
     """More verified claims the service maps to principal fields (e.g. granted projects)."""
 
     @property
@@ -97,11 +99,9 @@ def principal_from_claims(service: CompiledService, token: str, claims: Mapping[
     if isinstance(expires, int | float) and expires <= now:
         raise AuthError("The token has expired. Sign in again or create a new token.",
                         error="invalid_token")
-    if spec.audience is not None and "aud" in claims:
-        audience = claims["aud"]
-        audiences = audience if isinstance(audience, list) else [audience]
-        if spec.audience not in audiences:
-            raise AuthError("The token was issued for another resource", error="invalid_token")
+    audience = claims.get("aud")
+    audiences = tuple(str(a) for a in (audience if isinstance(audience, list) else
+                                       [] if audience is None else [audience]))
     scope_text = claims.get(spec.claims.scopes) or ""
     scopes = scope_text.split() if isinstance(scope_text, str) else list(scope_text)
     subject = claims.get(spec.claims.subject)
@@ -109,7 +109,21 @@ def principal_from_claims(service: CompiledService, token: str, claims: Mapping[
     extra = {name: claims.get(claim) for name, claim in spec.claims.extra.items()}
     return Principal(token, None if subject is None else str(subject),
                      None if account is None else str(account), frozenset(scopes),
-                     float(expires) if isinstance(expires, int | float) else None, extra)
+                     float(expires) if isinstance(expires, int | float) else None, extra,
+                     audiences)
+
+
+def check_audience(service: CompiledService, principal: Principal, resource: str) -> None:
+    """Raises:
+        AuthError: the service names its audiences and the token is for none of them.
+    """
+    wanted = service.spec.auth.audience
+    if wanted is None or not principal.audiences:
+        return
+    accepted = {a.replace("{resource}", resource)
+                for a in ([wanted] if isinstance(wanted, str) else wanted)}
+    if accepted.isdisjoint(principal.audiences):
+        raise AuthError("The token was issued for another resource", error="invalid_token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +143,16 @@ class TokenResolver:
         self._cache: TLRUCache[tuple[str, str], _Cached] = TLRUCache(
             maxsize=max_entries, ttu=lambda _key, value, _now: value.until, timer=clock)
 
-    async def resolve(self, service: CompiledService, token: str) -> Principal:
+    async def resolve(self, service: CompiledService, token: str, resource: str = "") -> Principal:
         """Raises:
             AuthError: the token is malformed for the service, inactive, expired or foreign.
             AuthUnavailable: the authorization server could not be asked.
         """
+        principal = await self._resolve(service, token)
+        check_audience(service, principal, resource)
+        return principal
+
+    async def _resolve(self, service: CompiledService, token: str) -> Principal:
         check_format(service, token)
         spec = service.spec.auth
         if spec.resolver == "passthrough" or spec.introspection_url is None:

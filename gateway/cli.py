@@ -27,7 +27,7 @@ from gateway.registry import Registry
 from gateway.settings import SHIPPED_SPECS, Settings, spec_environment
 from gateway.specs import ServiceSpec, SpecFile
 
-DEMO_UPSTREAM_VARIABLES = ("RETENTLY_API_URL", "REFINER_API_URL")
+DEMO_UPSTREAM_VARIABLES = ("RETENTLY_API_URL", "REFINER_API_URL", "REFINER_AUTH_URL")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -179,7 +179,8 @@ async def _demo(host: str, port: int, sandbox_port: int) -> int:
     sandbox_url = f"http://{host}:{sandbox_port}"
     for variable in DEMO_UPSTREAM_VARIABLES:
         os.environ[variable] = sandbox_url
-    settings = Settings(host=host, port=port, log_json=True, access_log=False)
+    settings = Settings(host=host, port=port, log_json=True, access_log=False,
+                        root_service="refiner")
     configure_logging(settings)
     registry = _load(settings.specs_dir)
     if registry is None:

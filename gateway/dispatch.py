@@ -236,6 +236,8 @@ class Dispatcher:
             response = await self._send(tool.request, service, principal, ctx, traceparent)
             status, body = response.status, response.body
         shaped = redact(select(tool.select, body))
+        if tool.empty_message is not None and all(v in (None, [], {}) for v in shaped.values()):
+            raise ToolExecutionError(str(render_value(tool.empty_message, ctx)))
         if tool.extra:
             shaped = {**shaped, **render_value(tool.extra, ctx)}
         return shaped, status
@@ -338,7 +340,9 @@ def check_rules(tool: CompiledTool, ctx: RenderContext) -> None:
         if value is ABSENT:
             continue
         than = render_value(check.than, ctx)
-        if than is ABSENT or not OPERATORS[check.op](value, than):
+        if than is ABSENT:
+            continue  # nothing to compare with (e.g. no grant list for this kind of token)
+        if not OPERATORS[check.op](value, than):
             message = render_value(check.message, ctx)
             raise ToolExecutionError(f"Refused: {message}" if message is not ABSENT
                                      else "Refused: the arguments break a rule of this tool.")

@@ -51,10 +51,14 @@ def read_yaml(text: str, file: str) -> tuple[Any, Lines]:
         SpecError: a syntax error, or a key given twice in one mapping.
     """
     loader = yaml.SafeLoader(text)
+    lines: Lines = {}
+    duplicates: list[SpecProblem] = []
     try:
         node = loader.get_single_node()
         if node is None:
             return None, {}
+        # Walk the node tree as written, before merge keys (<<) are expanded into it.
+        _walk(node, (), lines, duplicates, file)
         data = loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -63,9 +67,6 @@ def read_yaml(text: str, file: str) -> tuple[Any, Lines]:
         raise SpecError([SpecProblem(file, line, f"YAML syntax error: {problem}")]) from exc
     finally:
         loader.dispose()
-    lines: Lines = {}
-    duplicates: list[SpecProblem] = []
-    _walk(node, (), lines, duplicates, file)
     if duplicates:
         raise SpecError(duplicates)
     return data, lines
@@ -79,6 +80,8 @@ def _walk(
         seen: set[str] = set()
         for key_node, value_node in node.value:
             key = str(key_node.value)
+            if key == "<<":  # a merge: its keys may be overridden by the mapping's own
+                continue
             if key in seen:
                 dup.append(SpecProblem(file, key_node.start_mark.line + 1,
                                        f"key {key!r} is given twice"))
@@ -335,8 +338,9 @@ def _check_tool(tool: ToolSpec, service: ServiceSpec, file: str, lines: Lines,
                     for name, lookup in tool.lookups.items())
     for loc, request in requests:
         _check_request(request, loc, tool, names, report)
-    values: list[tuple[tuple[str | int, ...], Any]] = [(("result",), tool.result),
-                                                       (("response", "extra"), tool.response.extra)]
+    values: list[tuple[tuple[str | int, ...], Any]] = [
+        (("result",), tool.result), (("response", "extra"), tool.response.extra),
+        (("response", "empty_message"), tool.response.empty_message)]
     if tool.collect is not None:
         values.append((("collect", "limit"), tool.collect.limit))
     values += [(("filter", i, "value"), c.value) for i, c in enumerate(tool.filter)]

@@ -176,6 +176,7 @@ class CompiledTool:
     select: Expression | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """Compiled templates merged into the result after select."""
+    empty_message: Template | None = None
     budget: Budget = Budget()
     result: Any = None
     redaction: RedactionRules | None = None
@@ -448,6 +449,8 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
         aggregate=compile_aggregate(tool.aggregate) if tool.aggregate else None,
         select=compile_expression(tool.response.select) if tool.response.select else None,
         extra=compile_value(tool.response.extra),
+        empty_message=(compile_template(tool.response.empty_message)
+                       if tool.response.empty_message else None),
         budget=budget,
         result=compile_value(tool.result) if tool.result is not None else None,
         redaction=redaction_rules(tool, service),

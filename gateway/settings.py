@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     """Externally visible base URL (https://mcp.example.com); used in OAuth metadata and challenges.
     When unset, it is derived from each request's Host header."""
 
+    root_service: str | None = None
+    """The service whose OAuth discovery documents are also served at the root well-known paths
+    (/.well-known/oauth-protected-resource, /.well-known/oauth-authorization-server). Defaults
+    to the only service when there is one."""
+
     allowed_origins: tuple[str, ...] = ()
     """Browser origins allowed to call the MCP endpoints, besides loopback origins. Requests
     without an Origin header (non-browser clients) are always allowed."""

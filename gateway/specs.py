@@ -85,8 +85,9 @@ class AuthSpec(SpecModel):
     account and expiry, cached by a hash of the token until it expires."""
     introspection_url: str | None = None
     claims: ClaimNames = ClaimNames()
-    audience: str | None = None
-    """When set, an introspected `aud` must contain it."""
+    audience: str | list[str] | None = None
+    """When set, an introspected `aud` must contain one of these; `{resource}` stands for this
+    endpoint's own canonical URL (RFC 8707: a token must be issued for this server)."""
     cache_ttl_s: int = Field(300, ge=0, le=86_400)
     """Upper bound on how long an introspection result is reused (never past the expiry)."""
     token_pattern: str | None = None
@@ -219,6 +220,9 @@ class ResponseSpec(SpecModel):
     """A JMESPath expression over the upstream JSON body; its value is the tool result."""
     extra: dict[str, Any] = {}
     """Templates merged into the result after select, e.g. the effective date window."""
+    empty_message: str | None = None
+    """When the selected result is empty (null, [] or {}), fail with this message (a template)
+    instead, e.g. 'No form {form_uuid} in this project'."""
     budget: Budget | None = None
     output_schema: dict[str, Any] | None = None
     """Published as the tool's outputSchema; must describe an object."""
@@ -345,6 +349,8 @@ class ToolTestCase(SpecModel):
     arguments: dict[str, Any] = {}
     scopes: list[str] | None = None
     """The caller's scopes (default: every scope of the service)."""
+    claims: dict[str, Any] = {}
+    """More claims of the caller's token, as its introspection would give them."""
     confirm: bool = False
     """For a write tool: call once for the preview, then again with its confirmation token."""
     expect_request: ExpectedRequest | None = None

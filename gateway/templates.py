@@ -6,7 +6,8 @@ A template string refers to values in braces: `{page}` (an argument), `{principa
 `{now-30d:date}` (a date). `{a ?? b}` takes the first
 of several that is present (`{start_date ?? now-30d:date}`, `{form ?? 'every form'}`: a quoted
 alternative is literal text); `{metric|lower}` and `|upper`
-change the case of text. `{{` and `}}` are literal braces.
+change the case of text, and `|list` makes a comma-separated text a list (a list stays as it
+is). `{{` and `}}` are literal braces.
 
 An object `{$expr: "<JMESPath>"}` in a body computes a value from `args` (the arguments),
 `current` (the write's preview read) and `principal`, e.g.
@@ -136,8 +137,8 @@ def compile_template(text: str) -> Template:
 def _parse_alternatives(body: str) -> Ref:
     body, _, filter_name = body.partition("|")
     case = filter_name.strip() or None
-    if case not in (None, "lower", "upper"):
-        raise TemplateSyntaxError(f"unknown filter |{case} (use |lower or |upper)")
+    if case not in (None, "lower", "upper", "list"):
+        raise TemplateSyntaxError(f"unknown filter |{case} (use |lower, |upper or |list)")
     first, *rest = [_parse_alternative(alt.strip()) for alt in body.split("??")]
     if first.source == "literal":
         raise TemplateSyntaxError(f"{{{body}}}: a quoted text may only be a fallback")
@@ -178,6 +179,10 @@ def resolve(ref: Ref, ctx: RenderContext) -> Any:
         if value is not ABSENT:
             break
         value = _resolve_one(fallback, ctx)
+    if ref.case == "list":
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
     if ref.case is not None and isinstance(value, str):
         return value.lower() if ref.case == "lower" else value.upper()
     return value

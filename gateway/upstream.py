@@ -177,6 +177,28 @@ class Upstream:
             ) from exc
         return decode_response(status, headers, raw, message_keys)
 
+    async def fetch_document(self, url: str) -> dict[str, Any]:
+        """GET a small JSON document (discovery metadata).
+
+        Raises:
+            UpstreamUnavailable: no timely 200 answer with a JSON object.
+        """
+        try:
+            async with asyncio.timeout(self._settings.introspection_timeout_s):
+                response = await self._client.get(url, headers={"Accept": "application/json"})
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise UpstreamUnavailable("The authorization server did not answer.") from exc
+        if response.status_code != 200 or len(response.content) > 65_536:
+            raise UpstreamUnavailable(
+                f"The authorization server answered HTTP {response.status_code}.")
+        try:
+            document = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamUnavailable("The authorization server's metadata is not JSON.") from exc
+        if not isinstance(document, dict):
+            raise UpstreamUnavailable("The authorization server's metadata is not an object.")
+        return document
+
     async def introspect(self, url: str, token: str) -> Mapping[str, Any]:
         """Ask an RFC 7662 introspection endpoint about a token.
 

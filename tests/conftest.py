@@ -39,18 +39,24 @@ def settings() -> Settings:
 
 
 RETENTLY_INTROSPECTION = "https://app.retently.com/api/oauth/introspect"
+REFINER_INTROSPECTION = "https://app.refiner.io/api/oauth/introspect"
 DEMO_TOKENS = orjson.loads((FIXTURES_DIR / "tokens.json").read_bytes())
 
 
 def introspection_answer(request: httpx.Request) -> httpx.Response:
     """What the authorization server says of a demo token (the sandbox's own table)."""
     token = parse_qs(request.content.decode()).get("token", [""])[0]
-    known = DEMO_TOKENS["retently"].get(token)
-    if known is None or known["revoked"] or known["exp"] < 2_000_000_000:
+    known = DEMO_TOKENS["retently"].get(token) or DEMO_TOKENS["refiner"].get(token)
+    if (known is None or known.get("revoked") or known["exp"] < 2_000_000_000
+            or known.get("kind", "oauth") != "oauth"):
         return httpx.Response(200, json={"active": False})
-    return httpx.Response(200, json={
-        "active": True, "scope": known["scope"], "sub": known["sub"],
-        "account_id": known["account_id"], "exp": known["exp"], "aud": known["aud"]})
+    claims = {"active": True, "scope": known["scope"], "sub": known["sub"],
+              "exp": known["exp"], "aud": known["aud"]}
+    if "account_id" in known:
+        claims["account_id"] = known["account_id"]
+    if "projects" in known:
+        claims["project_uuids"] = known["projects"]
+    return httpx.Response(200, json=claims)
 
 
 @pytest.fixture
@@ -59,6 +65,7 @@ def upstream() -> Iterator[respx.MockRouter]:
     demo tokens is already there. An unmatched request fails the test."""
     with respx.mock(assert_all_called=False) as router:
         router.post(RETENTLY_INTROSPECTION).mock(side_effect=introspection_answer)
+        router.post(REFINER_INTROSPECTION).mock(side_effect=introspection_answer)
         yield router
 
 

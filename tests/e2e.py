@@ -48,7 +48,8 @@ async def running_stack(**settings: Any) -> AsyncIterator[Stack]:
     sandbox_runner, sandbox_url = await _serve(create_sandbox_app())
     try:
         registry = load_tree(SHIPPED_SPECS, {"RETENTLY_API_URL": sandbox_url,
-                                             "REFINER_API_URL": sandbox_url})
+                                             "REFINER_API_URL": sandbox_url,
+                                             "REFINER_AUTH_URL": sandbox_url})
         gateway_settings = Settings(log_json=True, log_level="warning", **settings)
         gateway_runner, gateway_url = await _serve(create_app(gateway_settings, registry))
         try:

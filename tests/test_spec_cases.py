@@ -6,6 +6,7 @@ arguments -> expected upstream request -> upstream fixture -> expected tool resu
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,6 +24,8 @@ from gateway.specs import ToolTestCase, UpstreamFixture
 from tests.conftest import AiohttpClient, auth, rpc
 
 REGISTRY = load_tree(SHIPPED_SPECS, {})
+CASE_TIME = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+"""Spec test cases run at this moment, so `{now...}` templates give the same values every day."""
 TOKENS = {"retently": "rtly_mcp_pat_casetester_s3cr3t", "refiner": "refiner_case_tester"}
 CASES = [
     pytest.param(service, tool, case, id=f"{tool.name}: {case.name}")
@@ -59,7 +62,7 @@ def _answers(case: ToolTestCase) -> list[httpx.Response]:
 def _introspection(service: CompiledService, case: ToolTestCase) -> dict[str, Any]:
     scopes = case.scopes if case.scopes is not None else [s.name for s in service.spec.scopes]
     return {"active": True, "scope": " ".join(scopes), "sub": "user_case",
-            "account_id": "acc_case", "exp": 4102444800}
+            "account_id": "acc_case", "exp": 4102444800, **case.claims}
 
 
 async def _call(client: TestClient[Any, Any], service: CompiledService, tool: CompiledTool,
@@ -77,7 +80,7 @@ async def test_spec_case(aiohttp_client: AiohttpClient, settings: Settings,
     base = service.spec.upstream.base_url
     introspection_url = service.spec.auth.introspection_url
     answers = _answers(case)
-    gateway = await aiohttp_client(create_app(settings, REGISTRY))
+    gateway = await aiohttp_client(create_app(settings, REGISTRY, clock=lambda: CASE_TIME))
     with respx.mock(assert_all_called=False) as mock:
         if introspection_url:
             mock.post(introspection_url).mock(
