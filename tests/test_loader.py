@@ -230,7 +230,7 @@ def test_the_same_tool_name_in_two_services_is_allowed(tmp_path: Path) -> None:
     (GET_ITEM.replace("select: data", "output_schema: {type: array}"), 15,
      "get_item: output_schema must have type: object"),
     (GET_ITEM.replace("/items/{id}", "/items/{id|title}"), 11,
-     "get_item: unknown filter |title (use |lower or |upper)"),
+     "get_item: unknown filter |title (use |lower, |upper or |list)"),
     (GET_ITEM.replace("tag: '{tags}'", "tag: '{principal.email}'"), 12,
      "get_item: {principal.email}: the principal has only account, subject"),
 ])
