@@ -43,7 +43,8 @@ def property_schema(prop: InputProperty) -> dict[str, Any]:
     schema: dict[str, Any] = prop.model_dump(
         by_alias=True,
         exclude_none=True,
-        exclude={"required", "items", "properties", "additional_properties", "default", "const"},
+        exclude={"required", "items", "properties", "additional_properties", "default", "const",
+                 "pii"},
     )
     # default/const may legitimately be null-free falsy values; keep them when set explicitly.
     for key in ("default", "const"):
