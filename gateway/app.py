@@ -73,8 +73,11 @@ def create_app(settings: Settings, registry: Registry | None = None, *,
     """Build the gateway application. Raises SpecError when the spec tree is invalid."""
     if registry is None:
         registry = load_tree(settings.specs_dir, spec_environment())
+    # Header bounds above aiohttp's 8 KiB defaults, so an oversized bearer token reaches the
+    # auth check and gets a proper 401 challenge rather than a bare 400 from the parser.
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[request_context])
+                          middlewares=[request_context],
+                          handler_args={"max_field_size": 32_768, "max_line_size": 32_768})
     app[SETTINGS] = settings
     app[REGISTRY] = [registry]
     app[CLOCK] = clock

@@ -150,8 +150,14 @@ def aggregate(items: Sequence[Any], spec: CompiledAggregate, ctx: RenderContext)
         groups.append(row)
     order = spec.sort or ("count" if "count" in spec.metrics else None)
     if order is not None:
-        groups.sort(key=lambda g: (-(g.get(order) or 0), g["key"]))
+        groups.sort(key=lambda g: (-_sortable(g.get(order)), g["key"]))
     return {"group_by": by, "groups": groups, **periods}
+
+
+def _sortable(value: Any) -> float:
+    """A metric as a sort key: numbers as they are, anything else last."""
+    number = _number(value)
+    return number if number is not None and math.isfinite(number) else float("-inf")
 
 
 def _buckets(items: Sequence[Any], key_of: Expression) -> dict[str, list[Any]]:
@@ -223,7 +229,9 @@ def metric(function: str, members: Sequence[Any], values: Sequence[Any]) -> Any:
     if function == "avg":
         return round(sum(numbers) / len(numbers), 2)
     if function == "sum":
-        return sum(numbers)
+        total = sum(numbers)
+        return int(total) if all(isinstance(v, int) and not isinstance(v, bool)
+                                 for v in values if v is not None) else total
     if function == "min":
         return min(numbers)
     if function == "max":

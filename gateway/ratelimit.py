@@ -25,6 +25,10 @@ class LimitStore(Protocol):
         """True the first time `key` is claimed within `ttl_s`, False ever after."""
         ...
 
+    async def release(self, key: str) -> None:
+        """Give a claim back (the claimed action did not happen)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -55,6 +59,9 @@ class MemoryLimits:
             return False
         self._claims[key] = True
         return True
+
+    async def release(self, key: str) -> None:
+        self._claims.pop(key, None)
 
     async def close(self) -> None:
         return None

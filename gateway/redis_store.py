@@ -50,5 +50,8 @@ class RedisLimits:
     async def claim_once(self, key: str, ttl_s: int) -> bool:
         return bool(await self._client.set(PREFIX + key, b"1", nx=True, ex=max(1, ttl_s)))
 
+    async def release(self, key: str) -> None:
+        await self._client.delete(PREFIX + key)
+
     async def close(self) -> None:
         await self._client.aclose()

@@ -438,7 +438,11 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
         validator=jsonschema_rs.validator_for(schema, validate_formats=True),
         defaults={k: p.default for k, p in tool.input.items() if "default" in p.model_fields_set},
         wire=wire,
-        scopes=frozenset(tool.scopes),
+        # A tool that returns nothing but personal data needs the PII scope like any other:
+        # it is not listed without it, and calling it answers 403 naming it.
+        scopes=frozenset(tool.scopes) | (frozenset({policy.scope})
+                                          if policy is not None and tool.pii.required
+                                          else frozenset()),
         anonymous=tool.name in service.auth.anonymous_tools,
         checks=tuple(CompiledCheck(compile_value(c.value), c.op, compile_value(c.than),
                                    compile_value(c.message)) for c in tool.checks),

@@ -23,7 +23,7 @@ from gateway.ratelimit import LimitStore
 from gateway.registry import CompiledRequest, CompiledService, CompiledTool
 from gateway.shaping import select
 from gateway.templates import RenderContext
-from gateway.upstream import Upstream, UpstreamRequest, build_request
+from gateway.upstream import Upstream, UpstreamRequest, UpstreamResponse, build_request
 from gateway.writes import (
     CONFIRMATION_ARGUMENT,
     ConfirmationRefused,
@@ -83,8 +83,8 @@ class WriteCalls:
     async def _prepared(self, call: _Call, ctx: RenderContext) -> RenderContext:
         """Lookups filled, then the preview read (the current state) as `current`."""
         async def send(request: CompiledRequest, in_ctx: RenderContext) -> Any:
-            return await self._send(request, call.service, call.principal, in_ctx,
-                                    call.traceparent)
+            return (await self._send(request, call.service, call.principal, in_ctx,
+                                     call.traceparent)).body
 
         ctx = await fill(call.tool, ctx, send)
         if call.tool.preview is None:
@@ -94,13 +94,13 @@ class WriteCalls:
         return replace(ctx, current=selected)
 
     async def _send(self, request: CompiledRequest, service: CompiledService,
-                    principal: Principal, ctx: RenderContext, traceparent: str | None) -> Any:
+                    principal: Principal, ctx: RenderContext,
+                    traceparent: str | None) -> UpstreamResponse:
         rendered = build_request(request, service.spec, ctx, principal.token,
                                  traceparent=traceparent)
-        response = await self._upstream.send(
+        return await self._upstream.send(
             rendered, timeout_s=service.spec.upstream.timeout_s,
             message_keys=tuple(service.spec.upstream.error_message))
-        return response.body
 
     async def _preview(self, call: _Call, ctx: RenderContext,
                        redact: Redactor) -> WriteOutcome:
@@ -138,33 +138,38 @@ class WriteCalls:
         except ConfirmationRefused as refused:
             self._record(call, "execute", "refused", reason=refused.reason)
             raise ToolExecutionError(f"Not executed. {refused.reason}") from refused
+        # Claim the token first, so a reused one costs no write budget; give the claim back
+        # when the limit refuses, so the same token works once the limit allows.
+        claim = f"confirm:{nonce}"
+        if not await self._limits.claim_once(claim, max(1, expires_at - int(now))):
+            self._record(call, "execute", "refused", reason="reused")
+            raise ToolExecutionError("Not executed. The confirmation token was already used; "
+                                     "preview the change again.")
         policy = service.spec.writes
         bucket = f"writes:{service.name}:{principal.account or principal.subject or 'anonymous'}"
         wait = await self._limits.take(bucket, policy.per_account_per_minute,
                                        policy.per_account_per_minute / 60.0, now)
         if wait > 0:
+            await self._limits.release(claim)
             self._record(call, "execute", "refused", reason="rate_limited")
             raise ToolExecutionError(
                 f"Not executed. This account's write limit ({policy.per_account_per_minute} a "
                 f"minute) is reached; retry in {max(1, round(wait))} seconds with the same token.",
                 retry_after_s=wait)
-        if not await self._limits.claim_once(f"confirm:{nonce}", max(1, expires_at - int(now))):
-            self._record(call, "execute", "refused", reason="reused")
-            raise ToolExecutionError("Not executed. The confirmation token was already used; "
-                                     "preview the change again.")
         assert tool.request is not None  # noqa: S101 - the loader requires it for writes
         try:
             ctx = await self._prepared(call, ctx)
-            body = await self._send(tool.request, service, principal, ctx, call.traceparent)
+            response = await self._send(tool.request, service, principal, ctx, call.traceparent)
         except UpstreamError as failed:
             self._record(call, "execute", "failed", upstream_status=failed.status)
             raise
         except ToolExecutionError:
             self._record(call, "execute", "failed")
             raise
-        self._record(call, "execute", "done", upstream_status=200)
+        self._record(call, "execute", "done", upstream_status=response.status)
         return WriteOutcome({"status": "done", "changed": True,
-                             "result": redact(select(tool.select, body))}, 200)
+                             "result": redact(select(tool.select, response.body))},
+                            response.status)
 
     def _record(self, call: _Call, phase: str, outcome: str, **extra: Any) -> None:
         request_id = structlog.contextvars.get_contextvars().get("request_id")
@@ -172,7 +177,8 @@ class WriteCalls:
                                    tool=call.tool.name, phase=phase, outcome=outcome,
                                    subject=call.principal.subject,
                                    account=call.principal.account,
-                                   arguments_digest=call.digest, **extra)
+                                   arguments_digest=call.digest,
+                                   **{"upstream_status": None, "reason": None, **extra})
         if not self._audit.to_file:
             structlog.get_logger("gateway.audit").info("audit", **record)
 
