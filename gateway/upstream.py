@@ -184,20 +184,9 @@ class Upstream:
             UpstreamUnavailable: no timely 200 answer with a JSON object.
         """
         try:
-            async with asyncio.timeout(self._settings.introspection_timeout_s):
-                response = await self._client.get(url, headers={"Accept": "application/json"})
-        except (TimeoutError, httpx.HTTPError) as exc:
-            raise UpstreamUnavailable("The authorization server did not answer.") from exc
-        if response.status_code != 200 or len(response.content) > 65_536:
-            raise UpstreamUnavailable(
-                f"The authorization server answered HTTP {response.status_code}.")
-        try:
-            document = orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamUnavailable("The authorization server's metadata is not JSON.") from exc
-        if not isinstance(document, dict):
-            raise UpstreamUnavailable("The authorization server's metadata is not an object.")
-        return document
+            return await self._authorization_server("GET", url, None)
+        except AuthUnavailable as exc:
+            raise UpstreamUnavailable(str(exc)) from exc
 
     async def introspect(self, url: str, token: str) -> Mapping[str, Any]:
         """Ask an RFC 7662 introspection endpoint about a token.
@@ -205,11 +194,20 @@ class Upstream:
         Raises:
             AuthUnavailable: no timely, well-formed answer (never read as "valid").
         """
+        return await self._authorization_server("POST", url, {"token": token})
+
+    async def _authorization_server(self, method: str, url: str,
+                                    form: dict[str, str] | None) -> dict[str, Any]:
+        """One small JSON exchange with an authorization server, bounded in time and size.
+
+        Raises:
+            AuthUnavailable: no timely 200 answer holding a JSON object.
+        """
         limit = self._settings.introspection_timeout_s
         try:
             async with asyncio.timeout(limit):
-                response = await self._client.post(url, data={"token": token},
-                                                   headers={"Accept": "application/json"})
+                response = await self._client.request(method, url, data=form,
+                                                       headers={"Accept": "application/json"})
         except (TimeoutError, httpx.HTTPError) as exc:
             raise AuthUnavailable(
                 f"The authorization server did not answer within {limit:g} seconds; "
@@ -218,12 +216,12 @@ class Upstream:
             raise AuthUnavailable(
                 f"The authorization server answered HTTP {response.status_code}; retry shortly.")
         try:
-            claims = orjson.loads(response.content)
+            answer = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
             raise AuthUnavailable("The authorization server's answer was not JSON.") from exc
-        if not isinstance(claims, dict):
+        if not isinstance(answer, dict):
             raise AuthUnavailable("The authorization server's answer was not an object.")
-        return claims
+        return answer
 
     async def _exchange(self, request: UpstreamRequest) -> tuple[int, httpx.Headers, bytes]:
         cap = self._settings.upstream_max_response_bytes
