@@ -105,7 +105,7 @@ async def upstream_lifecycle(app: web.Application) -> AsyncIterator[None]:
     client = create_client(settings)
     upstream = Upstream(client, settings)
     limits = await open_limits(settings)
-    audit = AuditLog.open(settings.audit_log_path)
+    audit = AuditLog.open(settings.audit_log_path, clock)
     writes = WriteCalls(upstream, limits, audit, key, seconds)
     app[DISPATCHER] = Dispatcher(settings, upstream, clock, writes, key)
     app[UPSTREAM] = upstream

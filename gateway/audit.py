@@ -7,7 +7,7 @@ identities only as the principal's subject and account.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
@@ -27,15 +27,18 @@ def chain_hash(previous: str, record: dict[str, Any]) -> str:
 class AuditLog:
     """Appends chained records to a file (or any text stream)."""
 
-    def __init__(self, stream: IO[str] | None, previous: str = GENESIS) -> None:
+    def __init__(self, stream: IO[str] | None, previous: str = GENESIS,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._stream = stream
         self._previous = previous
+        self._clock = clock
 
     @classmethod
-    def open(cls, path: Path | None) -> AuditLog:
+    def open(cls, path: Path | None,
+             clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> AuditLog:
         """Continue the chain of an existing file, or start one."""
         if path is None:
-            return cls(None)
+            return cls(None, clock=clock)
         previous = GENESIS
         if path.exists():
             with path.open(encoding="utf-8") as existing:
@@ -43,14 +46,14 @@ class AuditLog:
                     if line.strip():
                         previous = orjson.loads(line).get("hash", previous)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(path.open("a", encoding="utf-8", buffering=1), previous)
+        return cls(path.open("a", encoding="utf-8", buffering=1), previous, clock)
 
     @property
     def to_file(self) -> bool:
         return self._stream is not None
 
     def write(self, **fields: Any) -> dict[str, Any]:
-        record: dict[str, Any] = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        record: dict[str, Any] = {"time": self._clock().isoformat(timespec="milliseconds"),
                                   **fields, "prev": self._previous}
         record["hash"] = chain_hash(self._previous, record)
         self._previous = record["hash"]

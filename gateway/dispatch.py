@@ -296,12 +296,13 @@ class Dispatcher:
             if not isinstance(found, list):
                 raise ResponseShapeError("The upstream page did not hold a list of items.")
             items.extend(found)
-            if len(items) >= collect.max_items:
-                items = items[:collect.max_items]
-                break
             if (collect.page_param is None or not found
                     or (collect.stop_when is not None and search(collect.stop_when, body))):
-                complete = True
+                complete = len(items) <= collect.max_items
+                items = items[:collect.max_items]
+                break
+            if len(items) >= collect.max_items:
+                items = items[:collect.max_items]
                 break
             page += 1
         kept = [item for item in items

@@ -291,6 +291,9 @@ def _check_prompt(prompt: PromptSpec, file: str, lines: Lines, where: tuple[str 
 
 def _check_service(service: ServiceSpec, file: str, lines: Lines) -> list[SpecProblem]:
     problems = []
+    if service.auth.resolver == "introspection" and not service.auth.introspection_url:
+        problems.append(SpecProblem(file, line_of(lines, ("auth", "resolver")),
+                                    "auth.resolver introspection needs auth.introspection_url"))
     if service.auth.token_pattern is not None:
         try:
             re.compile(service.auth.token_pattern)

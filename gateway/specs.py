@@ -364,13 +364,9 @@ class ToolTestCase(SpecModel):
     """Expected JSON-RPC error code when the call must be refused before any upstream request."""
 
 
-class ToolSpec(SpecModel):
-    name: str = Field(pattern=NAME_PATTERN)
-    title: str | None = None
-    kind: Literal["read", "write", "meta"]
-    description: str
-    scopes: list[str] = []
-    annotations: Annotations | None = None
+class ReadSpec(SpecModel):
+    """What tools and resources share: their arguments and how the answer is obtained."""
+
     input: dict[str, InputProperty] = {}
     checks: list[CheckSpec] = []
     """Rules over the arguments (and the principal) checked before anything is sent."""
@@ -383,8 +379,17 @@ class ToolSpec(SpecModel):
     aggregate: AggregateSpec | None = None
     response: ResponseSpec = ResponseSpec()
     result: Any = None
-    """For tools answered by the gateway itself (no `request`): a result template."""
+    """For reads answered by the gateway itself (no `request`): a result template."""
     pii: ToolPii = ToolPii()
+
+
+class ToolSpec(ReadSpec):
+    name: str = Field(pattern=NAME_PATTERN)
+    title: str | None = None
+    kind: Literal["read", "write", "meta"]
+    description: str
+    scopes: list[str] = []
+    annotations: Annotations | None = None
     write: WriteSpec | None = None
     tests: list[ToolTestCase] = []
 
@@ -403,7 +408,7 @@ class ToolSpec(SpecModel):
         return self
 
 
-class ResourceSpec(SpecModel):
+class ResourceSpec(ReadSpec):
     """A resource read by URI: a read tool addressed as `uri` (fixed, or a template whose
     `{name}` parts are arguments declared in `input`)."""
 
@@ -413,16 +418,6 @@ class ResourceSpec(SpecModel):
     description: str = ""
     mime_type: str = "application/json"
     scopes: list[str] = []
-    input: dict[str, InputProperty] = {}
-    checks: list[CheckSpec] = []
-    lookups: dict[str, LookupSpec] = {}
-    request: RequestSpec | None = None
-    collect: CollectSpec | None = None
-    filter: list[ConditionSpec] = []
-    aggregate: AggregateSpec | None = None
-    response: ResponseSpec = ResponseSpec()
-    result: Any = None
-    pii: ToolPii = ToolPii()
 
     def as_tool(self) -> ToolSpec:
         """The read this resource stands for, compiled and run like a tool."""
