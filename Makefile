@@ -4,7 +4,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell $(PYTHON) -c 'import hashlib,sys;print(hashlib.sha1(open("pyproject.toml","rb").read()).hexdigest()[:12])')
 
-.PHONY: venv demo test lint services check-all bench serve sandbox clean
+.PHONY: venv demo test lint services node check-all bench serve sandbox clean
+
+# Node 22 and the MCP project's own tools (conformance suites, Inspector, TypeScript SDK), from
+# the npm registry into .node/ only: nothing global, nothing downloaded from anywhere else.
+NODE_DIR  := .node
+NODE_BIN  := $(NODE_DIR)/node_modules/.bin
+NODE_PKGS := node@22 \
+	conformance-0.1@npm:@modelcontextprotocol/conformance@0.1.16 \
+	conformance-0.2@npm:@modelcontextprotocol/conformance@0.2.0-alpha.12 \
+	@modelcontextprotocol/inspector@2.12.0 \
+	@modelcontextprotocol/sdk@1.32.2
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +34,11 @@ serve: venv               ## the gateway alone, upstream URLs from RETENTLY_API_
 sandbox: venv             ## the sandbox upstream alone
 	$(BIN)/mcp-gateway sandbox
 
-test: venv lint services  ## the whole suite (bounded versions of the slow checks)
+test: venv lint services node-if-possible  ## the whole suite (bounded versions of the slow checks)
 	$(BIN)/pytest -q -m "not slow"
+
+node-if-possible:         # tests that need Node say they were skipped when it cannot be installed
+	@$(MAKE) --no-print-directory node || echo "note: Node 22 could not be installed from the npm registry; the Node-based tests will report a skip"
 
 services:                 ## redis-server for the cross-replica tests (Debian package; needs root)
 	@command -v redis-server >/dev/null 2>&1 || { \
@@ -36,6 +49,15 @@ lint: venv
 	$(BIN)/ruff check gateway tests fixtures
 	$(BIN)/mypy
 	$(BIN)/mcp-gateway check
+
+$(NODE_DIR)/.installed: Makefile
+	@mkdir -p $(NODE_DIR)
+	@test -f $(NODE_DIR)/package.json || echo '{"name":"mcp-gateway-node-tools","private":true}' > $(NODE_DIR)/package.json
+	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error $(NODE_PKGS)
+	@$(NODE_BIN)/node --version
+	@touch $@
+
+node: $(NODE_DIR)/.installed  ## Node 22 + conformance suites + Inspector + TypeScript SDK, project-local
 
 check-all: venv lint services  ## everything, the slow external checks included
 	$(BIN)/pytest -q

@@ -36,9 +36,9 @@ class Principal:
     scopes: frozenset[str]
     expires_at: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    """More verified claims the service maps to principal fields (e.g. granted projects)."""
     audiences: tuple[str, ...] = ()
     """The token's `aud`, checked against the endpoint on every request (not cached away)."""
-    """More verified claims the service maps to principal fields (e.g. granted projects)."""
 
     @property
     def anonymous(self) -> bool:

@@ -25,7 +25,7 @@ from gateway.redaction import Pseudonymiser, redact
 from gateway.registry import CompiledPrompt, CompiledRequest, CompiledService, CompiledTool
 from gateway.settings import Settings
 from gateway.shaping import apply_budget, paging_hint, render, render_error, select
-from gateway.templates import ABSENT, RenderContext, render_value
+from gateway.templates import ABSENT, RenderContext, Template, render_value
 from gateway.templates import render as render_template
 from gateway.upstream import Upstream, UpstreamResponse, build_request
 from gateway.write_calls import WriteCalls
@@ -59,12 +59,15 @@ def capabilities(service: CompiledService) -> dict[str, Any]:
         caps["resources"] = {"listChanged": False, "subscribe": False}
     if service.prompts:
         caps["prompts"] = {"listChanged": False}
+    if service.prompts or any(r.templated for r in service.resources.values()):
+        caps["completions"] = {}
     return caps
 
 
 def needs_principal(method: str, params: Any, service: CompiledService) -> bool:
     """Whether a request must carry a valid credential (checked before anything else)."""
-    if method in ANONYMOUS_METHODS or method.startswith("notifications/") or not method:
+    if (method in ANONYMOUS_METHODS or method.startswith("notifications/") or not method
+            or not service.spec.auth.required):
         return False
     if method == "tools/call" and isinstance(params, dict):
         tool = service.tools.get(str(params.get("name")))
@@ -127,6 +130,10 @@ class Dispatcher:
             return CallOutcome(result, ttl_ms=DISCOVER_TTL_MS, cache_scope="public")
         if method == "ping":
             return CallOutcome({})
+        if method == "completion/complete" and "completions" in capabilities(service):
+            # Arguments here are free text, so there is nothing to suggest; the capability is
+            # still served so clients can ask.
+            return CallOutcome({"completion": {"values": [], "total": 0, "hasMore": False}})
         raise ProtocolError(-32601, f"Method not found: {method}", method,
                             request_id=inbound.id)
 
@@ -150,7 +157,11 @@ class Dispatcher:
             status = getattr(exc, "status", None)
             return CallOutcome(render_error(redact(exc.message)), tool.name, status)
         result, encoded = self._budgeted(tool, shaped)
-        return CallOutcome(render(result, encoded), tool.name, status)
+        rendered = render(result, encoded)
+        if tool.content is not None:
+            ctx = RenderContext(arguments, principal_fields(principal), self._clock())
+            rendered["content"] = render_value(tool.content, ctx)
+        return CallOutcome(rendered, tool.name, status)
 
     async def read_resource(self, params: dict[str, Any], service: CompiledService,
                             principal: Principal, *, traceparent: str | None) -> CallOutcome:
@@ -176,8 +187,15 @@ class Dispatcher:
         except ToolExecutionError as exc:
             raise ProtocolError(INVALID_PARAMS, redact(exc.message), {"uri": uri}) from exc
         _, encoded = self._budgeted(tool, shaped)
-        return CallOutcome({"contents": [{"uri": uri, "mimeType": resource.spec.mime_type,
-                                          "text": encoded.decode()}]}, resource.spec.name)
+        content: dict[str, Any] = {"uri": uri, "mimeType": resource.spec.mime_type,
+                                   "text": encoded.decode()}
+        ctx = RenderContext(arguments, principal_fields(principal), self._clock())
+        if resource.blob is not None:
+            del content["text"]
+            content["blob"] = str(render_template(resource.blob, ctx))
+        elif resource.text is not None:
+            content["text"] = str(render_template(resource.text, ctx))
+        return CallOutcome({"contents": [content]}, resource.spec.name)
 
     def get_prompt(self, params: dict[str, Any], service: CompiledService,
                    principal: Principal) -> CallOutcome:
@@ -199,9 +217,12 @@ class Dispatcher:
         ctx = RenderContext({k: v for k, v in given.items() if v != ""}, {}, self._clock())
         messages = []
         for role, template in prompt.messages:
-            text = render_template(template, ctx)
-            messages.append({"role": role, "content": {
-                "type": "text", "text": "" if text is ABSENT else str(text)}})
+            if isinstance(template, Template):
+                text = render_template(template, ctx)
+                block: Any = {"type": "text", "text": "" if text is ABSENT else str(text)}
+            else:
+                block = render_value(template, ctx)
+            messages.append({"role": role, "content": block})
         result: dict[str, Any] = {"messages": messages}
         if prompt.spec.description:
             result["description"] = prompt.spec.description

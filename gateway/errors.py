@@ -131,7 +131,7 @@ class ResponseShapeError(ToolExecutionError):
 
 
 def _describe_status(status: int, upstream_message: str, retry_after_s: float | None) -> str:
-    said = f": {upstream_message}" if upstream_message else ""
+    said = f": {upstream_message.rstrip('.')}" if upstream_message else ""
     advice = {
         400: "Check the arguments against the tool's input schema.",
         401: "The credential was refused upstream; sign in again or use a new token.",

@@ -162,7 +162,7 @@ def load_tree(root: Path, env: Mapping[str, str]) -> Registry:
             seen[key] = service.folder
     if problems:
         raise SpecError(problems)
-    return Registry(tuple(services))
+    return Registry(tuple(s for s in services if s.spec.enabled))
 
 
 def load_service(folder: Path, env: Mapping[str, str]) -> CompiledService:
@@ -277,9 +277,10 @@ def _check_prompt(prompt: PromptSpec, file: str, lines: Lines, where: tuple[str 
                     file, line_of(lines, (*where, "arguments", index, "pattern")),
                     f"{prompt.name}: invalid pattern: {exc}"))
     for index, message in enumerate(prompt.messages):
-        loc = (*where, "messages", index, "text")
+        loc = (*where, "messages", index, "text" if message.text is not None else "content")
         try:
-            refs = compile_template(message.text).refs
+            refs = (compile_template(message.text).refs if message.text is not None
+                    else tuple(value_refs(compile_value(message.content))))
         except TemplateSyntaxError as exc:
             problems.append(SpecProblem(file, line_of(lines, loc), f"{prompt.name}: {exc}"))
             continue
@@ -345,7 +346,8 @@ def _check_tool(tool: ToolSpec, service: ServiceSpec, file: str, lines: Lines,
         _check_request(request, loc, tool, names, report)
     values: list[tuple[tuple[str | int, ...], Any]] = [
         (("result",), tool.result), (("response", "extra"), tool.response.extra),
-        (("response", "empty_message"), tool.response.empty_message)]
+        (("response", "empty_message"), tool.response.empty_message),
+        (("response", "content"), tool.response.content)]
     if tool.collect is not None:
         values.append((("collect", "limit"), tool.collect.limit))
     values += [(("filter", i, "value"), c.value) for i, c in enumerate(tool.filter)]

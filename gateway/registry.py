@@ -178,6 +178,8 @@ class CompiledTool:
     extra: dict[str, Any] = field(default_factory=dict)
     """Compiled templates merged into the result after select."""
     empty_message: Template | None = None
+    content: list[Any] | None = None
+    """Compiled content-block templates replacing the default text rendering."""
     budget: Budget = Budget()
     result: Any = None
     redaction: RedactionRules | None = None
@@ -210,6 +212,8 @@ class CompiledResource:
     pattern: re.Pattern[str]
     variables: tuple[str, ...]
     wire: dict[str, Any]
+    text: Template | None = None
+    blob: Template | None = None
 
     @property
     def templated(self) -> bool:
@@ -236,14 +240,17 @@ def compile_resource(resource: ResourceSpec, service: ServiceSpec) -> CompiledRe
     if resource.description:
         wire["description"] = resource.description
     return CompiledResource(resource, compile_tool(resource.as_tool(), service),
-                            re.compile(regex), variables, wire)
+                            re.compile(regex), variables, wire,
+                            compile_template(resource.text) if resource.text is not None else None,
+                            compile_template(resource.blob) if resource.blob is not None else None)
 
 
 @dataclass(frozen=True)
 class CompiledPrompt:
     spec: PromptSpec
     wire: dict[str, Any]
-    messages: tuple[tuple[str, Template], ...]
+    messages: tuple[tuple[str, Any], ...]
+    """(role, a compiled text template or a compiled content block)."""
     patterns: dict[str, re.Pattern[str]]
     scopes: frozenset[str]
 
@@ -260,7 +267,9 @@ def compile_prompt(prompt: PromptSpec) -> CompiledPrompt:
     if prompt.description:
         wire["description"] = prompt.description
     return CompiledPrompt(
-        prompt, wire, tuple((m.role, compile_template(m.text)) for m in prompt.messages),
+        prompt, wire,
+        tuple((m.role, compile_template(m.text) if m.text is not None else compile_value(m.content))
+              for m in prompt.messages),
         {a.name: re.compile(a.pattern) for a in prompt.arguments if a.pattern},
         frozenset(prompt.scopes))
 
@@ -392,7 +401,7 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
     Raises:
         ValueError, jmespath.exceptions.ParseError, TemplateSyntaxError: reported by the loader.
     """
-    schema = input_schema(tool.input)
+    schema = tool.input_schema if tool.input_schema is not None else input_schema(tool.input)
     if tool.kind == "write":
         schema = _with_confirmation(schema)
     wire: dict[str, Any] = {
@@ -443,7 +452,7 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
         scopes=frozenset(tool.scopes) | (frozenset({policy.scope})
                                           if policy is not None and tool.pii.required
                                           else frozenset()),
-        anonymous=tool.name in service.auth.anonymous_tools,
+        anonymous=tool.name in service.auth.anonymous_tools or not service.auth.required,
         checks=tuple(CompiledCheck(compile_value(c.value), c.op, compile_value(c.than),
                                    compile_value(c.message)) for c in tool.checks),
         lookups=tuple(_compile_lookup(name, spec, service) for name, spec in tool.lookups.items()),
@@ -456,6 +465,7 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
         extra=compile_value(tool.response.extra),
         empty_message=(compile_template(tool.response.empty_message)
                        if tool.response.empty_message else None),
+        content=compile_value(tool.response.content) if tool.response.content else None,
         budget=budget,
         result=compile_value(tool.result) if tool.result is not None else None,
         redaction=redaction_rules(tool, service),

@@ -79,6 +79,9 @@ class ClaimNames(SpecModel):
 class AuthSpec(SpecModel):
     """How an inbound bearer token becomes a principal."""
 
+    required: bool = True
+    """false: every method works without a token (a public or test service); a token that is
+    sent is still checked."""
     resolver: Literal["passthrough", "introspection"] = "passthrough"
     """passthrough: any well-formed token is forwarded and the upstream decides, with
     `default_scopes`; introspection: RFC 7662 at `introspection_url` gives scopes, subject,
@@ -143,6 +146,8 @@ class ServiceSpec(SpecModel):
     """service.yaml."""
 
     version: Literal[1] = 1
+    enabled: bool = True
+    """false: the folder is checked but not served, e.g. `enabled: ${WITH_FIXTURES:-false}`."""
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")
     title: str
     description: str = ""
@@ -220,6 +225,10 @@ class ResponseSpec(SpecModel):
     """A JMESPath expression over the upstream JSON body; its value is the tool result."""
     extra: dict[str, Any] = {}
     """Templates merged into the result after select, e.g. the effective date window."""
+    content: list[dict[str, Any]] | None = None
+    """The result's content blocks instead of the default (its JSON as text): templates such
+    as {type: image, data: '...', mimeType: image/png} or {type: text, text: 'Hi {name}'}.
+    structuredContent is still the result."""
     empty_message: str | None = None
     """When the selected result is empty (null, [] or {}), fail with this message (a template)
     instead, e.g. 'No form {form_uuid} in this project'."""
@@ -368,6 +377,8 @@ class ReadSpec(SpecModel):
     """What tools and resources share: their arguments and how the answer is obtained."""
 
     input: dict[str, InputProperty] = {}
+    input_schema: dict[str, Any] | None = None
+    """A full JSON Schema (2020-12) for the arguments instead of `input`, published as is."""
     checks: list[CheckSpec] = []
     """Rules over the arguments (and the principal) checked before anything is sent."""
     lookups: dict[str, LookupSpec] = {}
@@ -418,10 +429,14 @@ class ResourceSpec(ReadSpec):
     description: str = ""
     mime_type: str = "application/json"
     scopes: list[str] = []
+    text: str | None = None
+    """A template giving the resource's text instead of its result's JSON."""
+    blob: str | None = None
+    """A template giving base64 data: the resource is binary (`blob` contents)."""
 
     def as_tool(self) -> ToolSpec:
         """The read this resource stands for, compiled and run like a tool."""
-        fields = self.model_dump(exclude={"uri", "mime_type"}, by_alias=True,
+        fields = self.model_dump(exclude={"uri", "mime_type", "text", "blob"}, by_alias=True,
                                  exclude_defaults=True)
         return ToolSpec.model_validate({**fields, "kind": "read",
                                         "description": self.description or self.name})
@@ -438,8 +453,17 @@ class PromptArgumentSpec(SpecModel):
 
 class PromptMessageSpec(SpecModel):
     role: Literal["user", "assistant"] = "user"
-    text: str
+    text: str | None = None
     """A template over the prompt's arguments; `{arg ?? 'text'}` gives optional ones a default."""
+    content: dict[str, Any] | None = None
+    """Any other content block instead of text, as templates: {type: image, data, mimeType} or
+    {type: resource, resource: {uri: '{resourceUri}', mimeType: text/plain, text: '...'}}."""
+
+    @model_validator(mode="after")
+    def _text_or_content(self) -> PromptMessageSpec:
+        if (self.text is None) == (self.content is None):
+            raise ValueError("a message needs exactly one of `text` or `content`")
+        return self
 
 
 class PromptSpec(SpecModel):

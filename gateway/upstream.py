@@ -208,9 +208,13 @@ class Upstream:
             async with asyncio.timeout(limit):
                 response = await self._client.request(method, url, data=form,
                                                        headers={"Accept": "application/json"})
-        except (TimeoutError, httpx.HTTPError) as exc:
+        except TimeoutError as exc:
             raise AuthUnavailable(
                 f"The authorization server did not answer within {limit:g} seconds; "
+                "retry shortly.") from exc
+        except httpx.HTTPError as exc:
+            raise AuthUnavailable(
+                f"The authorization server could not be reached ({type(exc).__name__}); "
                 "retry shortly.") from exc
         if response.status_code != 200 or len(response.content) > 65_536:
             raise AuthUnavailable(
