@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell $(PYTHON) -c 'import hashlib,sys;print(hashlib.sha1(open("pyproject.toml","rb").read()).hexdigest()[:12])')
 
-.PHONY: venv demo test lint services node check-all bench serve sandbox clean
+.PHONY: venv demo test lint services node conformance inspect check-all bench serve sandbox clean
 
 # Node 22 and the MCP project's own tools (conformance suites, Inspector, TypeScript SDK), from
 # the npm registry into .node/ only: nothing global, nothing downloaded from anywhere else.
@@ -46,7 +46,7 @@ services:                 ## redis-server for the cross-replica tests (Debian pa
 	    >/dev/null 2>&1 || echo "note: redis-server could not be installed; the Redis tests will report a skip"; }
 
 lint: venv
-	$(BIN)/ruff check gateway tests fixtures
+	$(BIN)/ruff check gateway tests fixtures conformance
 	$(BIN)/mypy
 	$(BIN)/mcp-gateway check
 
@@ -59,7 +59,13 @@ $(NODE_DIR)/.installed: Makefile
 
 node: $(NODE_DIR)/.installed  ## Node 22 + conformance suites + Inspector + TypeScript SDK, project-local
 
-check-all: venv lint services  ## everything, the slow external checks included
+conformance: venv node    ## every scenario of both conformance suites -> build/conformance/report.md
+	$(BIN)/python conformance/run.py
+
+inspect: venv node        ## the MCP Inspector CLI lists and calls a tool of each service, both eras
+	$(BIN)/python conformance/inspect.py
+
+check-all: venv lint services node  ## everything, the slow external checks included
 	$(BIN)/pytest -q
 
 clean:

@@ -265,12 +265,14 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
         params, dict) else None
     try:
         principal = await _principal(request, service, str(method or ""), params)
-        inbound = route(data, _lower_headers(request), _raw_headers(request))
+        headers = _lower_headers(request)
+        inbound = route(data, headers, _raw_headers(request))
         era = inbound.era
         if inbound.is_notification:
             return web.Response(status=202)
         outcome = await request.app[DISPATCHER].handle(
-            inbound, service, principal, traceparent=request.headers.get("traceparent"))
+            inbound, service, principal, traceparent=request.headers.get("traceparent"),
+            headers=headers)
         body = result_body(inbound, outcome.result, server_info(service),
                            ttl_ms=outcome.ttl_ms, cache_scope=outcome.cache_scope)
         _log_call(service, str(method), tool, "error" if outcome.result.get("isError") else "ok",

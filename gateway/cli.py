@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--sandbox-port", type=int, default=8081)
+    demo.add_argument("--with-conformance", action="store_true",
+                      help="also serve the conformance fixtures at /conformance/mcp")
     demo.set_defaults(run=run_demo)
     return parser
 
@@ -170,15 +172,18 @@ def run_sandbox(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    return asyncio.run(_demo(args.host, args.port, args.sandbox_port))
+    return asyncio.run(_demo(args.host, args.port, args.sandbox_port, args.with_conformance))
 
 
-async def _demo(host: str, port: int, sandbox_port: int) -> int:
+async def _demo(host: str, port: int, sandbox_port: int, with_conformance: bool) -> int:
     from gateway.sandbox import DEMO_TOKENS, create_sandbox_app
 
     sandbox_url = f"http://{host}:{sandbox_port}"
     for variable in DEMO_UPSTREAM_VARIABLES:
         os.environ[variable] = sandbox_url
+    if with_conformance:
+        os.environ["MCP_GATEWAY_CONFORMANCE"] = "true"
+        os.environ["CONFORMANCE_UPSTREAM_URL"] = sandbox_url
     settings = Settings(host=host, port=port, log_json=True, access_log=False,
                         root_service="refiner")
     configure_logging(settings)

@@ -7,11 +7,12 @@ AuthError before any upstream request is made.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, validate_mcp_param_headers
 from mcp_types.jsonrpc import INVALID_PARAMS
 
 from gateway import __version__
@@ -87,7 +88,8 @@ class Dispatcher:
         self._pseudonym_key = pseudonym_key
 
     async def handle(self, inbound: Inbound, service: CompiledService, principal: Principal,
-                     *, traceparent: str | None = None) -> CallOutcome:
+                     *, traceparent: str | None = None,
+                     headers: Mapping[str, str] | None = None) -> CallOutcome:
         """Raises:
             ProtocolError: an unknown method or tool, or invalid arguments.
             AuthError: the tool needs a credential or scope the principal lacks.
@@ -95,7 +97,8 @@ class Dispatcher:
         method = inbound.method
         if method == "tools/call":
             return await self.call_tool(inbound.params, service, principal,
-                                        traceparent=traceparent)
+                                        traceparent=traceparent,
+                                        headers=headers if inbound.era == "modern" else None)
         if method == "tools/list":
             return CallOutcome({"tools": service.tools_for(principal.scopes)},
                                ttl_ms=TOOLS_LIST_TTL_MS)
@@ -138,7 +141,8 @@ class Dispatcher:
                             request_id=inbound.id)
 
     async def call_tool(self, params: dict[str, Any], service: CompiledService,
-                        principal: Principal, *, traceparent: str | None) -> CallOutcome:
+                        principal: Principal, *, traceparent: str | None,
+                        headers: Mapping[str, str] | None = None) -> CallOutcome:
         name = params.get("name")
         tool = service.tools.get(name) if isinstance(name, str) else None
         if tool is None:
@@ -147,6 +151,13 @@ class Dispatcher:
             if principal.anonymous:
                 raise AuthError(f"The tool {tool.name} needs a credential")
             require_scopes(principal, tool.scopes, f"The tool {tool.name}")
+        if tool.param_headers and headers is not None:
+            # 2026-07-28: arguments mirrored into Mcp-Param-* headers must agree with the body.
+            rejected = validate_mcp_param_headers(tool.input_schema,
+                                                  params.get("arguments") or {}, headers)
+            if rejected is not None:
+                raise ProtocolError(rejected.code, rejected.message, rejected.data,
+                                    http_status=ERROR_CODE_HTTP_STATUS.get(rejected.code, 400))
         arguments = validated_arguments(tool, params.get("arguments"))
         self._check_pii_gates(tool, principal, arguments)
         redact = self._redactor(tool, principal)

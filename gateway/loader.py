@@ -313,7 +313,8 @@ def _check_tool(tool: ToolSpec, service: ServiceSpec, file: str, lines: Lines,
         problems.append(SpecProblem(file, line_of(lines, (*where, *loc)),
                                     f"{tool.name}: {message}"))
 
-    names = _Names(set(tool.input) | set(tool.lookups),
+    raw_properties = (tool.input_schema or {}).get("properties") or {}
+    names = _Names(set(tool.input) | set(raw_properties) | set(tool.lookups),
                    {"account", "subject", *service.auth.claims.extra})
     vocabulary = {s.name for s in service.scopes}
     for scope in tool.scopes:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema_rs
+from mcp.shared.inbound import x_mcp_header_map
 
 from gateway.derive import CompiledAggregate, CompiledCondition, parse_metric
 from gateway.jmes import Expression, compile_expression
@@ -168,6 +169,8 @@ class CompiledTool:
     """The Tool object as sent in tools/list."""
     scopes: frozenset[str]
     anonymous: bool
+    param_headers: bool = False
+    """Whether the input schema mirrors arguments into Mcp-Param-* headers (x-mcp-header)."""
     checks: tuple[CompiledCheck, ...] = ()
     lookups: tuple[CompiledLookup, ...] = ()
     request: CompiledRequest | None = None
@@ -453,6 +456,7 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
                                           if policy is not None and tool.pii.required
                                           else frozenset()),
         anonymous=tool.name in service.auth.anonymous_tools or not service.auth.required,
+        param_headers=bool(x_mcp_header_map(schema)),
         checks=tuple(CompiledCheck(compile_value(c.value), c.op, compile_value(c.than),
                                    compile_value(c.message)) for c in tool.checks),
         lookups=tuple(_compile_lookup(name, spec, service) for name, spec in tool.lookups.items()),

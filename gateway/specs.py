@@ -6,9 +6,16 @@ Schema, and docs/spec-format.md explains every key. Unknown keys are refused eve
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$"
 JsonType = Literal["string", "integer", "number", "boolean", "array", "object", "null"]
@@ -146,7 +153,8 @@ class ServiceSpec(SpecModel):
     """service.yaml."""
 
     version: Literal[1] = 1
-    enabled: bool = True
+    enabled: Annotated[bool, WithJsonSchema({"anyOf": [
+        {"type": "boolean"}, {"type": "string", "pattern": r"^\$\{[^}]+\}$"}]})] = True
     """false: the folder is checked but not served, e.g. `enabled: ${WITH_FIXTURES:-false}`."""
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")
     title: str
