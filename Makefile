@@ -46,7 +46,7 @@ services:                 ## redis-server for the cross-replica tests (Debian pa
 	    >/dev/null 2>&1 || echo "note: redis-server could not be installed; the Redis tests will report a skip"; }
 
 lint: venv
-	$(BIN)/ruff check gateway tests fixtures conformance
+	$(BIN)/ruff check gateway tests fixtures conformance bench
 	$(BIN)/mypy
 	$(BIN)/mcp-gateway check
 
@@ -58,6 +58,12 @@ $(NODE_DIR)/.installed: Makefile
 	@touch $@
 
 node: $(NODE_DIR)/.installed  ## Node 22 + conformance suites + Inspector + TypeScript SDK, project-local
+
+bench: venv               ## gateway vs bare proxy (vs FastMCP if installable) -> bench/results/
+	@test -x build/peer-venv/bin/python || { python3 -m venv build/peer-venv && \
+	  build/peer-venv/bin/pip install --quiet fastmcp==4.1.0 uvicorn; } || \
+	  echo "note: FastMCP could not be installed; the peer column stays empty"
+	$(BIN)/python -m bench.run
 
 conformance: venv node    ## every scenario of both conformance suites -> build/conformance/report.md
 	$(BIN)/python conformance/run.py

@@ -18,12 +18,12 @@ from typing import Any, Final
 import orjson
 import structlog
 from aiohttp import web
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 from mcp_types.jsonrpc import INVALID_REQUEST
 
 from gateway.audit import AuditLog
 from gateway.auth import ANONYMOUS, Principal, TokenResolver, bearer_token, challenge
-from gateway.dispatch import Dispatcher, needs_principal, server_info
+from gateway.dispatch import CallOutcome, Dispatcher, needs_principal, server_info
 from gateway.errors import (
     AuthError,
     AuthUnavailable,
@@ -35,12 +35,13 @@ from gateway.loader import load_tree
 from gateway.origin import origin_allowed
 from gateway.protocol import (
     Era,
+    Inbound,
     decode,
     error_body,
     http_status,
     internal_error,
-    result_body,
     route,
+    shape_result,
 )
 from gateway.ratelimit import LimitStore, MemoryLimits
 from gateway.registry import CompiledService, Registry
@@ -54,6 +55,8 @@ REGISTRY: Final = web.AppKey("registry", list[Registry])
 DISPATCHER: Final = web.AppKey("dispatcher", Dispatcher)
 RESOLVER: Final = web.AppKey("resolver", TokenResolver)
 UPSTREAM: Final = web.AppKey("upstream", Upstream)
+SHAPED: Final = web.AppKey("shaped", LRUCache[Any, dict[str, Any]])
+"""Version-shaped results reused across calls (tools/list per scope set); bounded."""
 CLOCK: Final = web.AppKey[Callable[[], datetime]]("clock")
 
 log = structlog.get_logger("gateway")
@@ -110,6 +113,7 @@ async def upstream_lifecycle(app: web.Application) -> AsyncIterator[None]:
     app[DISPATCHER] = Dispatcher(settings, upstream, clock, writes, key)
     app[UPSTREAM] = upstream
     app[AS_METADATA] = TTLCache(maxsize=64, ttl=AS_METADATA_TTL_S)
+    app[SHAPED] = LRUCache(maxsize=1024)
     app[RESOLVER] = TokenResolver(upstream.introspect, seconds)
     try:
         yield
@@ -273,8 +277,8 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
         outcome = await request.app[DISPATCHER].handle(
             inbound, service, principal, traceparent=request.headers.get("traceparent"),
             headers=headers)
-        body = result_body(inbound, outcome.result, server_info(service),
-                           ttl_ms=outcome.ttl_ms, cache_scope=outcome.cache_scope)
+        body = {"jsonrpc": "2.0", "id": inbound.id,
+                "result": _shaped(request.app, inbound, service, outcome)}
         _log_call(service, str(method), tool, "error" if outcome.result.get("isError") else "ok",
                   started, outcome.upstream_status)
         return _json(body)
@@ -331,6 +335,22 @@ def _auth_failure(request: web.Request, service: CompiledService, exc: AuthError
 
 def _usable_id(value: Any) -> bool:
     return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str)
+
+
+def _shaped(app: web.Application, inbound: Inbound, service: CompiledService,
+            outcome: CallOutcome) -> dict[str, Any]:
+    """The version-shaped result; results that depend only on the caller's scopes (tools/list)
+    are shaped once per service, scope set and version, not per call."""
+    if outcome.reusable is None:
+        return shape_result(inbound, outcome.result, server_info(service),
+                            ttl_ms=outcome.ttl_ms, cache_scope=outcome.cache_scope)
+    key = (id(service), outcome.reusable, inbound.version, inbound.era)
+    shaped = app[SHAPED].get(key)
+    if shaped is None:
+        shaped = shape_result(inbound, outcome.result, server_info(service),
+                              ttl_ms=outcome.ttl_ms, cache_scope=outcome.cache_scope)
+        app[SHAPED][key] = shaped
+    return shaped
 
 
 def _raw_headers(request: web.Request) -> list[tuple[str, str]]:

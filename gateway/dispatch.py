@@ -45,6 +45,9 @@ class CallOutcome:
     upstream_status: int | None = None
     ttl_ms: int = 0
     cache_scope: str = "private"
+    reusable: Any = None
+    """A key under which the shaped result may be reused for the same service and version
+    (results that depend only on the caller's scopes, like tools/list)."""
 
 
 def server_info(service: CompiledService) -> dict[str, Any]:
@@ -101,7 +104,7 @@ class Dispatcher:
                                         headers=headers if inbound.era == "modern" else None)
         if method == "tools/list":
             return CallOutcome({"tools": service.tools_for(principal.scopes)},
-                               ttl_ms=TOOLS_LIST_TTL_MS)
+                               ttl_ms=TOOLS_LIST_TTL_MS, reusable=("tools", principal.scopes))
         if method == "resources/read" and service.resources:
             return await self.read_resource(inbound.params, service, principal,
                                             traceparent=traceparent)

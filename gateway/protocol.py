@@ -221,9 +221,9 @@ def internal_error(request_id: RequestId | None) -> dict[str, Any]:
             "error": {"code": INTERNAL_ERROR, "message": "Internal error"}}
 
 
-def result_body(inbound: Inbound, result: dict[str, Any], server_info: dict[str, Any],
-                *, ttl_ms: int = 0, cache_scope: str = "private") -> dict[str, Any]:
-    """Shape a result for the request's version and wrap it in a JSON-RPC response.
+def shape_result(inbound: Inbound, result: dict[str, Any], server_info: dict[str, Any],
+                 *, ttl_ms: int = 0, cache_scope: str = "private") -> dict[str, Any]:
+    """A result validated and shaped by the mcp_types surface of the request's version.
 
     Modern results carry resultType, the serverInfo stamp, and caching hints on cacheable methods.
     """
@@ -236,5 +236,4 @@ def result_body(inbound: Inbound, result: dict[str, Any], server_info: dict[str,
         if inbound.method in CACHEABLE_METHODS:
             result.setdefault("ttlMs", ttl_ms)
             result.setdefault("cacheScope", cache_scope)
-    shaped = serialize_server_result(inbound.method, inbound.version, result)
-    return {"jsonrpc": "2.0", "id": inbound.id, "result": shaped}
+    return serialize_server_result(inbound.method, inbound.version, result)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,9 @@ class Settings(BaseSettings):
     """Upstream bodies larger than this are refused instead of read into memory."""
     introspection_timeout_s: float = Field(3.0, gt=0, le=30)
     """Bound on one token introspection; past it the request is answered 503, never let in."""
+    upstream_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    """Connection pool under the httpx client: aiohttp's (faster under concurrency, see
+    bench/README.md) or httpx's own."""
     upstream_max_connections: int = Field(200, ge=1)
     upstream_max_keepalive: int = Field(100, ge=0)
 

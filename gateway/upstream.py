@@ -34,6 +34,7 @@ from gateway.templates import (
     resolve,
     scalar_text,
 )
+from gateway.transport import AiohttpTransport
 
 _FORBIDDEN_SEGMENTS: Final = frozenset({"", ".", ".."})
 _MAX_MESSAGE: Final = 300
@@ -313,7 +314,10 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def create_client(settings: Settings) -> httpx.AsyncClient:
-    """The one pooled upstream client of a process."""
+    """The one pooled upstream client of a process: httpx's API over aiohttp's pool, or over
+    httpx's own pool when `upstream_transport` says so."""
+    transport = (AiohttpTransport(max_connections=settings.upstream_max_connections)
+                 if settings.upstream_transport == "aiohttp" else None)
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.upstream_timeout_s,
                               connect=settings.upstream_connect_timeout_s),
@@ -321,4 +325,5 @@ def create_client(settings: Settings) -> httpx.AsyncClient:
                             max_keepalive_connections=settings.upstream_max_keepalive),
         follow_redirects=False,
         trust_env=False,
+        transport=transport,
     )

@@ -63,7 +63,7 @@ def introspection_answer(request: httpx.Request) -> httpx.Response:
 def upstream() -> Iterator[respx.MockRouter]:
     """The network edge, faked: every test adds its upstream routes; token introspection of the
     demo tokens is already there. An unmatched request fails the test."""
-    with respx.mock(assert_all_called=False) as router:
+    with respx.mock(assert_all_called=False, using="httpx") as router:
         router.post(RETENTLY_INTROSPECTION).mock(side_effect=introspection_answer)
         router.post(REFINER_INTROSPECTION).mock(side_effect=introspection_answer)
         yield router

@@ -84,7 +84,7 @@ class Upstream:
 
 @pytest.fixture
 def upstream() -> Iterator[Upstream]:
-    with respx.mock(assert_all_called=False) as router:
+    with respx.mock(assert_all_called=False, using="httpx") as router:
         router.post(INTROSPECT).mock(return_value=httpx.Response(200, json={
             "active": True, "scope": "notes:read notes:write", "sub": "u_auditor",
             "account_id": "acc_audit", "exp": 4_102_444_800}))

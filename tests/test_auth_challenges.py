@@ -69,7 +69,7 @@ async def test_a_malformed_authorization_header_is_401(gateway: TestClient[Any, 
                                    "rtly_mcp_pat__s3cr3t", "short"])
 async def test_a_token_of_another_format_is_401_invalid_token_without_a_network_call(
         gateway: TestClient[Any, Any], token: str) -> None:
-    with respx.mock:  # any upstream or introspection request would fail the test
+    with respx.mock(using="httpx"):  # any upstream or introspection request would fail the test
         response = await gateway.post(URL, headers=auth(token), json=rpc("tools/list"))
     challenge = response.headers["WWW-Authenticate"]
     assert response.status == 401

@@ -159,7 +159,7 @@ class Network:
 @pytest.fixture
 def network() -> Iterator[Network]:
     authority = Authority()
-    with respx.mock(assert_all_called=False) as router:
+    with respx.mock(assert_all_called=False, using="httpx") as router:
         introspection = router.post(INTROSPECT).mock(side_effect=authority)
         upstream = router.route(host=API).mock(
             return_value=httpx.Response(200, json={"items": [{"id": 1}]}))

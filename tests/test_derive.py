@@ -289,7 +289,7 @@ class Upstream:
 @pytest.fixture
 def upstream() -> Iterator[Upstream]:
     pages = Pages()
-    with respx.mock(assert_all_called=False) as router:
+    with respx.mock(assert_all_called=False, using="httpx") as router:
         router.post("https://auth.shop.test/introspect").mock(return_value=httpx.Response(
             200, json={"active": True, "scope": "rows:read", "sub": "u1",
                        "account_id": "acc_shop", "exp": 4_102_444_800}))

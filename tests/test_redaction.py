@@ -140,7 +140,7 @@ def introspection(request: httpx.Request) -> httpx.Response:
 
 @pytest.fixture
 def upstream() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
+    with respx.mock(assert_all_called=False, using="httpx") as router:
         router.post(INTROSPECT).mock(side_effect=introspection)
         router.get(f"{API}/customers/c1").mock(
             return_value=httpx.Response(200, json={"data": CUSTOMER}))

@@ -82,7 +82,7 @@ async def test_spec_case(aiohttp_client: AiohttpClient, settings: Settings,
     introspection_url = service.spec.auth.introspection_url
     answers = _answers(case)
     gateway = await aiohttp_client(create_app(settings, REGISTRY, clock=lambda: CASE_TIME))
-    with respx.mock(assert_all_called=False) as mock:
+    with respx.mock(assert_all_called=False, using="httpx") as mock:
         if introspection_url:
             mock.post(introspection_url).mock(
                 return_value=httpx.Response(200, json=_introspection(service, case)))

@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 import respx
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
@@ -164,8 +165,9 @@ async def probe(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient[Any
 ])
 async def test_path_arguments_stay_inside_their_segment_on_the_same_host(
         probe: TestClient[Any, Any], key: str, raw_path: bytes) -> None:
-    with respx.mock:
-        route = respx.route(host="api.example.test").mock(return_value=httpx.Response(200, json={}))
+    with respx.mock(using="httpx", assert_all_called=False) as router:
+        route = router.route(host="api.example.test").mock(
+            return_value=httpx.Response(200, json={}))
         response = await probe.post("/probe/mcp", headers=auth("sometoken"),
                                     json=rpc("tools/call", {"name": "fetch",
                                                             "arguments": {"key": key}}))
@@ -179,8 +181,9 @@ async def test_path_arguments_stay_inside_their_segment_on_the_same_host(
 @pytest.mark.parametrize("key", ["..", ".", "a\r\nb", "tab\there"])
 async def test_path_arguments_that_would_change_the_path_are_refused(
         probe: TestClient[Any, Any], key: str) -> None:
-    with respx.mock:
-        route = respx.route(host="api.example.test").mock(return_value=httpx.Response(200, json={}))
+    with respx.mock(using="httpx", assert_all_called=False) as router:
+        route = router.route(host="api.example.test").mock(
+            return_value=httpx.Response(200, json={}))
         response = await probe.post("/probe/mcp", headers=auth("sometoken"),
                                     json=rpc("tools/call", {"name": "fetch",
                                                             "arguments": {"key": key}}))
@@ -191,8 +194,9 @@ async def test_path_arguments_that_would_change_the_path_are_refused(
 
 async def test_query_arrays_and_booleans_follow_the_service_style(
         probe: TestClient[Any, Any]) -> None:
-    with respx.mock:
-        route = respx.route(host="api.example.test").mock(return_value=httpx.Response(200, json={}))
+    with respx.mock(using="httpx", assert_all_called=False) as router:
+        route = router.route(host="api.example.test").mock(
+            return_value=httpx.Response(200, json={}))
         await probe.post("/probe/mcp", headers=auth("sometoken"),
                          json=rpc("tools/call", {"name": "fetch", "arguments": {
                              "key": "k", "tags": ["a", "b"], "flag": True}}))
@@ -203,8 +207,8 @@ async def test_query_arrays_and_booleans_follow_the_service_style(
 async def test_a_result_over_budget_is_trimmed_to_valid_json_saying_what_was_cut(
         probe: TestClient[Any, Any]) -> None:
     rows = [{"n": i, "text": "y" * 500} for i in range(1000)]
-    with respx.mock:
-        respx.route(host="api.example.test").mock(return_value=httpx.Response(200, json=rows))
+    with respx.mock(using="httpx", assert_all_called=False) as router:
+        router.route(host="api.example.test").mock(return_value=httpx.Response(200, json=rows))
         response = await probe.post("/probe/mcp", headers=auth("sometoken"),
                                     json=rpc("tools/call", {"name": "fetch",
                                                             "arguments": {"key": "k"}}))
@@ -216,3 +220,33 @@ async def test_a_result_over_budget_is_trimmed_to_valid_json_saying_what_was_cut
     cut = structured["truncated"]["lists"]["items"]
     assert cut["total"] == 1000 and cut["kept"] == len(structured["items"]) < 200
     assert structured["items"][0] == {"n": 0, "text": "y" * 500}
+
+
+@pytest.mark.parametrize(("key", "raw_path"), [
+    ("a/b", "/base/things/a%2Fb/detail"),
+    ("x?admin=1", "/base/things/x%3Fadmin%3D1/detail"),
+    ("%2F", "/base/things/%252F/detail"),
+    ("../..", "/base/things/..%2F../detail"),
+])
+async def test_on_the_wire_the_encoded_segment_is_sent_as_built(
+        aiohttp_client: AiohttpClient, aiohttp_server: Any, tmp_path: Path, key: str,
+        raw_path: str) -> None:
+    seen: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.json_response({"ok": True})
+
+    upstream_app = web.Application()
+    upstream_app.router.add_route("*", "/{tail:.*}", record)
+    upstream = await aiohttp_server(upstream_app)
+    folder = tmp_path / "probe"
+    folder.mkdir()
+    (folder / "service.yaml").write_text(
+        SPEC.replace("https://api.example.test/base", f"http://127.0.0.1:{upstream.port}/base"))
+    (folder / "tools.yaml").write_text(TOOLS)
+    probe = await aiohttp_client(create_app(Settings(specs_dir=tmp_path, log_json=True)))
+    response = await probe.post("/probe/mcp", headers=auth("sometoken"), json=rpc(
+        "tools/call", {"name": "fetch", "arguments": {"key": key}}))
+    assert (await response.json())["result"]["isError"] is False
+    assert seen == [raw_path]

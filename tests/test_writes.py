@@ -126,7 +126,7 @@ class Upstream:
 
 @pytest.fixture
 def upstream() -> Iterator[Upstream]:
-    with respx.mock(assert_all_called=False) as router:
+    with respx.mock(assert_all_called=False, using="httpx") as router:
         router.post(INTROSPECT).mock(side_effect=introspection)
         read = router.get(f"https://{API}/v1/notes/n1").mock(return_value=httpx.Response(
             200, json={"note": {"id": "n1", "title": "Old title", "labels": ["a"]}}))
