@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cachetools import LRUCache
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, validate_mcp_param_headers
 from mcp_types.jsonrpc import INVALID_PARAMS
 
@@ -89,6 +90,8 @@ class Dispatcher:
         self._clock = clock
         self._writes = writes
         self._pseudonym_key = pseudonym_key
+        self._pseudonyms: LRUCache[tuple[str, str], str] = LRUCache(
+            maxsize=settings.pseudonym_memo_size)
 
     async def handle(self, inbound: Inbound, service: CompiledService, principal: Principal,
                      *, traceparent: str | None = None,
@@ -299,7 +302,7 @@ class Dispatcher:
         rules = tool.redaction
         if rules is None or (tool.pii_scope is not None and tool.pii_scope in principal.scopes):
             return _identity
-        pseudonym = Pseudonymiser(self._pseudonym_key, principal.account)
+        pseudonym = Pseudonymiser(self._pseudonym_key, principal.account, self._pseudonyms)
         return lambda value: redact(value, rules, pseudonym)
 
     async def _send(self, request: CompiledRequest, service: CompiledService,

@@ -8,12 +8,14 @@ field holding the one element (so per-topic rows keep their feedback's other fie
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import jmespath
 import jmespath.exceptions
-import jmespath.parser
 from jmespath import functions
+from jmespath.visitor import TreeInterpreter
 
 from gateway.errors import ResponseShapeError
 
@@ -66,12 +68,27 @@ class GatewayFunctions(functions.Functions):
         return rows
 
 
-OPTIONS: Final = jmespath.Options(dict_cls=dict, custom_functions=GatewayFunctions())
+_FUNCTION_SET: Final = GatewayFunctions()
+OPTIONS: Final = jmespath.Options(dict_cls=dict, custom_functions=_FUNCTION_SET)
 
-Expression = jmespath.parser.ParsedResult
+_FUNCTIONS: Final = _FUNCTION_SET.FUNCTION_TABLE
+_INTERPRETER: Final = TreeInterpreter(OPTIONS)
+Evaluate = Callable[[Any], Any]
 
 
-_FUNCTIONS: Final = GatewayFunctions().FUNCTION_TABLE
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """A compiled expression: the parse tree turned into nested Python closures.
+
+    jmespath walks its tree with a visitor on every call; the common node types (fields,
+    sub-expressions, indexes, projections, flatten, multi-select, or/and/not, pipes, literals,
+    functions) become direct closures with the same semantics, and every other node is handed
+    to jmespath's own interpreter, so results never differ.
+    """
+
+    text: str
+    parsed: Any
+    evaluate: Evaluate
 
 
 def compile_expression(text: str) -> Expression:
@@ -81,9 +98,140 @@ def compile_expression(text: str) -> Expression:
         jmespath.exceptions.JMESPathError: a syntax error.
         ValueError: an unknown function, or a call with the wrong number of arguments.
     """
-    expression = jmespath.compile(text)
-    _check_functions(expression.parsed)
-    return expression
+    parsed = jmespath.compile(text).parsed
+    _check_functions(parsed)
+    return Expression(text, parsed, _compile(parsed))
+
+
+def _false(value: Any) -> bool:
+    """JMESPath truthiness: empty strings, lists and objects, null and false are false."""
+    return value is None or value is False or value == "" or value == [] or value == {}
+
+
+def _compile(node: Any) -> Evaluate:
+    kind = node["type"]
+    children = node.get("children", [])
+    builder = _BUILDERS.get(kind)
+    if builder is not None and not (kind == "function_expression"
+                                    and any(c["type"] == "expref" for c in children)):
+        return builder(node, children)
+    return lambda value: _INTERPRETER.visit(node, value)
+
+
+def _field(node: Any, _children: list[Any]) -> Evaluate:
+    name = node["value"]
+    return lambda value: value.get(name) if isinstance(value, dict) else None
+
+
+def _literal(node: Any, _children: list[Any]) -> Evaluate:
+    constant = node["value"]
+    return lambda _value: constant
+
+
+def _chain(_node: Any, children: list[Any]) -> Evaluate:
+    steps = [_compile(child) for child in children]
+
+    def chain(value: Any) -> Any:
+        for step in steps:
+            value = step(value)
+        return value
+    return chain
+
+
+def _index(node: Any, _children: list[Any]) -> Evaluate:
+    position = node["value"]
+
+    def index(value: Any) -> Any:
+        if not isinstance(value, list):
+            return None
+        try:
+            return value[position]
+        except IndexError:
+            return None
+    return index
+
+
+def _projection(_node: Any, children: list[Any]) -> Evaluate:
+    left, right = _compile(children[0]), _compile(children[1])
+
+    def project(value: Any) -> Any:
+        base = left(value)
+        if not isinstance(base, list):
+            return None
+        return [r for r in map(right, base) if r is not None]
+    return project
+
+
+def _flatten(_node: Any, children: list[Any]) -> Evaluate:
+    inner = _compile(children[0])
+
+    def flatten(value: Any) -> Any:
+        base = inner(value)
+        if not isinstance(base, list):
+            return None
+        merged: list[Any] = []
+        for element in base:
+            if isinstance(element, list):
+                merged.extend(element)
+            else:
+                merged.append(element)
+        return merged
+    return flatten
+
+
+def _select_dict(_node: Any, children: list[Any]) -> Evaluate:
+    pairs = [(child["value"], _compile(child["children"][0])) for child in children]
+    return lambda value: (None if value is None
+                          else {key: evaluate(value) for key, evaluate in pairs})
+
+
+def _select_list(_node: Any, children: list[Any]) -> Evaluate:
+    items = [_compile(child) for child in children]
+    return lambda value: None if value is None else [evaluate(value) for evaluate in items]
+
+
+def _or(_node: Any, children: list[Any]) -> Evaluate:
+    left, right = _compile(children[0]), _compile(children[1])
+
+    def either(value: Any) -> Any:
+        first = left(value)
+        return right(value) if _false(first) else first
+    return either
+
+
+def _and(_node: Any, children: list[Any]) -> Evaluate:
+    left, right = _compile(children[0]), _compile(children[1])
+
+    def both(value: Any) -> Any:
+        first = left(value)
+        return first if _false(first) else right(value)
+    return both
+
+
+def _not(_node: Any, children: list[Any]) -> Evaluate:
+    inner = _compile(children[0])
+    return lambda value: _false(inner(value))
+
+
+def _pipe(_node: Any, children: list[Any]) -> Evaluate:
+    left, right = _compile(children[0]), _compile(children[1])
+    return lambda value: right(left(value))
+
+
+def _function(node: Any, children: list[Any]) -> Evaluate:
+    name = node["value"]
+    arguments = [_compile(child) for child in children]
+    call = _FUNCTION_SET.call_function
+    return lambda value: call(name, [argument(value) for argument in arguments])
+
+
+_BUILDERS: Final[dict[str, Callable[[Any, list[Any]], Evaluate]]] = {
+    "field": _field, "literal": _literal, "current": lambda _n, _c: lambda value: value,
+    "subexpression": _chain, "index_expression": _chain, "index": _index,
+    "projection": _projection, "flatten": _flatten, "multi_select_dict": _select_dict,
+    "multi_select_list": _select_list, "or_expression": _or, "and_expression": _and,
+    "not_expression": _not, "pipe": _pipe, "function_expression": _function,
+}
 
 
 def _check_functions(node: Any) -> None:
@@ -109,7 +257,7 @@ def search(expression: Expression, data: Any) -> Any:
         ResponseShapeError: the data has a shape the expression's functions cannot take.
     """
     try:
-        return expression.search(data, options=OPTIONS)
+        return expression.evaluate(data)
     except jmespath.exceptions.JMESPathError as exc:
         raise ResponseShapeError(
             "The upstream answer did not have the shape this tool expects "

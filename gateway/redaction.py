@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -36,21 +36,35 @@ class RedactionRules:
 
 
 class Pseudonymiser:
-    """Keyed, account-scoped pseudonyms."""
+    """Keyed, account-scoped pseudonyms.
 
-    def __init__(self, key: bytes, account: str | None) -> None:
+    `memo` may carry pseudonyms already computed for this key (bounded, shared between calls):
+    the same people recur in every page, and the HMAC is the cost of redaction.
+    """
+
+    def __init__(self, key: bytes, account: str | None,
+                 memo: MutableMapping[tuple[str, str], str] | None = None) -> None:
         self._key = key
-        self._account = (account or "").encode()
+        self._account_name = account or ""
+        self._account = self._account_name.encode()
+        self._memo: MutableMapping[tuple[str, str], str] = {} if memo is None else memo
 
     def _digest(self, value: str) -> str:
         message = self._account + b"\x00" + value.strip().lower().encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:12]
 
     def __call__(self, value: str) -> str:
+        memo_key = (self._account_name, value)
+        known = self._memo.get(memo_key)
+        if known is not None:
+            return known
         digest = self._digest(value)
         if "@" in value and EMAIL.fullmatch(value.strip()):
-            return f"person-{digest}@{PSEUDONYM_DOMAIN}"
-        return f"anon-{digest}"
+            pseudonym = f"person-{digest}@{PSEUDONYM_DOMAIN}"
+        else:
+            pseudonym = f"anon-{digest}"
+        self._memo[memo_key] = pseudonym
+        return pseudonym
 
     def scrub(self, text: str) -> str:
         if "@" not in text:

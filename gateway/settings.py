@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     max_result_items: int = Field(200, ge=1)
     """Bound on the items of a list in a result when neither the tool nor its service sets one."""
 
+    pseudonym_memo_size: int = Field(100_000, ge=1, le=10_000_000)
+    """Pseudonyms kept in memory per process, so recurring people are hashed once."""
     secret_key: SecretStr = SecretStr("")
     """HMAC key for write confirmations and pseudonyms. Replicas must share it; when empty a
     random one is made at startup (fine for one process, wrong for several)."""
