@@ -343,7 +343,8 @@ def _shaped(app: web.Application, inbound: Inbound, service: CompiledService,
     are shaped once per service, scope set and version, not per call."""
     if outcome.reusable is None:
         return shape_result(inbound, outcome.result, server_info(service),
-                            ttl_ms=outcome.ttl_ms, cache_scope=outcome.cache_scope)
+                            ttl_ms=outcome.ttl_ms, cache_scope=outcome.cache_scope,
+                            validated=outcome.validated)
     key = (id(service), outcome.reusable, inbound.version, inbound.era)
     shaped = app[SHAPED].get(key)
     if shaped is None:

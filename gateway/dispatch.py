@@ -46,6 +46,8 @@ class CallOutcome:
     upstream_status: int | None = None
     ttl_ms: int = 0
     cache_scope: str = "private"
+    validated: bool = False
+    """The result has the default tool-call shape, which needs no per-call surface check."""
     reusable: Any = None
     """A key under which the shaped result may be reused for the same service and version
     (results that depend only on the caller's scopes, like tools/list)."""
@@ -178,7 +180,7 @@ class Dispatcher:
         if tool.content is not None:
             ctx = RenderContext(arguments, principal_fields(principal), self._clock())
             rendered["content"] = render_value(tool.content, ctx)
-        return CallOutcome(rendered, tool.name, status)
+        return CallOutcome(rendered, tool.name, status, validated=tool.content is None)
 
     async def read_resource(self, params: dict[str, Any], service: CompiledService,
                             principal: Principal, *, traceparent: str | None) -> CallOutcome:

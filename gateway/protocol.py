@@ -222,10 +222,14 @@ def internal_error(request_id: RequestId | None) -> dict[str, Any]:
 
 
 def shape_result(inbound: Inbound, result: dict[str, Any], server_info: dict[str, Any],
-                 *, ttl_ms: int = 0, cache_scope: str = "private") -> dict[str, Any]:
+                 *, ttl_ms: int = 0, cache_scope: str = "private",
+                 validated: bool = False) -> dict[str, Any]:
     """A result validated and shaped by the mcp_types surface of the request's version.
 
     Modern results carry resultType, the serverInfo stamp, and caching hints on cacheable methods.
+    `validated` skips the surface check for results built in a shape already known to pass it
+    (the default tool-call rendering: text content, structuredContent, isError), which is the
+    hot path; anything a spec shapes itself is always checked.
     """
     if inbound.era == "modern":
         result = dict(result)
@@ -236,4 +240,6 @@ def shape_result(inbound: Inbound, result: dict[str, Any], server_info: dict[str
         if inbound.method in CACHEABLE_METHODS:
             result.setdefault("ttlMs", ttl_ms)
             result.setdefault("cacheScope", cache_scope)
+    if validated:
+        return result
     return serialize_server_result(inbound.method, inbound.version, result)

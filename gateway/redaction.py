@@ -74,34 +74,39 @@ class Pseudonymiser:
 
 def redact(value: Any, rules: RedactionRules, pseudonym: Pseudonymiser) -> Any:
     """A de-identified copy of a JSON-like value."""
-    return _walk(value, rules, pseudonym.scrub if rules.scrub_text else _same, pseudonym)
+    return _walk(value, rules.drop, rules.pseudonymise,
+                 pseudonym.scrub if rules.scrub_text else _same, pseudonym)
 
 
 def _same(text: str) -> str:
     return text
 
 
-def _walk(value: Any, rules: RedactionRules, scrub: Callable[[str], str],
-          pseudonym: Pseudonymiser) -> Any:
+def _walk(value: Any, drop: frozenset[str], pseudonymise: frozenset[str],
+          scrub: Callable[[str], str], pseudonym: Pseudonymiser) -> Any:
+    # The hot loop of every de-identified result: plain type checks and local names only.
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
-            if key in rules.drop:
+            if key in drop:
                 continue
-            if key in rules.pseudonymise:
+            if key in pseudonymise:
                 out[key] = _pseudonymise(item, pseudonym)
             elif isinstance(item, str):
-                out[key] = scrub(item)
-            elif isinstance(item, dict | list):
-                out[key] = _walk(item, rules, scrub, pseudonym)
+                out[key] = scrub(item) if "@" in item else item
+            elif isinstance(item, _CONTAINERS):
+                out[key] = _walk(item, drop, pseudonymise, scrub, pseudonym)
             else:
                 out[key] = item
         return out
     if isinstance(value, list):
-        return [_walk(item, rules, scrub, pseudonym) for item in value]
+        return [_walk(item, drop, pseudonymise, scrub, pseudonym) for item in value]
     if isinstance(value, str):
-        return scrub(value)
+        return scrub(value) if "@" in value else value
     return value
+
+
+_CONTAINERS: Final = (dict, list)
 
 
 def _pseudonymise(value: Any, pseudonym: Pseudonymiser) -> Any:

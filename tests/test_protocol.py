@@ -304,3 +304,20 @@ async def test_a_posted_response_is_accepted_in_the_legacy_era_only(
 async def test_unknown_endpoint_is_404(gateway: TestClient[Any, Any]) -> None:
     response = await gateway.post("/nothing/mcp", headers=MCP_HEADERS, json=rpc("ping"))
     assert response.status == 404
+
+
+@pytest.mark.parametrize("version", ["2025-03-26", "2025-06-18", "2025-11-25", MODERN])
+async def test_tool_results_pass_the_version_surface_check_they_skip(
+        gateway: TestClient[Any, Any], version: str) -> None:
+    """Default tool-call results skip per-call validation; they must pass it all the same."""
+    from mcp_types.methods import serialize_server_result
+
+    if version == MODERN:
+        status, body = await post(gateway, modern("tools/call", {"name": "ping", "arguments": {}}),
+                                  modern_headers("tools/call", "ping"))
+    else:
+        status, body = await post(gateway, rpc("tools/call", {"name": "ping", "arguments": {}}),
+                                  {**auth(RETENTLY_ADMIN), "MCP-Protocol-Version": version})
+    result = body["result"]
+    assert status == 200
+    assert serialize_server_result("tools/call", version, result) == result
