@@ -111,7 +111,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a few hundred calls, no targets")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--calls", type=int, default=1500)
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--no-soak", action="store_true")
     args = parser.parse_args()
