@@ -55,7 +55,7 @@ REGISTRY: Final = web.AppKey("registry", list[Registry])
 DISPATCHER: Final = web.AppKey("dispatcher", Dispatcher)
 RESOLVER: Final = web.AppKey("resolver", TokenResolver)
 UPSTREAM: Final = web.AppKey("upstream", Upstream)
-SHAPED: Final = web.AppKey("shaped", LRUCache[Any, dict[str, Any]])
+SHAPED: Final = web.AppKey("shaped", LRUCache[Any, bytes])
 """Version-shaped results reused across calls (tools/list per scope set); bounded."""
 CLOCK: Final = web.AppKey[Callable[[], datetime]]("clock")
 
@@ -277,11 +277,12 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
         outcome = await request.app[DISPATCHER].handle(
             inbound, service, principal, traceparent=request.headers.get("traceparent"),
             headers=headers)
-        body = {"jsonrpc": "2.0", "id": inbound.id,
-                "result": _shaped(request.app, inbound, service, outcome)}
+        result = _shaped(request.app, inbound, service, outcome)
         _log_call(service, str(method), tool, "error" if outcome.result.get("isError") else "ok",
                   started, outcome.upstream_status)
-        return _json(body)
+        # The response is assembled around the result's JSON: a reused result is encoded once.
+        return web.Response(body=b'{"jsonrpc":"2.0","id":' + orjson.dumps(inbound.id)
+                            + b',"result":' + result + b"}", content_type=_JSON)
     except AuthError as exc:
         _log_call(service, str(method), tool, exc.error or "unauthenticated", started, None)
         return _auth_failure(request, service, exc, request_id)
@@ -338,18 +339,19 @@ def _usable_id(value: Any) -> bool:
 
 
 def _shaped(app: web.Application, inbound: Inbound, service: CompiledService,
-            outcome: CallOutcome) -> dict[str, Any]:
-    """The version-shaped result; results that depend only on the caller's scopes (tools/list)
-    are shaped once per service, scope set and version, not per call."""
+            outcome: CallOutcome) -> bytes:
+    """The version-shaped result as JSON; results that depend only on the caller's scopes
+    (tools/list) are shaped and encoded once per service, scope set and version."""
     if outcome.reusable is None:
-        return shape_result(inbound, outcome.result, server_info(service),
-                            ttl_ms=outcome.ttl_ms, cache_scope=outcome.cache_scope,
-                            validated=outcome.validated)
+        return orjson.dumps(shape_result(inbound, outcome.result, server_info(service),
+                                         ttl_ms=outcome.ttl_ms, cache_scope=outcome.cache_scope,
+                                         validated=outcome.validated))
     key = (id(service), outcome.reusable, inbound.version, inbound.era)
     shaped = app[SHAPED].get(key)
     if shaped is None:
-        shaped = shape_result(inbound, outcome.result, server_info(service),
-                              ttl_ms=outcome.ttl_ms, cache_scope=outcome.cache_scope)
+        shaped = orjson.dumps(shape_result(inbound, outcome.result, server_info(service),
+                                           ttl_ms=outcome.ttl_ms,
+                                           cache_scope=outcome.cache_scope))
         app[SHAPED][key] = shaped
     return shaped
 
