@@ -295,10 +295,11 @@ class Dispatcher:
         if tool.pii_required and tool.pii_scope:
             require_scopes(principal, frozenset({tool.pii_scope}),
                            f"The tool {tool.name} (personal data)")
-        for argument, scope in tool.pii_arguments.items():
-            if arguments.get(argument) not in (None, "", []):
+        for path, scope in tool.pii_arguments.items():
+            if _given(arguments, path):
+                what = "Searching by" if scope == tool.pii_scope else "Setting"
                 require_scopes(principal, frozenset({scope}),
-                               f"Searching {tool.name} by {argument}")
+                               f"{what} {'.'.join(path)} in {tool.name}")
 
     def _redactor(self, tool: CompiledTool, principal: Principal) -> Callable[[Any], Any]:
         rules = tool.redaction
@@ -365,6 +366,16 @@ class Dispatcher:
 
 def _identity(value: Any) -> Any:
     return value
+
+
+def _given(arguments: dict[str, Any], path: tuple[str, ...]) -> bool:
+    """Whether the call gives a value at `path` (an argument, or a key of its objects)."""
+    value = arguments.get(path[0])
+    if len(path) == 1:
+        return value not in (None, "", [])
+    items = value if isinstance(value, list) else [value]
+    return any(isinstance(item, dict) and item.get(path[1]) not in (None, "", [])
+               for item in items)
 
 
 def principal_fields(principal: Principal) -> dict[str, Any]:

@@ -189,8 +189,9 @@ class CompiledTool:
     """None when the service has no PII policy."""
     pii_scope: str | None = None
     pii_required: bool = False
-    pii_arguments: dict[str, str] = field(default_factory=dict)
-    """Argument name -> the scope giving it needs."""
+    pii_arguments: dict[tuple[str, ...], str] = field(default_factory=dict)
+    """Argument path -> the scope giving it needs: ("email",) for an argument, or
+    ("subscribers", "first_name") for a key of the objects of a list argument."""
     preview: CompiledRequest | None = None
     preview_select: Expression | None = None
 
@@ -435,13 +436,16 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
             limit=compile_value(tool.collect.limit) if tool.collect.limit is not None else None,
         )
     policy = service.pii
-    pii_arguments = {}
+    pii_arguments: dict[tuple[str, ...], str] = {}
     if policy is not None:
+        scopes = {"read": policy.scope, "write": policy.write_scope or policy.scope}
         for name, prop in tool.input.items():
-            if prop.pii == "read":
-                pii_arguments[name] = policy.scope
-            elif prop.pii == "write":
-                pii_arguments[name] = policy.write_scope or policy.scope
+            if prop.pii is not None:
+                pii_arguments[(name,)] = scopes[prop.pii]
+            nested = prop.items.properties if prop.items is not None else prop.properties
+            for key, inner in (nested or {}).items():
+                if inner.pii is not None:
+                    pii_arguments[(name, key)] = scopes[inner.pii]
     write = tool.write
     return CompiledTool(
         spec=tool,
