@@ -26,10 +26,10 @@ from gateway.protocol import SUPPORTED_VERSIONS, Inbound
 from gateway.redaction import Pseudonymiser, redact
 from gateway.registry import CompiledPrompt, CompiledRequest, CompiledService, CompiledTool
 from gateway.settings import Settings
-from gateway.shaping import apply_budget, paging_hint, render, render_error, select
+from gateway.shaping import apply_budget, render, render_error, select
 from gateway.templates import ABSENT, RenderContext, Template, render_value
 from gateway.templates import render as render_template
-from gateway.upstream import Upstream, UpstreamResponse, build_request
+from gateway.upstream import Upstream, UpstreamResponse
 from gateway.write_calls import WriteCalls
 
 TOOLS_LIST_TTL_MS = 60_000
@@ -287,7 +287,7 @@ class Dispatcher:
         return apply_budget(shaped, tool.budget,
                             default_items=self._settings.max_result_items,
                             default_bytes=self._settings.max_result_bytes,
-                            paging_hint=paging_hint(set(tool.spec.input)))
+                            paging_hint=tool.paging_hint)
 
     def _check_pii_gates(self, tool: CompiledTool, principal: Principal,
                          arguments: dict[str, Any]) -> None:
@@ -311,11 +311,8 @@ class Dispatcher:
     async def _send(self, request: CompiledRequest, service: CompiledService,
                     principal: Principal, ctx: RenderContext, traceparent: str | None,
                     extra_query: dict[str, Any] | None = None) -> UpstreamResponse:
-        rendered = build_request(request, service.spec, ctx, principal.token,
-                                 traceparent=traceparent, extra_query=extra_query)
-        return await self._upstream.send(
-            rendered, timeout_s=service.spec.upstream.timeout_s,
-            message_keys=tuple(service.spec.upstream.error_message))
+        return await self._upstream.send_spec(request, service.spec, ctx, principal.token,
+                                              traceparent=traceparent, extra_query=extra_query)
 
     async def _derive(self, tool: CompiledTool, service: CompiledService, principal: Principal,
                       ctx: RenderContext, traceparent: str | None) -> dict[str, Any]:
@@ -346,8 +343,8 @@ class Dispatcher:
                 items = items[:collect.max_items]
                 break
             page += 1
-        kept = [item for item in items
-                if matches(item, active_conditions(tool.conditions, ctx))]
+        conditions = active_conditions(tool.conditions, ctx)
+        kept = [item for item in items if matches(item, conditions)]
         coverage: dict[str, Any] = {"pages_read": pages, "items_scanned": len(items),
                                     "complete": complete}
         if not complete:

@@ -18,6 +18,7 @@ from mcp.shared.inbound import x_mcp_header_map
 from gateway.derive import CompiledAggregate, CompiledCondition, parse_metric
 from gateway.jmes import Expression, compile_expression
 from gateway.redaction import RedactionRules
+from gateway.shaping import paging_hint
 from gateway.specs import (
     AggregateSpec,
     Budget,
@@ -184,6 +185,8 @@ class CompiledTool:
     content: list[Any] | None = None
     """Compiled content-block templates replacing the default text rendering."""
     budget: Budget = Budget()
+    paging_hint: str = ""
+    """How a caller gets the rest of a trimmed result (depends only on the arguments)."""
     result: Any = None
     redaction: RedactionRules | None = None
     """None when the service has no PII policy."""
@@ -475,6 +478,8 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
                        if tool.response.empty_message else None),
         content=compile_value(tool.response.content) if tool.response.content else None,
         budget=budget,
+        paging_hint=paging_hint(set(tool.input) | set(
+            (tool.input_schema or {}).get("properties") or {})),
         result=compile_value(tool.result) if tool.result is not None else None,
         redaction=redaction_rules(tool, service),
         pii_scope=policy.scope if policy else None,

@@ -189,6 +189,20 @@ class Upstream:
         except AuthUnavailable as exc:
             raise UpstreamUnavailable(str(exc)) from exc
 
+    async def send_spec(self, request: CompiledRequest, service: ServiceSpec, ctx: RenderContext,
+                        token: str | None, *, traceparent: str | None = None,
+                        extra_query: Mapping[str, Any] | None = None) -> UpstreamResponse:
+        """Render a spec's request for one call and send it with the service's bounds.
+
+        Raises:
+            ProtocolError, UpstreamError, UpstreamUnavailable, ResponseShapeError: see
+            build_request and send.
+        """
+        rendered = build_request(request, service, ctx, token, traceparent=traceparent,
+                                 extra_query=extra_query)
+        return await self.send(rendered, timeout_s=service.upstream.timeout_s,
+                               message_keys=tuple(service.upstream.error_message))
+
     async def introspect(self, url: str, token: str) -> Mapping[str, Any]:
         """Ask an RFC 7662 introspection endpoint about a token.
 

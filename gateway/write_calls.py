@@ -96,11 +96,8 @@ class WriteCalls:
     async def _send(self, request: CompiledRequest, service: CompiledService,
                     principal: Principal, ctx: RenderContext,
                     traceparent: str | None) -> UpstreamResponse:
-        rendered = build_request(request, service.spec, ctx, principal.token,
-                                 traceparent=traceparent)
-        return await self._upstream.send(
-            rendered, timeout_s=service.spec.upstream.timeout_s,
-            message_keys=tuple(service.spec.upstream.error_message))
+        return await self._upstream.send_spec(request, service.spec, ctx, principal.token,
+                                              traceparent=traceparent)
 
     async def _preview(self, call: _Call, ctx: RenderContext,
                        redact: Redactor) -> WriteOutcome:
