@@ -6,19 +6,20 @@
     ├── AuthError               no usable credential -> HTTP 401 + WWW-Authenticate
     │   └── InsufficientScope   a scope is missing -> HTTP 403 + WWW-Authenticate
     ├── AuthUnavailable         the token could not be checked (introspection down) -> HTTP 503
+    ├── WireError               an HTTP exchange failed (transport.py); upstream.py translates it
     └── ToolExecutionError      a tool call failed -> CallToolResult(isError=true)
         ├── UpstreamError       the upstream answered with a non-2xx status
         ├── UpstreamUnavailable timeout, refused connection, broken or oversized body
         └── ResponseShapeError  a 2xx answer that is not the JSON expected
 
-Foreign exceptions (httpx, jmespath, yaml) are translated at one boundary each
+Foreign exceptions (aiohttp and httpx clients, jmespath, yaml) are translated at one boundary each
 (`raise ... from`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 
 class GatewayError(Exception):
@@ -99,6 +100,19 @@ class InsufficientScope(AuthError):
 
 class AuthUnavailable(GatewayError):
     """The authorization server could not be asked about a token; never treated as valid."""
+
+
+WireFailure = Literal["timeout", "connect", "broken", "too_large"]
+
+
+class WireError(GatewayError):
+    """An upstream HTTP exchange failed before a whole answer was read."""
+
+    def __init__(self, kind: WireFailure, detail: str) -> None:
+        self.kind = kind
+        self.detail = detail
+        """What the client library said, by class name (never a URL: it may carry a query)."""
+        super().__init__(f"{kind}: {detail}")
 
 
 class ToolExecutionError(GatewayError):

@@ -56,8 +56,8 @@ class Settings(BaseSettings):
     introspection_timeout_s: float = Field(3.0, gt=0, le=30)
     """Bound on one token introspection; past it the request is answered 503, never let in."""
     upstream_transport: Literal["aiohttp", "httpx"] = "aiohttp"
-    """Connection pool under the httpx client: aiohttp's (faster under concurrency, see
-    bench/README.md) or httpx's own."""
+    """The upstream HTTP client: aiohttp's (about a third of httpx's CPU per call, see
+    bench/README.md) or httpx's."""
     upstream_max_connections: int = Field(200, ge=1)
     upstream_max_keepalive: int = Field(100, ge=0)
 

@@ -1,7 +1,7 @@
-"""The upstream edge: render a tool's request, send it with the shared httpx client, map failures.
+"""The upstream edge: render a tool's request, send it over the shared wire, map failures.
 
-The only module that imports httpx. Every httpx failure becomes the most specific gateway error,
-so a slow, broken, huge or non-JSON upstream is always a readable tool error, never a 500 or a hang.
+Every wire failure becomes the most specific gateway error, so a slow, broken, huge or non-JSON
+upstream is always a readable tool error, never a 500 or a hang.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-import httpx
 import orjson
 
 from gateway.errors import (
@@ -22,6 +21,7 @@ from gateway.errors import (
     ResponseShapeError,
     UpstreamError,
     UpstreamUnavailable,
+    WireError,
 )
 from gateway.registry import CompiledRequest
 from gateway.settings import Settings
@@ -34,11 +34,12 @@ from gateway.templates import (
     resolve,
     scalar_text,
 )
-from gateway.transport import AiohttpTransport
+from gateway.transport import Wire
 
 _FORBIDDEN_SEGMENTS: Final = frozenset({"", ".", ".."})
 _MAX_MESSAGE: Final = 300
 DEFAULT_MESSAGE_KEYS: Final = ("message", "error", "error_description", "detail")
+_AUTHORIZATION_ANSWER_BYTES: Final = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +139,10 @@ def _scalar(value: Any, style: QueryStyle) -> str:
 
 
 class Upstream:
-    """Sends rendered requests over one pooled client; bounded in time and size."""
+    """Sends rendered requests over the process's one pooled wire; bounded in time and size."""
 
-    def __init__(self, client: httpx.AsyncClient, settings: Settings) -> None:
-        self._client = client
+    def __init__(self, wire: Wire, settings: Settings) -> None:
+        self._wire = wire
         self._settings = settings
 
     async def send(self, request: UpstreamRequest, *, timeout_s: float | None = None,
@@ -155,28 +156,20 @@ class Upstream:
         """
         limit = min(timeout_s or self._settings.upstream_timeout_s,
                     self._settings.upstream_timeout_s)
+        cap = self._settings.upstream_max_response_bytes
         started = time.monotonic()
         try:
             async with asyncio.timeout(limit):
-                status, headers, raw = await self._exchange(request)
+                answer = await self._wire.fetch(request.method, full_url(request),
+                                                headers=request.headers, body=request.body,
+                                                max_bytes=cap)
         except TimeoutError as exc:
             raise UpstreamUnavailable(
                 f"The upstream did not answer within {limit:g} seconds; retry later."
             ) from exc
-        except httpx.TimeoutException as exc:
-            waited = time.monotonic() - started
-            raise UpstreamUnavailable(
-                f"The upstream did not answer in time ({waited:.1f}s); retry later."
-            ) from exc
-        except httpx.ConnectError as exc:
-            raise UpstreamUnavailable(
-                "The upstream could not be reached (connection failed); retry later."
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(
-                f"The upstream exchange failed ({type(exc).__name__}); retry later."
-            ) from exc
-        return decode_response(status, headers, raw, message_keys)
+        except WireError as exc:
+            raise UpstreamUnavailable(_unavailable(exc, time.monotonic() - started, cap)) from exc
+        return decode_response(answer.status, answer.headers, answer.body, message_keys)
 
     async def fetch_document(self, url: str) -> dict[str, Any]:
         """GET a small JSON document (discovery metadata).
@@ -219,48 +212,51 @@ class Upstream:
             AuthUnavailable: no timely 200 answer holding a JSON object.
         """
         limit = self._settings.introspection_timeout_s
+        headers = {"Accept": "application/json"}
+        body = None
+        if form is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            body = urlencode(form).encode()
         try:
             async with asyncio.timeout(limit):
-                response = await self._client.request(method, url, data=form,
-                                                       headers={"Accept": "application/json"})
+                answer = await self._wire.fetch(method, url, headers=headers, body=body,
+                                                max_bytes=_AUTHORIZATION_ANSWER_BYTES)
         except TimeoutError as exc:
             raise AuthUnavailable(
                 f"The authorization server did not answer within {limit:g} seconds; "
                 "retry shortly.") from exc
-        except httpx.HTTPError as exc:
+        except WireError as exc:
+            reason = "its answer was too large" if exc.kind == "too_large" else exc.detail
             raise AuthUnavailable(
-                f"The authorization server could not be reached ({type(exc).__name__}); "
+                f"The authorization server could not be reached ({reason}); "
                 "retry shortly.") from exc
-        if response.status_code != 200 or len(response.content) > 65_536:
+        if answer.status != 200:
             raise AuthUnavailable(
-                f"The authorization server answered HTTP {response.status_code}; retry shortly.")
+                f"The authorization server answered HTTP {answer.status}; retry shortly.")
         try:
-            answer = orjson.loads(response.content)
+            parsed = orjson.loads(answer.body)
         except orjson.JSONDecodeError as exc:
             raise AuthUnavailable("The authorization server's answer was not JSON.") from exc
-        if not isinstance(answer, dict):
+        if not isinstance(parsed, dict):
             raise AuthUnavailable("The authorization server's answer was not an object.")
-        return answer
+        return parsed
 
-    async def _exchange(self, request: UpstreamRequest) -> tuple[int, httpx.Headers, bytes]:
-        cap = self._settings.upstream_max_response_bytes
-        async with self._client.stream(
-            request.method, request.url, params=tuple(request.query),
-            headers=request.headers,
-            content=request.body,
-        ) as response:
-            declared = response.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > cap:
-                raise UpstreamUnavailable(_too_large(cap))
-            chunks: list[bytes] = []
-            size = 0
-            # Decoded bytes are counted, so a compressed body cannot expand past the bound either.
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > cap:
-                    raise UpstreamUnavailable(_too_large(cap))
-                chunks.append(chunk)
-            return response.status_code, response.headers, b"".join(chunks)
+
+def full_url(request: UpstreamRequest) -> str:
+    """The URL as sent: the built path, then the query, percent-encoded. Pure."""
+    if not request.query:
+        return request.url
+    return request.url + "?" + urlencode(request.query, quote_via=quote)
+
+
+def _unavailable(failure: WireError, waited_s: float, cap: int) -> str:
+    if failure.kind == "too_large":
+        return _too_large(cap)
+    if failure.kind == "timeout":
+        return f"The upstream did not answer in time ({waited_s:.1f}s); retry later."
+    if failure.kind == "connect":
+        return "The upstream could not be reached (connection failed); retry later."
+    return f"The upstream exchange failed ({failure.detail}); retry later."
 
 
 def _too_large(cap: int) -> str:
@@ -325,19 +321,3 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
-
-
-def create_client(settings: Settings) -> httpx.AsyncClient:
-    """The one pooled upstream client of a process: httpx's API over aiohttp's pool, or over
-    httpx's own pool when `upstream_transport` says so."""
-    transport = (AiohttpTransport(max_connections=settings.upstream_max_connections)
-                 if settings.upstream_transport == "aiohttp" else None)
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.upstream_timeout_s,
-                              connect=settings.upstream_connect_timeout_s),
-        limits=httpx.Limits(max_connections=settings.upstream_max_connections,
-                            max_keepalive_connections=settings.upstream_max_keepalive),
-        follow_redirects=False,
-        trust_env=False,
-        transport=transport,
-    )

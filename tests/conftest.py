@@ -35,7 +35,8 @@ def _reset_structlog() -> Iterator[None]:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(specs_dir=SHIPPED_SPECS, log_json=True, upstream_timeout_s=2.0)
+    return Settings(specs_dir=SHIPPED_SPECS, log_json=True, upstream_timeout_s=2.0,
+                    upstream_transport="httpx")
 
 
 RETENTLY_INTROSPECTION = "https://app.retently.com/api/oauth/introspect"

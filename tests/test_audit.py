@@ -112,7 +112,8 @@ def log_path(tmp_path: Path) -> Path:
 @asynccontextmanager
 async def running(specs: Path, log_path: Path | None) -> AsyncIterator[TestClient[Any, Any]]:
     """The gateway from start to stop, so its audit file is opened and closed once."""
-    settings = Settings(specs_dir=specs, log_json=True, audit_log_path=log_path)
+    settings = Settings(upstream_transport="httpx", specs_dir=specs, log_json=True,
+                        audit_log_path=log_path)
     async with TestClient(TestServer(create_app(settings))) as client:
         yield client
 

@@ -180,7 +180,8 @@ async def start(aiohttp_client: AiohttpClient, tmp_path: Path, clock: Clock, *,
     (folder / "service.yaml").write_text(SERVICE.format(cache_ttl_s=cache_ttl_s, audience=line))
     (folder / "tools.yaml").write_text(TOOLS)
     return await aiohttp_client(create_app(
-        Settings(specs_dir=tmp_path, log_json=True, **settings), clock=clock))
+        Settings(upstream_transport="httpx", specs_dir=tmp_path, log_json=True, **settings),
+        clock=clock))
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ DOCUMENT = {"issuer": "https://app.refiner.io",
 @pytest.fixture
 async def rooted(aiohttp_client: AiohttpClient,
                  upstream: respx.MockRouter) -> TestClient[Any, Any]:
-    settings = Settings(log_json=True, root_service="refiner",
+    settings = Settings(upstream_transport="httpx", log_json=True, root_service="refiner",
                         public_url="https://mcp.example.test")
     return await aiohttp_client(create_app(settings))
 

@@ -163,7 +163,8 @@ async def gateway(aiohttp_client: AiohttpClient, tmp_path: Path,
     folder.mkdir()
     (folder / "service.yaml").write_text(SERVICE)
     (folder / "tools.yaml").write_text(TOOLS)
-    settings = Settings(specs_dir=tmp_path, log_json=True, secret_key=SecretStr(KEY.decode()))
+    settings = Settings(upstream_transport="httpx", specs_dir=tmp_path, log_json=True,
+                        secret_key=SecretStr(KEY.decode()))
     return await aiohttp_client(create_app(settings))
 
 

@@ -100,7 +100,7 @@ async def replicas(aiohttp_client: AiohttpClient, redis_url: str, limits: RedisL
         "data": {"responses": [{"id": FEEDBACK_ID, "feedbackTags": ["vip"]}]}}))
     upstream.post(TAGS, name="write").mock(return_value=httpx.Response(
         200, json={"code": 200, "message": "Success."}))
-    settings = Settings(log_json=True, redis_url=SecretStr(redis_url),
+    settings = Settings(upstream_transport="httpx", log_json=True, redis_url=SecretStr(redis_url),
                         secret_key=SecretStr("shared-by-all-replicas"))
     first = await aiohttp_client(create_app(settings))
     second = await aiohttp_client(create_app(settings))
@@ -133,7 +133,7 @@ async def test_the_write_limit_is_shared_by_replicas(
         "data": {"responses": [{"id": FEEDBACK_ID, "feedbackTags": []}]}}))
     upstream.post(TAGS).mock(return_value=httpx.Response(200, json={"code": 200}))
     clock = [datetime(2026, 11, 23, 12, 0, tzinfo=UTC)]
-    settings = Settings(log_json=True, redis_url=SecretStr(redis_url),
+    settings = Settings(upstream_transport="httpx", log_json=True, redis_url=SecretStr(redis_url),
                         secret_key=SecretStr("shared-by-all-replicas"))
     clients = [await aiohttp_client(create_app(settings, clock=lambda: clock[0]))
                for _ in range(2)]

@@ -87,7 +87,8 @@ async def test_upstream_connection_failure_is_a_tool_error(
 
 async def test_upstream_silent_past_the_timeout_is_a_tool_error_in_time(
         aiohttp_client: AiohttpClient, upstream: respx.MockRouter) -> None:
-    gateway = await aiohttp_client(create_app(Settings(upstream_timeout_s=0.3, log_json=True)))
+    gateway = await aiohttp_client(create_app(Settings(upstream_transport="httpx",
+                                                       upstream_timeout_s=0.3, log_json=True)))
 
     async def stall(request: httpx.Request) -> httpx.Response:
         await asyncio.sleep(30)
@@ -152,7 +153,8 @@ async def probe(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient[Any
     folder.mkdir()
     (folder / "service.yaml").write_text(SPEC)
     (folder / "tools.yaml").write_text(TOOLS)
-    return await aiohttp_client(create_app(Settings(specs_dir=tmp_path, log_json=True)))
+    return await aiohttp_client(create_app(Settings(upstream_transport="httpx",
+                                                    specs_dir=tmp_path, log_json=True)))
 
 
 @pytest.mark.parametrize(("key", "raw_path"), [
@@ -228,9 +230,10 @@ async def test_a_result_over_budget_is_trimmed_to_valid_json_saying_what_was_cut
     ("%2F", "/base/things/%252F/detail"),
     ("../..", "/base/things/..%2F../detail"),
 ])
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 async def test_on_the_wire_the_encoded_segment_is_sent_as_built(
         aiohttp_client: AiohttpClient, aiohttp_server: Any, tmp_path: Path, key: str,
-        raw_path: str) -> None:
+        raw_path: str, transport: str) -> None:
     seen: list[str] = []
 
     async def record(request: web.Request) -> web.Response:
@@ -245,7 +248,8 @@ async def test_on_the_wire_the_encoded_segment_is_sent_as_built(
     (folder / "service.yaml").write_text(
         SPEC.replace("https://api.example.test/base", f"http://127.0.0.1:{upstream.port}/base"))
     (folder / "tools.yaml").write_text(TOOLS)
-    probe = await aiohttp_client(create_app(Settings(specs_dir=tmp_path, log_json=True)))
+    probe = await aiohttp_client(create_app(Settings(specs_dir=tmp_path, log_json=True,
+                                                     upstream_transport=transport)))
     response = await probe.post("/probe/mcp", headers=auth("sometoken"), json=rpc(
         "tools/call", {"name": "fetch", "arguments": {"key": key}}))
     assert (await response.json())["result"]["isError"] is False

@@ -149,7 +149,8 @@ async def gateway(aiohttp_client: AiohttpClient, tmp_path: Path, clock: Clock,
     folder.mkdir()
     (folder / "service.yaml").write_text(SERVICE)
     (folder / "tools.yaml").write_text(TOOLS)
-    return await aiohttp_client(create_app(Settings(specs_dir=tmp_path, log_json=True),
+    return await aiohttp_client(create_app(Settings(upstream_transport="httpx",
+                                                    specs_dir=tmp_path, log_json=True),
                                            clock=clock))
 
 
