@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cachetools import LRUCache
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, validate_mcp_param_headers
 from mcp_types.jsonrpc import INVALID_PARAMS
 
@@ -23,7 +22,7 @@ from gateway.errors import AuthError, ProtocolError, ResponseShapeError, ToolExe
 from gateway.jmes import search
 from gateway.lookups import fill
 from gateway.protocol import SUPPORTED_VERSIONS, Inbound
-from gateway.redaction import Pseudonymiser, redact
+from gateway.redaction import Pseudonymiser, memoised, redact
 from gateway.registry import CompiledPrompt, CompiledRequest, CompiledService, CompiledTool
 from gateway.settings import Settings
 from gateway.shaping import apply_budget, render, render_error, select
@@ -92,8 +91,7 @@ class Dispatcher:
         self._clock = clock
         self._writes = writes
         self._pseudonym_key = pseudonym_key
-        self._pseudonyms: LRUCache[tuple[str, str], str] = LRUCache(
-            maxsize=settings.pseudonym_memo_size)
+        self._pseudonym_of = memoised(settings.pseudonym_memo_size)
 
     async def handle(self, inbound: Inbound, service: CompiledService, principal: Principal,
                      *, traceparent: str | None = None,
@@ -305,7 +303,7 @@ class Dispatcher:
         rules = tool.redaction
         if rules is None or (tool.pii_scope is not None and tool.pii_scope in principal.scopes):
             return _identity
-        pseudonym = Pseudonymiser(self._pseudonym_key, principal.account, self._pseudonyms)
+        pseudonym = Pseudonymiser(self._pseudonym_key, principal.account, self._pseudonym_of)
         return lambda value: redact(value, rules, pseudonym)
 
     async def _send(self, request: CompiledRequest, service: CompiledService,

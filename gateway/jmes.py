@@ -180,7 +180,22 @@ def _flatten(_node: Any, children: list[Any]) -> Evaluate:
 
 
 def _select_dict(_node: Any, children: list[Any]) -> Evaluate:
-    pairs = [(child["value"], _compile(child["children"][0])) for child in children]
+    values = [child["children"][0] for child in children]
+    if all(value["type"] == "field" for value in values):
+        # The common row shape `{id: id, name: name, ...}`: one dict lookup a key, no calls.
+        fields = [(child["value"], value["value"]) for child, value in zip(children, values,
+                                                                            strict=True)]
+
+        def pick(value: Any) -> Any:
+            if value is None:
+                return None
+            if not isinstance(value, dict):
+                return dict.fromkeys(key for key, _ in fields)
+            get = value.get
+            return {key: get(name) for key, name in fields}
+        return pick
+    pairs = [(child["value"], _compile(value)) for child, value in zip(children, values,
+                                                                       strict=True)]
     return lambda value: (None if value is None
                           else {key: evaluate(value) for key, evaluate in pairs})
 

@@ -8,10 +8,11 @@ email addresses inside any other text are pseudonymised too.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -35,36 +36,41 @@ class RedactionRules:
         return not self.pseudonymise and not self.drop and not self.scrub_text
 
 
+def pseudonym_of(key: bytes, account: str, value: str) -> str:
+    """The pseudonym of one identity within one account: an email stays email-shaped."""
+    message = account.encode() + b"\x00" + value.strip().lower().encode()
+    digest = hmac.new(key, message, hashlib.sha256).hexdigest()[:12]
+    if "@" in value and EMAIL.fullmatch(value.strip()):
+        return f"person-{digest}@{PSEUDONYM_DOMAIN}"
+    return f"anon-{digest}"
+
+
+PseudonymFunction = Callable[[bytes, str, str], str]
+
+
+def memoised(size: int) -> PseudonymFunction:
+    """`pseudonym_of` behind a bounded LRU (C-implemented: the lookup is most of the cost of a
+    recurring person, and the same people recur in every page)."""
+    return functools.lru_cache(maxsize=size)(pseudonym_of)
+
+
 class Pseudonymiser:
-    """Keyed, account-scoped pseudonyms.
+    """Keyed, account-scoped pseudonyms; `of` may be a memoised `pseudonym_of`."""
 
-    `memo` may carry pseudonyms already computed for this key (bounded, shared between calls):
-    the same people recur in every page, and the HMAC is the cost of redaction.
-    """
+    __slots__ = ("_account", "_key", "_of")
 
-    def __init__(self, key: bytes, account: str | None,
-                 memo: MutableMapping[tuple[str, str], str] | None = None) -> None:
+    def __init__(self, key: bytes, account: str | None, of: PseudonymFunction = pseudonym_of
+                 ) -> None:
         self._key = key
-        self._account_name = account or ""
-        self._account = self._account_name.encode()
-        self._memo: MutableMapping[tuple[str, str], str] = {} if memo is None else memo
-
-    def _digest(self, value: str) -> str:
-        message = self._account + b"\x00" + value.strip().lower().encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:12]
+        self._account = account or ""
+        self._of = of
 
     def __call__(self, value: str) -> str:
-        memo_key = (self._account_name, value)
-        known = self._memo.get(memo_key)
-        if known is not None:
-            return known
-        digest = self._digest(value)
-        if "@" in value and EMAIL.fullmatch(value.strip()):
-            pseudonym = f"person-{digest}@{PSEUDONYM_DOMAIN}"
-        else:
-            pseudonym = f"anon-{digest}"
-        self._memo[memo_key] = pseudonym
-        return pseudonym
+        return self._of(self._key, self._account, value)
+
+    def bound(self) -> Callable[[str], str]:
+        """The same function with no Python frame of its own (the hot loop calls it per name)."""
+        return functools.partial(self._of, self._key, self._account)
 
     def scrub(self, text: str) -> str:
         if "@" not in text:
@@ -73,40 +79,56 @@ class Pseudonymiser:
 
 
 def redact(value: Any, rules: RedactionRules, pseudonym: Pseudonymiser) -> Any:
-    """A de-identified copy of a JSON-like value."""
-    return _walk(value, rules.drop, rules.pseudonymise,
-                 pseudonym.scrub if rules.scrub_text else _same, pseudonym)
+    """A de-identified copy of a JSON-like value (empty containers are shared, not copied)."""
+    drop = rules.drop
+    pseudonymise = rules.pseudonymise
+    special = drop | pseudonymise
+    scrub = pseudonym.scrub if rules.scrub_text else _same
+    pseudonym_of = pseudonym.bound()
+
+    # The hot loop of every de-identified result (each row of a page): exact type checks first,
+    # one set lookup per key, no call for a scalar.
+    def walk(value: Any) -> Any:
+        kind = type(value)
+        if kind is dict:
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                if key in special:
+                    if key in drop:
+                        continue
+                    if type(item) is str and item:
+                        out[key] = pseudonym_of(item)
+                    else:
+                        out[key] = _pseudonymise(item, pseudonym)
+                    continue
+                kind = type(item)
+                if kind is str:
+                    out[key] = scrub(item) if "@" in item else item
+                elif (kind is dict or kind is list) and item:
+                    out[key] = walk(item)
+                elif kind in _SCALARS or not item:
+                    out[key] = item
+                else:
+                    out[key] = walk(item)
+            return out
+        if kind is list:
+            return [walk(item) if type(item) not in _SCALARS else item for item in value]
+        if isinstance(value, str):
+            return scrub(value) if "@" in value else value
+        if isinstance(value, dict):
+            return walk(dict(value))
+        if isinstance(value, list | tuple):
+            return walk(list(value))
+        return value
+
+    return walk(value)
 
 
 def _same(text: str) -> str:
     return text
 
 
-def _walk(value: Any, drop: frozenset[str], pseudonymise: frozenset[str],
-          scrub: Callable[[str], str], pseudonym: Pseudonymiser) -> Any:
-    # The hot loop of every de-identified result: plain type checks and local names only.
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if key in drop:
-                continue
-            if key in pseudonymise:
-                out[key] = _pseudonymise(item, pseudonym)
-            elif isinstance(item, str):
-                out[key] = scrub(item) if "@" in item else item
-            elif isinstance(item, _CONTAINERS):
-                out[key] = _walk(item, drop, pseudonymise, scrub, pseudonym)
-            else:
-                out[key] = item
-        return out
-    if isinstance(value, list):
-        return [_walk(item, drop, pseudonymise, scrub, pseudonym) for item in value]
-    if isinstance(value, str):
-        return scrub(value) if "@" in value else value
-    return value
-
-
-_CONTAINERS: Final = (dict, list)
+_SCALARS: Final = frozenset({int, float, bool, type(None)})
 
 
 def _pseudonymise(value: Any, pseudonym: Pseudonymiser) -> Any:
