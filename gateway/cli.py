@@ -18,7 +18,7 @@ from aiohttp.log import access_logger
 from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
-from gateway.app import create_app
+from gateway.app import create_app, freeze_startup_heap
 from gateway.audit import verify as verify_chain
 from gateway.errors import SpecError
 from gateway.loader import load_tree
@@ -156,6 +156,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if registry is None:
         return 2
     app = create_app(settings, registry)
+    app.on_startup.append(freeze_startup_heap)
     web.run_app(app, host=settings.host, port=settings.port, print=None,
                 access_log_format='%a "%r" %s %b %Tf' if settings.access_log else "",
                 access_log=access_logger if settings.access_log else None)
