@@ -8,11 +8,12 @@ validation (JSON-RPC errors), scopes (403), then the call itself.
 
 from __future__ import annotations
 
+import functools
 import gc
+import random
 import secrets
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -148,7 +149,7 @@ async def request_context(request: web.Request, handler: Any) -> web.StreamRespo
     """Bind a request id to every log line of the request and echo it to the caller."""
     incoming = request.headers.get("X-Request-Id", "")
     request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else (
-        uuid.uuid4().hex)
+        f"{random.getrandbits(128):032x}")
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     response: web.StreamResponse = await handler(request)
@@ -263,6 +264,7 @@ async def mcp_endpoint(request: web.Request) -> web.Response:
     return await _serve(request, service, data, started)
 
 
+@functools.lru_cache(maxsize=256)  # a client sends the same Accept on every request
 def _accepts_json(accept: str | None) -> bool:
     if accept is None:
         return True
@@ -280,8 +282,8 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
         params, dict) else None
     try:
         principal = await _principal(request, service, str(method or ""), params)
-        headers = _lower_headers(request)
-        inbound = route(data, headers, _raw_headers(request))
+        headers = request.headers  # case-insensitive, and it keeps repeated headers
+        inbound = route(data, headers, _raw_headers(request))  # read only in the modern era
         era = inbound.era
         if inbound.is_notification:
             return web.Response(status=202)
@@ -291,9 +293,10 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
         result = _shaped(request.app, inbound, service, outcome)
         _log_call(service, str(method), tool, "error" if outcome.result.get("isError") else "ok",
                   started, outcome.upstream_status)
-        # The response is assembled around the result's JSON: a reused result is encoded once.
-        return web.Response(body=b'{"jsonrpc":"2.0","id":' + orjson.dumps(inbound.id)
-                            + b',"result":' + result + b"}", content_type=_JSON)
+        # The response is assembled around the result's JSON: what is already encoded (a
+        # reused result, a tool's structuredContent) is not encoded again.
+        return web.Response(body=b"".join((b'{"jsonrpc":"2.0","id":', orjson.dumps(inbound.id),
+                                           b',"result":', *result, b"}")), content_type=_JSON)
     except AuthError as exc:
         _log_call(service, str(method), tool, exc.error or "unauthenticated", started, None)
         return _auth_failure(request, service, exc, request_id)
@@ -350,13 +353,20 @@ def _usable_id(value: Any) -> bool:
 
 
 def _shaped(app: web.Application, inbound: Inbound, service: CompiledService,
-            outcome: CallOutcome) -> bytes:
-    """The version-shaped result as JSON; results that depend only on the caller's scopes
-    (tools/list) are shaped and encoded once per service, scope set and version."""
-    if outcome.reusable is None:
-        return orjson.dumps(shape_result(inbound, outcome.result, server_info(service),
+            outcome: CallOutcome) -> tuple[bytes, ...]:
+    """The version-shaped result as JSON, in pieces to join. Results that depend only on the
+    caller's scopes (tools/list) are shaped and encoded once per service, scope set and
+    version; a tool's structuredContent, encoded once already, is spliced in."""
+    if outcome.structured is not None:
+        rest = {k: v for k, v in outcome.result.items() if k != "structuredContent"}
+        head = orjson.dumps(shape_result(inbound, rest, server_info(service),
                                          ttl_ms=outcome.ttl_ms, cache_scope=outcome.cache_scope,
-                                         validated=outcome.validated))
+                                         validated=True))
+        return head[:-1], b',"structuredContent":', outcome.structured, b"}"
+    if outcome.reusable is None:
+        return (orjson.dumps(shape_result(inbound, outcome.result, server_info(service),
+                                          ttl_ms=outcome.ttl_ms, cache_scope=outcome.cache_scope,
+                                          validated=outcome.validated)),)
     key = (id(service), outcome.reusable, inbound.version, inbound.era)
     shaped = app[SHAPED].get(key)
     if shaped is None:
@@ -364,16 +374,13 @@ def _shaped(app: web.Application, inbound: Inbound, service: CompiledService,
                                            ttl_ms=outcome.ttl_ms,
                                            cache_scope=outcome.cache_scope))
         app[SHAPED][key] = shaped
-    return shaped
+    return (shaped,)
 
 
-def _raw_headers(request: web.Request) -> list[tuple[str, str]]:
-    """Header lines as sent, so a repeated routing header can be seen."""
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+def _raw_headers(request: web.Request) -> Iterator[tuple[str, str]]:
+    """Header lines as sent, so a repeated routing header can be seen; decoded when read."""
+    return ((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers)
 
-
-def _lower_headers(request: web.Request) -> dict[str, str]:
-    return {k.lower(): v for k, v in request.headers.items()}
 
 
 def _log_call(service: CompiledService, method: str, tool: str | None, outcome: str,

@@ -7,12 +7,11 @@ are cached by a hash of the token, never past the token's expiry.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-
-from cachetools import TLRUCache
 
 from gateway.errors import AuthError, InsufficientScope
 from gateway.registry import CompiledService
@@ -140,8 +139,10 @@ class TokenResolver:
                  max_entries: int = 10_000) -> None:
         self._introspect = introspect
         self._clock = clock
-        self._cache: TLRUCache[tuple[str, str], _Cached] = TLRUCache(
-            maxsize=max_entries, ttu=lambda _key, value, _now: value.until, timer=clock)
+        self._max_entries = max_entries
+        # A plain dict: this lookup is on every request, and cachetools' TLRUCache cost more
+        # than the rest of the token check. Expiry is checked on read, the bound on write.
+        self._cache: dict[tuple[str, str], _Cached] = {}
 
     async def resolve(self, service: CompiledService, token: str, resource: str = "") -> Principal:
         """Raises:
@@ -159,7 +160,7 @@ class TokenResolver:
             return passthrough_principal(service, token)
         key = (service.name, hashlib.sha256(token.encode()).hexdigest())
         cached = self._cache.get(key)
-        if cached is not None:
+        if cached is not None and cached.until > self._clock():
             if cached.principal is not None:
                 return cached.principal
             assert cached.refusal is not None  # noqa: S101 - an entry holds one or the other
@@ -169,13 +170,26 @@ class TokenResolver:
         try:
             principal = principal_from_claims(service, token, claims, now)
         except AuthError as refusal:
-            self._cache[key] = _Cached(None, refusal, now + NEGATIVE_CACHE_S)
+            self._remember(key, _Cached(None, refusal, now + NEGATIVE_CACHE_S))
             raise
         until = now + spec.cache_ttl_s
         if principal.expires_at is not None:
             until = min(until, principal.expires_at)
-        self._cache[key] = _Cached(principal, None, until)
+        self._remember(key, _Cached(principal, None, until))
         return principal
+
+    def _remember(self, key: tuple[str, str], entry: _Cached) -> None:
+        """Store an answer; when full, forget the expired ones, then the oldest tenth."""
+        cache = self._cache
+        cache.pop(key, None)
+        if len(cache) >= self._max_entries:
+            now = self._clock()
+            for stale in [k for k, v in cache.items() if v.until <= now]:
+                del cache[stale]
+            if len(cache) >= self._max_entries * 9 // 10:
+                for oldest in list(itertools.islice(cache, max(1, self._max_entries // 10))):
+                    del cache[oldest]
+        cache[key] = entry
 
 
 def require_scopes(principal: Principal, needed: frozenset[str], operation: str) -> None:

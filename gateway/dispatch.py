@@ -50,6 +50,8 @@ class CallOutcome:
     reusable: Any = None
     """A key under which the shaped result may be reused for the same service and version
     (results that depend only on the caller's scopes, like tools/list)."""
+    structured: bytes | None = None
+    """The JSON of `result["structuredContent"]`, already encoded (the budget measured it)."""
 
 
 def server_info(service: CompiledService) -> dict[str, Any]:
@@ -178,7 +180,9 @@ class Dispatcher:
         if tool.content is not None:
             ctx = RenderContext(arguments, principal_fields(principal), self._clock())
             rendered["content"] = render_value(tool.content, ctx)
-        return CallOutcome(rendered, tool.name, status, validated=tool.content is None)
+        if tool.content is not None:
+            return CallOutcome(rendered, tool.name, status)
+        return CallOutcome(rendered, tool.name, status, validated=True, structured=encoded)
 
     async def read_resource(self, params: dict[str, Any], service: CompiledService,
                             principal: Principal, *, traceparent: str | None) -> CallOutcome:

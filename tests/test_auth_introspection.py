@@ -21,7 +21,9 @@ import respx
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.settings import Settings
+from gateway.auth import TokenResolver
+from gateway.loader import load_tree
+from gateway.settings import SHIPPED_SPECS, Settings
 from tests.conftest import MCP_HEADERS, AiohttpClient, auth, rpc
 
 URL = "/probe/mcp"
@@ -499,3 +501,25 @@ async def test_everything_else_without_a_token_is_401_without_an_error_code(
     assert status == 401
     assert "error=" not in headers["WWW-Authenticate"]
     assert network.router.calls.call_count == 0
+
+
+async def test_the_token_cache_stays_bounded_and_keeps_recent_answers() -> None:
+    service = load_tree(SHIPPED_SPECS, {}).get("retently")
+    assert service is not None
+    now = [1_000.0]
+    asked: list[str] = []
+
+    async def introspect(_url: str, token: str) -> dict[str, Any]:
+        asked.append(token)
+        return {"active": True, "scope": "feedback:read", "sub": token, "exp": now[0] + 3600}
+
+    resolver = TokenResolver(introspect, lambda: now[0], max_entries=50)
+    for number in range(200):
+        await resolver.resolve(service, f"rtly_mcp_pat_t{number}_x")
+    assert len(resolver._cache) <= 50
+    asked.clear()
+    await resolver.resolve(service, "rtly_mcp_pat_t199_x")  # the newest answers are still known
+    assert asked == []
+    now[0] += 3601  # past every token's expiry: asked again, never served stale
+    await resolver.resolve(service, "rtly_mcp_pat_t199_x")
+    assert asked == ["rtly_mcp_pat_t199_x"]

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from mcp_types.methods import validate_client_request
 
+from gateway.protocol import LEGACY_VERSIONS, plainly_valid
 from tests.conftest import MCP_HEADERS, RETENTLY_ADMIN, auth, rpc
 
 URL = "/retently/mcp"
@@ -321,3 +323,40 @@ async def test_tool_results_pass_the_version_surface_check_they_skip(
     result = body["result"]
     assert status == 200
     assert serialize_server_result("tools/call", version, result) == result
+
+
+PLAIN_SHAPES = [
+    *[(method, {}) for method in ("tools/list", "resources/list", "resources/templates/list",
+                                  "prompts/list", "ping")],
+    ("tools/call", {"name": "list_feedback"}),
+    ("tools/call", {"name": "list_feedback", "arguments": {"limit": 5, "x": [None, {"y": 1}]}}),
+]
+
+
+@pytest.mark.parametrize("version", LEGACY_VERSIONS)
+@pytest.mark.parametrize(("method", "params"), PLAIN_SHAPES)
+def test_shapes_let_past_the_surface_check_pass_it_in_every_legacy_version(
+        version: str, method: str, params: dict[str, Any]) -> None:
+    assert plainly_valid(method, params)
+    validate_client_request(method, version, params)  # raises if the shortcut were wrong
+
+
+@pytest.mark.parametrize(("method", "params"), [
+    ("tools/call", {}),
+    ("tools/call", {"name": 5}),
+    ("tools/call", {"name": "x", "arguments": []}),
+    ("tools/call", {"name": "x", "arguments": None}),
+    ("tools/call", {"name": "x", "_meta": {}}),
+    ("tools/list", {"cursor": 5}),
+    ("initialize", {}),
+    ("resources/read", {}),
+    ("prompts/get", {}),
+])
+def test_other_shapes_get_the_full_surface_check(method: str, params: dict[str, Any]) -> None:
+    assert not plainly_valid(method, params)
+
+
+async def test_a_tool_call_with_a_wrong_name_type_is_still_refused(
+        gateway: TestClient[Any, Any]) -> None:
+    status, body = await post(gateway, rpc("tools/call", {"name": 5, "arguments": {}}))
+    assert status == 200 and body["error"]["code"] == -32602
