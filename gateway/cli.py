@@ -8,17 +8,20 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import structlog
 from aiohttp import web
 from aiohttp.log import access_logger
+from pydantic import SecretStr, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
-from gateway.app import create_app, freeze_startup_heap
+from gateway.app import create_app, tune_collector
 from gateway.audit import verify as verify_chain
 from gateway.errors import SpecError
 from gateway.loader import load_tree
@@ -26,6 +29,7 @@ from gateway.logs import configure_logging
 from gateway.registry import Registry
 from gateway.settings import SHIPPED_SPECS, Settings, spec_environment
 from gateway.specs import ServiceSpec, SpecFile
+from gateway.workers import run_workers
 
 DEMO_UPSTREAM_VARIABLES = ("RETENTLY_API_URL", "REFINER_API_URL", "REFINER_AUTH_URL")
 
@@ -48,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder of service folders (default: the shipped tool_specs/)")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--workers", type=int, default=None,
+                       help="serving processes sharing the port (default 1; one per core)")
     serve.set_defaults(run=run_serve)
 
     check = commands.add_parser("check", help="validate a spec tree; print every problem")
@@ -150,17 +156,38 @@ def run_serve(args: argparse.Namespace) -> int:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
-    settings = Settings(**overrides)
+    if args.workers is not None:
+        overrides["workers"] = args.workers
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        print(f"mcp-gateway serve: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}",
+              file=sys.stderr)
+        return 2
     configure_logging(settings)
     registry = _load(settings.specs_dir)
     if registry is None:
         return 2
+    if settings.workers == 1:
+        _serve_app(settings, registry)
+        return 0
+    if not settings.secret_key.get_secret_value():
+        # Workers must agree on pseudonyms and confirmation tokens: one random key for all.
+        settings = settings.model_copy(update={"secret_key": SecretStr(secrets.token_hex(32))})
+    if settings.redis_url is None:
+        structlog.get_logger("gateway").warning(
+            "workers_without_redis", workers=settings.workers,
+            detail="write limits and single-use confirmations hold per worker; set "
+                   "GATEWAY_REDIS_URL to share them")
+    return run_workers(settings.workers, lambda: _serve_app(settings, registry, reuse_port=True))
+
+
+def _serve_app(settings: Settings, registry: Registry, *, reuse_port: bool = False) -> None:
     app = create_app(settings, registry)
-    app.on_startup.append(freeze_startup_heap)
-    web.run_app(app, host=settings.host, port=settings.port, print=None,
+    app.on_startup.append(tune_collector)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, reuse_port=reuse_port,
                 access_log_format='%a "%r" %s %b %Tf' if settings.access_log else "",
                 access_log=access_logger if settings.access_log else None)
-    return 0
 
 
 def run_sandbox(args: argparse.Namespace) -> int:

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     """Append-only, hash-chained audit file (one JSON line per write phase). Without it the
     records go to the log stream as `audit` events."""
 
+    workers: int = Field(1, ge=1, le=64)
+    """Serving processes sharing the port (SO_REUSEPORT); one per core suits a dedicated host.
+    They agree on pseudonyms and confirmations; write limits are shared only through Redis."""
+
     log_level: str = "info"
     log_json: bool | None = None
     """JSON logs; None means JSON unless stderr is a terminal."""

@@ -8,6 +8,7 @@ upstream faked at the network edge; then the pure functions of gateway.redaction
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -400,8 +401,13 @@ def test_scrub_replaces_every_email_in_text_and_nothing_else(text: str, expected
     ({"text": "by a@x.io"}, {"text": f"by {PSEUDONYM('a@x.io')}"}),
     ("by a@x.io", f"by {PSEUDONYM('a@x.io')}"),
     ({"flag": True, "score": 9.5, "none": None}, {"flag": True, "score": 9.5, "none": None}),
+    ({"tags": ["x", "by a@x.io", 3, None, ["b@y.io", {"secret": 2}]], "n": [], "o": {}},
+     {"tags": ["x", f"by {PSEUDONYM('a@x.io')}", 3, None, [PSEUDONYM("b@y.io"), {}]],
+      "n": [], "o": {}}),
+    (OrderedDict(email="a@x.io", t=("c@z.io",)), {"email": PSEUDONYM("a@x.io"),
+                                                  "t": [PSEUDONYM("c@z.io")]}),
 ], ids=["field", "drop", "list", "nested object", "empty", "number", "depth", "text",
-        "top-level text", "scalars"])
+        "top-level text", "scalars", "mixed lists", "other mapping and sequence types"])
 def test_redact(value: Any, expected: Any) -> None:
     original = copy.deepcopy(value)
     assert redact(value, RULES, PSEUDONYM) == expected
