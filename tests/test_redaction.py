@@ -8,8 +8,8 @@ upstream faked at the network edge; then the pure functions of gateway.redaction
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
