@@ -29,7 +29,7 @@ from gateway.logs import configure_logging
 from gateway.registry import Registry
 from gateway.settings import SHIPPED_SPECS, Settings, spec_environment
 from gateway.specs import ServiceSpec, SpecFile
-from gateway.workers import run_workers
+from gateway.workers import run_workers, stop_when_orphaned
 
 DEMO_UPSTREAM_VARIABLES = ("RETENTLY_API_URL", "REFINER_API_URL", "REFINER_AUTH_URL")
 
@@ -179,12 +179,17 @@ def run_serve(args: argparse.Namespace) -> int:
             "workers_without_redis", workers=settings.workers,
             detail="write limits and single-use confirmations hold per worker; set "
                    "GATEWAY_REDIS_URL to share them")
-    return run_workers(settings.workers, lambda: _serve_app(settings, registry, reuse_port=True))
+    parent = os.getpid()
+    return run_workers(settings.workers,
+                       lambda: _serve_app(settings, registry, worker_of=parent))
 
 
-def _serve_app(settings: Settings, registry: Registry, *, reuse_port: bool = False) -> None:
+def _serve_app(settings: Settings, registry: Registry, *, worker_of: int | None = None) -> None:
     app = create_app(settings, registry)
     app.on_startup.append(tune_collector)
+    reuse_port = worker_of is not None
+    if worker_of is not None:
+        app.cleanup_ctx.append(stop_when_orphaned(worker_of))
     web.run_app(app, host=settings.host, port=settings.port, print=None, reuse_port=reuse_port,
                 access_log_format='%a "%r" %s %b %Tf' if settings.access_log else "",
                 access_log=access_logger if settings.access_log else None)

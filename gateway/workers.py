@@ -6,14 +6,19 @@ shared between workers at run time (the gateway keeps no state between requests)
 is fixed before the fork: the settings, the spec registry, and the HMAC key for pseudonyms and
 write confirmations. The parent forwards SIGTERM and SIGINT to the workers, and when one worker
 exits it stops the others, so a supervisor (systemd, Kubernetes) sees one process live or die.
+A worker whose parent is gone (killed outright) stops by itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from types import FrameType
+
+from aiohttp import web
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -58,3 +63,23 @@ def _signal_all(children: list[int], signum: int) -> None:
             os.kill(pid, signum)
         except ProcessLookupError:
             pass
+
+
+def stop_when_orphaned(parent: int, every_s: float = 1.0
+                       ) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context for a worker's app: when the parent process is gone (its pid is no
+    longer our parent's), stop gracefully as if told to."""
+
+    async def watch(_app: web.Application) -> AsyncIterator[None]:
+        async def poll() -> None:
+            while os.getppid() == parent:  # noqa: ASYNC110 - nothing to wait on but time
+                await asyncio.sleep(every_s)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        task = asyncio.create_task(poll())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return watch
