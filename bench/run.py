@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PEER_PYTHON = ROOT / "build" / "peer-venv" / "bin" / "python"
 PYTHON = sys.executable
+SCALED_POINT = ("list_feedback", 50)
+"""Where `serve --workers N` is measured too: throughput under load is the question there."""
 
 
 def free_port() -> int:
@@ -69,7 +71,12 @@ def process(command: list[str], ready_url: str, env: dict[str, str] | None = Non
 
 
 def rss_kib(pid: int) -> dict[str, int]:
-    """Current and peak resident memory of a process (Linux /proc)."""
+    """Current and peak resident memory of a process (Linux /proc); for a `serve --workers`
+    parent, the sum over its workers (the parent itself only waits)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    if children:
+        each = [rss_kib(int(child)) for child in children]
+        return {key: sum(one[key] for one in each) for key in ("rss_kib", "peak_rss_kib")}
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
@@ -114,12 +121,18 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=1500)
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--no-soak", action="store_true")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="also measure list_feedback@50 on `serve --workers N` (default: "
+                             "one per core, none with --smoke; 0 or 1: skip)")
     args = parser.parse_args()
+    if args.workers is None:
+        args.workers = 0 if args.smoke else (os.cpu_count() or 2)
     rounds = 1 if args.smoke else args.rounds
     calls = 200 if args.smoke else args.calls
     warmup = 50 if args.smoke else 300
 
-    upstream_port, gateway_port, baseline_port, peer_port = (free_port() for _ in range(4))
+    upstream_port, gateway_port, baseline_port, peer_port, workers_port = (
+        free_port() for _ in range(5))
     upstream = f"http://127.0.0.1:{upstream_port}"
     gateway = f"http://127.0.0.1:{gateway_port}"
     baseline = f"http://127.0.0.1:{baseline_port}"
@@ -131,7 +144,8 @@ def main() -> int:
     gateway_cli = str(Path(PYTHON).parent / "mcp-gateway")
     report: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
                               "smoke": args.smoke, "spec_load_ms": spec_load_ms(),
-                              "workloads": {}}
+                              "workloads": {}, "workers": args.workers}
+    scaled = f"gateway x{args.workers} workers"
     peer_available = not args.no_peer and PEER_PYTHON.exists()
     with (process([gateway_cli, "sandbox", "--port", str(upstream_port)],
                   f"{upstream}/api/v2/ping"),
@@ -149,11 +163,15 @@ def main() -> int:
         with (process([PYTHON, "-m", "bench.baseline", "--port", str(baseline_port),
                        "--upstream", upstream, "--tools-list", str(tools_list)],
                       f"{baseline}/", ) as baseline_process,
-              _maybe_peer(peer_available, peer_port, upstream) as peer_process):
+              _maybe_peer(peer_available, peer_port, upstream) as peer_process,
+              _maybe_workers(args.workers, gateway_cli, workers_port, env) as workers_process):
             pids = {"gateway": gateway_process.pid, "baseline": baseline_process.pid}
             if peer_process is not None:
                 targets["peer"] = f"{peer}/mcp"
                 pids["peer"] = peer_process.pid
+            if workers_process is not None:
+                targets[scaled] = f"http://127.0.0.1:{workers_port}/{{service}}/mcp"
+                pids[scaled] = workers_process.pid
             for name, workload in WORKLOADS.items():
                 for concurrency in (1, 50):
                     runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
@@ -161,9 +179,12 @@ def main() -> int:
                         for target, url in targets.items():
                             if target == "peer" and workload.peer_tool is None:
                                 continue
+                            if target == scaled and (name, concurrency) != SCALED_POINT:
+                                continue  # measured where throughput is the question
                             count = calls if concurrency > 1 else max(100, calls // 8)
+                            sends_as = "gateway" if target == scaled else target
                             runs[target].append(load(url.format(service=workload.service),
-                                                     name, target, concurrency, count, warmup))
+                                                     name, sends_as, concurrency, count, warmup))
                     summary = {t: {**median_of(r), **rss_kib(pids[t])}
                                for t, r in runs.items() if r}
                     report["workloads"][f"{name}@{concurrency}"] = summary
@@ -174,6 +195,19 @@ def main() -> int:
             report["soak"] = soak(f"{gateway}/retently/mcp", gateway_process.pid)
     write(report, smoke=args.smoke)
     return 0
+
+
+
+@contextmanager
+def _maybe_workers(workers: int, gateway_cli: str, port: int, env: dict[str, str]
+                   ) -> Iterator[subprocess.Popen[bytes] | None]:
+    """A second gateway, `serve --workers N`, measured at SCALED_POINT only."""
+    if workers <= 1:
+        yield None
+        return
+    with process([gateway_cli, "serve", "--port", str(port), "--workers", str(workers)],
+                 f"http://127.0.0.1:{port}/readyz", env) as scaled:
+        yield scaled
 
 
 @contextmanager
@@ -205,7 +239,9 @@ def ratio(numerator: float, denominator: float) -> float | None:
 def write(report: dict[str, Any], *, smoke: bool) -> None:
     lines = [f"# Benchmark ({report['when']}{', smoke' if smoke else ''})", "",
              f"Spec load (all shipped specs): {report['spec_load_ms']} ms. "
-             f"Gateway idle RSS: {report['gateway_idle']['rss_kib'] // 1024} MiB.", "",
+             f"Gateway idle RSS: {report['gateway_idle']['rss_kib'] // 1024} MiB. "
+             "`gateway` is `mcp-gateway serve` (one process); `gateway xN workers` is "
+             "`serve --workers N` (RSS summed over its workers).", "",
              "| workload | target | calls/s | p50 ms | p99 ms | errors | peak RSS MiB | "
              "vs baseline | gateway / peer |", "|---|---|---|---|---|---|---|---|---|"]
     for key, targets in report["workloads"].items():
@@ -213,7 +249,7 @@ def write(report: dict[str, Any], *, smoke: bool) -> None:
         for target, s in targets.items():
             versus = ratio(s["calls_per_s"], base) if target != "baseline" else None
             over_peer = (ratio(s["calls_per_s"], targets["peer"]["calls_per_s"])
-                         if target == "gateway" and "peer" in targets else None)
+                         if target.startswith("gateway") and "peer" in targets else None)
             lines.append(f"| {key} | {target} | {s['calls_per_s']} | {s['p50_ms']} | "
                          f"{s['p99_ms']} | {s['errors']} | {s['peak_rss_kib'] // 1024} | "
                          f"{versus if versus is not None else '-'} | "
