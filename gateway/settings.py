@@ -59,7 +59,9 @@ class Settings(BaseSettings):
     """The upstream HTTP client: aiohttp's (about a third of httpx's CPU per call, see
     bench/README.md) or httpx's."""
     upstream_max_connections: int = Field(200, ge=1)
+    """Connections open to upstreams at once, per process."""
     upstream_max_keepalive: int = Field(100, ge=0)
+    """Idle connections kept for reuse (the httpx client; aiohttp's keeps up to the maximum)."""
 
     max_result_bytes: int = Field(100_000, ge=1024)
     """Bound on a tool result's JSON size when neither the tool nor its service sets one."""
