@@ -7,6 +7,7 @@ the network edge.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -373,3 +374,35 @@ def test_verify_finds_the_first_broken_link(mutate: Any, line: int | None, reaso
     _, broken, said = verify(mutate(lines))
     assert broken == line
     assert reason in said
+
+
+def test_two_writers_on_one_file_keep_one_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    first, second = AuditLog.open(path), AuditLog.open(path)
+    for number in range(6):
+        (first if number % 2 else second).write(tool="t", n=number)
+    first.close()
+    second.close()
+    count, broken, said = verify(path.read_text().splitlines())
+    assert (count, broken, said) == (6, None, "intact")
+
+
+def test_processes_appending_at_once_keep_one_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    children = []
+    for worker in range(3):
+        pid = os.fork()
+        if pid == 0:  # a worker process: append 40 records as fast as it can
+            code = 1
+            try:
+                log = AuditLog.open(path)
+                for number in range(40):
+                    log.write(tool="t", worker=worker, n=number)
+                log.close()
+                code = 0
+            finally:
+                os._exit(code)
+        children.append(pid)
+    assert all(os.waitpid(pid, 0)[1] == 0 for pid in children)
+    count, broken, said = verify(path.read_text().splitlines())
+    assert (count, broken, said) == (120, None, "intact")
