@@ -64,6 +64,11 @@ async def test_json_nested_past_the_configured_depth_is_a_parse_error(
     assert (status, body["error"]["code"]) == (400, -32700)
 
 
+async def test_brackets_inside_strings_are_not_nesting(gateway: TestClient[Any, Any]) -> None:
+    status, body = await post(gateway, rpc("ping", {"_meta": {"note": "[{" * 100}}))
+    assert status == 200 and body["result"] == {}
+
+
 @pytest.mark.parametrize("body", [{"hello": "world"}, {"jsonrpc": "1.0", "id": 1, "method": "ping"},
                                   {"jsonrpc": "2.0", "id": 1}, 42, "ping",
                                   {"jsonrpc": "2.0", "id": [1], "method": "ping"},
