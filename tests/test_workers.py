@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from bench.run import free_port
 from gateway.sandbox import create_sandbox_app
 from tests.e2e import _serve
 
@@ -27,13 +27,6 @@ HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text
            "Authorization": f"Bearer {ANALYST}", "Connection": "close"}
 CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "list_feedback", "arguments": {"limit": 5}}}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def children_of(pid: int) -> list[int]:
