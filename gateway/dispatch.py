@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, validate_mcp_param_headers
 from mcp_types.jsonrpc import INVALID_PARAMS
 
 from gateway import __version__
 from gateway.auth import Principal, require_scopes
 from gateway.derive import OPERATORS, active_conditions, aggregate, matches
 from gateway.errors import AuthError, ProtocolError, ResponseShapeError, ToolExecutionError
+from gateway.inbound import ERROR_CODE_HTTP_STATUS, validate_mcp_param_headers
 from gateway.jmes import search
 from gateway.lookups import fill
 from gateway.protocol import SUPPORTED_VERSIONS, Inbound

@@ -13,12 +13,6 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import orjson
-from mcp.shared.inbound import (
-    ERROR_CODE_HTTP_STATUS,
-    InboundLadderRejection,
-    classify_inbound_request,
-    find_duplicated_routing_header,
-)
 from mcp_types import PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY
 from mcp_types.jsonrpc import (
     HEADER_MISMATCH,
@@ -34,6 +28,12 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from gateway.errors import ProtocolError
+from gateway.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    InboundLadderRejection,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+)
 
 LEGACY_VERSIONS: Final = ("2025-03-26", "2025-06-18", "2025-11-25")
 """Handshake-era revisions served over Streamable HTTP (2024-11-05 used HTTP+SSE)."""

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema_rs
-from mcp.shared.inbound import x_mcp_header_map
 
 from gateway.derive import CompiledAggregate, CompiledCondition, parse_metric
+from gateway.inbound import x_mcp_header_map
 from gateway.jmes import Expression, compile_expression
 from gateway.redaction import RedactionRules
 from gateway.shaping import paging_hint

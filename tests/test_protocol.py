@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -365,3 +367,13 @@ async def test_a_tool_call_with_a_wrong_name_type_is_still_refused(
         gateway: TestClient[Any, Any]) -> None:
     status, body = await post(gateway, rpc("tools/call", {"name": 5, "arguments": {}}))
     assert status == 200 and body["error"]["code"] == -32602
+
+
+def test_serving_does_not_import_the_sdk_client_and_server() -> None:
+    probe = ("import sys, gateway.app, gateway.cli, gateway.inbound as i; "
+             "print('mcp' in sys.modules, 'starlette' in sys.modules, "
+             "i.classify_inbound_request.__code__.co_filename)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,  # noqa: S603
+                         check=True).stdout.split()
+    assert out[:2] == ["False", "False"]  # only mcp_types and the inbound checks are loaded
+    assert out[2].endswith("mcp/shared/inbound.py")  # ...and those run the SDK's own code
