@@ -171,6 +171,10 @@ def run_serve(args: argparse.Namespace) -> int:
     if settings.workers == 1:
         _serve_app(settings, registry)
         return 0
+    if settings.port == 0:
+        # Each worker binds on its own: with port 0 each would get a different one.
+        print("mcp-gateway serve: --workers needs a fixed port, not 0", file=sys.stderr)
+        return 2
     if not settings.secret_key.get_secret_value():
         # Workers must agree on pseudonyms and confirmation tokens: one random key for all.
         settings = settings.model_copy(update={"secret_key": SecretStr(secrets.token_hex(32))})

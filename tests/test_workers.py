@@ -141,3 +141,12 @@ async def test_workers_stop_by_themselves_when_the_parent_is_killed(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_workers_need_a_fixed_port(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--workers", "2", "--port", "0"])
+    assert exited.value.code == 2
+    assert "fixed port" in capsys.readouterr().err
