@@ -18,17 +18,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.conftest import AiohttpClient, auth, rpc
+from tests.test_upstream_failures import SPEC
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-SPEC = """
-version: 1
-name: probe
-title: Probe
-endpoint: /probe/mcp
-upstream: {base_url: "http://127.0.0.1:PORT/base",
-           credential: {header: X-Api-Key, format: "{token}"},
-           query_style: {arrays: brackets, booleans: one_zero}}
-"""
 TOOLS = """
 version: 1
 tools:
@@ -70,7 +62,8 @@ def probe(aiohttp_client: AiohttpClient, aiohttp_server: Any, tmp_path: Path,
             port = server.port
         folder = tmp_path / "probe"
         folder.mkdir(exist_ok=True)
-        (folder / "service.yaml").write_text(SPEC.replace("PORT", str(port)))
+        (folder / "service.yaml").write_text(
+            SPEC.replace("https://api.example.test", f"http://127.0.0.1:{port}"))
         (folder / "tools.yaml").write_text(TOOLS)
         return await aiohttp_client(create_app(Settings(
             specs_dir=tmp_path, log_json=True, upstream_transport=transport,
