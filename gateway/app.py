@@ -373,8 +373,8 @@ def _shaped(app: web.Application, inbound: Inbound, service: CompiledService,
         return head[:-1], b',"structuredContent":', outcome.structured, b"}"
     if outcome.reusable is None:
         return (orjson.dumps(shape_result(inbound, outcome.result, server_info(service),
-                                          ttl_ms=outcome.ttl_ms, cache_scope=outcome.cache_scope,
-                                          validated=outcome.validated)),)
+                                          ttl_ms=outcome.ttl_ms,
+                                          cache_scope=outcome.cache_scope)),)
     key = (id(service), outcome.reusable, inbound.version, inbound.era)
     shaped = app[SHAPED].get(key)
     if shaped is None:

@@ -45,13 +45,12 @@ class CallOutcome:
     upstream_status: int | None = None
     ttl_ms: int = 0
     cache_scope: str = "private"
-    validated: bool = False
-    """The result has the default tool-call shape, which needs no per-call surface check."""
     reusable: Any = None
     """A key under which the shaped result may be reused for the same service and version
     (results that depend only on the caller's scopes, like tools/list)."""
     structured: bytes | None = None
-    """The JSON of `result["structuredContent"]`, already encoded (the budget measured it)."""
+    """The JSON of `result["structuredContent"]`, already encoded (the budget measured it).
+    Set only for the default tool-call shape, which needs no per-call surface check."""
 
 
 def server_info(service: CompiledService) -> dict[str, Any]:
@@ -180,9 +179,8 @@ class Dispatcher:
         if tool.content is not None:
             ctx = RenderContext(arguments, principal_fields(principal), self._clock())
             rendered["content"] = render_value(tool.content, ctx)
-        if tool.content is not None:
             return CallOutcome(rendered, tool.name, status)
-        return CallOutcome(rendered, tool.name, status, validated=True, structured=encoded)
+        return CallOutcome(rendered, tool.name, status, structured=encoded)
 
     async def read_resource(self, params: dict[str, Any], service: CompiledService,
                             principal: Principal, *, traceparent: str | None) -> CallOutcome:

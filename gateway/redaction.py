@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 EMAIL: Final = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
@@ -30,6 +30,11 @@ class RedactionRules:
     """Keys removed altogether (job titles, locations, free-form attribute values)."""
     scrub_text: bool = True
     """Pseudonymise email addresses found inside any other string."""
+    special: frozenset[str] = field(init=False)
+    """Every key the walk must stop at (dropped or pseudonymised): one set lookup a key."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "special", self.drop | self.pseudonymise)
 
     @property
     def empty(self) -> bool:
@@ -81,8 +86,7 @@ class Pseudonymiser:
 def redact(value: Any, rules: RedactionRules, pseudonym: Pseudonymiser) -> Any:
     """A de-identified copy of a JSON-like value (empty containers are shared, not copied)."""
     drop = rules.drop
-    pseudonymise = rules.pseudonymise
-    special = drop | pseudonymise
+    special = rules.special
     scrub = pseudonym.scrub if rules.scrub_text else _same
     pseudonym_of = pseudonym.bound()
 
