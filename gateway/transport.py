@@ -16,7 +16,7 @@ redirects or keep cookies, and turn their library's failures into one `WireError
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Protocol
@@ -83,7 +83,7 @@ class AiohttpWire:
                 if declared is not None and "Content-Encoding" not in response.headers:
                     raw = await response.read()  # the common case: a known, small body
                 else:
-                    raw = await _bounded(response, max_bytes)
+                    raw = await _bounded(response.content.iter_chunked(CHUNK), max_bytes)
                 return Answer(response.status, response.headers, raw)
         except aiohttp.ClientConnectorError as exc:
             raise WireError("connect", type(exc).__name__) from exc
@@ -97,10 +97,11 @@ class AiohttpWire:
             await self._session.close()
 
 
-async def _bounded(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+async def _bounded(body: AsyncIterator[bytes], max_bytes: int) -> bytes:
+    """A body read chunk by chunk (decoded), refused as soon as it grows over the bound."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.content.iter_chunked(CHUNK):
+    async for chunk in body:
         size += len(chunk)
         if size > max_bytes:
             raise WireError("too_large", "the body grew over the bound")
@@ -131,14 +132,8 @@ class HttpxWire:
                 declared = response.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > max_bytes:
                     raise WireError("too_large", "the declared length is over the bound")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise WireError("too_large", "the body grew over the bound")
-                    chunks.append(chunk)
-                return Answer(response.status_code, response.headers, b"".join(chunks))
+                raw = await _bounded(response.aiter_bytes(), max_bytes)
+                return Answer(response.status_code, response.headers, raw)
         except httpx.TimeoutException as exc:
             raise WireError("timeout", type(exc).__name__) from exc
         except httpx.ConnectError as exc:
