@@ -46,7 +46,7 @@ services:                 ## redis-server for the cross-replica tests (Debian pa
 	    >/dev/null 2>&1 || echo "note: redis-server could not be installed; the Redis tests will report a skip"; }
 
 lint: venv
-	$(BIN)/ruff check gateway tests fixtures conformance bench
+	$(BIN)/ruff check gateway sandbox tests fixtures conformance bench
 	$(BIN)/mypy
 	$(BIN)/mcp-gateway check
 

@@ -106,7 +106,7 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def spec_load_ms() -> float:
-    code = ("import time;from gateway.loader import load_tree;from gateway.settings import "
+    code = ("import time;from gateway.spec.loader import load_tree;from gateway.settings import "
             "SHIPPED_SPECS;t=time.perf_counter();load_tree(SHIPPED_SPECS,{});"
             "print((time.perf_counter()-t)*1000)")
     out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True,  # noqa: S603

@@ -13,7 +13,16 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SHIPPED_SPECS = Path(__file__).resolve().parent.parent / "tool_specs"
+
+def _shipped_specs() -> Path:
+    """The spec tree that ships with the gateway: the top-level tool_specs/ of a source checkout,
+    or its copy inside the installed package (package data of `gateway.tool_specs`)."""
+    package = Path(__file__).resolve().parent
+    source = package.parent / "tool_specs"
+    return source if (source / "retently").is_dir() else package / "tool_specs"
+
+
+SHIPPED_SPECS = _shipped_specs()
 
 
 class Settings(BaseSettings):

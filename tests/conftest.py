@@ -13,9 +13,9 @@ import respx
 import structlog
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from gateway.sandbox import FIXTURES_DIR
+from gateway.server.app import create_app
 from gateway.settings import SHIPPED_SPECS, Settings
+from sandbox import FIXTURES_DIR
 
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 

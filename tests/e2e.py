@@ -14,10 +14,10 @@ from aiohttp import web
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from gateway.app import create_app
-from gateway.loader import load_tree
-from gateway.sandbox import create_sandbox_app
+from gateway.server.app import create_app
 from gateway.settings import SHIPPED_SPECS, Settings
+from gateway.spec.loader import load_tree
+from sandbox import create_sandbox_app
 
 MODES = ("legacy", "2026-07-28")
 """The two protocol eras: the initialize handshake, and the per-request envelope."""

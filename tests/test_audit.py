@@ -22,11 +22,11 @@ import respx
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
-from gateway.app import create_app
-from gateway.audit import GENESIS, AuditLog, chain_hash, verify
-from gateway.cli import main
+from gateway.server.app import create_app
+from gateway.server.cli import main
 from gateway.settings import Settings
-from gateway.writes import arguments_digest
+from gateway.writes.audit import GENESIS, AuditLog, chain_hash, verify
+from gateway.writes.confirmations import arguments_digest
 from tests.conftest import auth, rpc
 
 URL = "/desk/mcp"

@@ -8,8 +8,8 @@ import pytest
 import respx
 from aiohttp.test_utils import TestClient
 
-from gateway.loader import load_tree
 from gateway.settings import SHIPPED_SPECS
+from gateway.spec.loader import load_tree
 from tests.conftest import MCP_HEADERS, auth, rpc
 
 URL = "/retently/mcp"

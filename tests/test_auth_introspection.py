@@ -20,10 +20,10 @@ import pytest
 import respx
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from gateway.auth import TokenResolver
-from gateway.loader import load_tree
+from gateway.auth.principal import TokenResolver
+from gateway.server.app import create_app
 from gateway.settings import SHIPPED_SPECS, Settings
+from gateway.spec.loader import load_tree
 from tests.conftest import MCP_HEADERS, AiohttpClient, auth, rpc
 
 URL = "/probe/mcp"

@@ -19,10 +19,10 @@ import pytest
 import yaml
 
 from gateway import __version__
-from gateway.cli import DEMO_UPSTREAM_VARIABLES, main
-from gateway.loader import load_tree
-from gateway.registry import Registry
+from gateway.server.cli import DEMO_UPSTREAM_VARIABLES, main
 from gateway.settings import SHIPPED_SPECS
+from gateway.spec.compiled import Registry
+from gateway.spec.loader import load_tree
 
 PROBLEM_LINE = re.compile(r"^(?P<file>.+):(?P<line>\d+): (?P<message>.+)$")
 SHIPPED_FILES = sorted(SHIPPED_SPECS.glob("*/*.yaml"))

@@ -18,9 +18,9 @@ import pytest
 import respx
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from gateway.jmes import compile_expression, search
+from gateway.server.app import create_app
 from gateway.settings import Settings
+from gateway.spec.jmes import compile_expression, search
 from tests.conftest import AiohttpClient, auth, rpc
 
 URL = "/shop/mcp"

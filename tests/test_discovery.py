@@ -10,7 +10,7 @@ import pytest
 import respx
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
+from gateway.server.app import create_app
 from gateway.settings import Settings
 from tests.conftest import MCP_HEADERS, AiohttpClient, rpc
 

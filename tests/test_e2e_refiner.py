@@ -11,7 +11,7 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from gateway.sandbox import FIXTURES_DIR
+from sandbox import FIXTURES_DIR
 from tests.conftest import MCP_HEADERS
 from tests.e2e import MODES, Stack, mcp_client, running_stack
 

@@ -12,7 +12,7 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from gateway.sandbox import FIXTURES_DIR
+from sandbox import FIXTURES_DIR
 from tests.conftest import MCP_HEADERS, RETENTLY_ADMIN, RETENTLY_ANALYST
 from tests.e2e import MODES, Stack, mcp_client, running_stack
 

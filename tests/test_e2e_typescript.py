@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.protocol import LEGACY_VERSIONS
+from gateway.protocol.envelope import LEGACY_VERSIONS
 from tests.conftest import REFINER_FULL, RETENTLY_ADMIN
 from tests.e2e import Stack, mcp_client, running_stack
 

@@ -11,10 +11,10 @@ import jmespath.exceptions
 import pytest
 
 from gateway.errors import ResponseShapeError
-from gateway.jmes import OPTIONS, compile_expression, search
-from gateway.loader import load_tree
-from gateway.sandbox import FIXTURES_DIR
 from gateway.settings import SHIPPED_SPECS
+from gateway.spec.jmes import OPTIONS, compile_expression, search
+from gateway.spec.loader import load_tree
+from sandbox import FIXTURES_DIR
 
 
 def shipped_expressions() -> list[str]:

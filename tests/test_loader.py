@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from gateway.calls.shaping import select
 from gateway.errors import SpecError, SpecProblem
-from gateway.loader import load_tree
-from gateway.registry import DEFAULT_MAX_ITEMS, DEFAULT_MAX_STRING
 from gateway.settings import SHIPPED_SPECS
-from gateway.shaping import select
+from gateway.spec.compiled import DEFAULT_MAX_ITEMS, DEFAULT_MAX_STRING
+from gateway.spec.loader import load_tree
 
 SERVICE = textwrap.dedent("""\
     version: 1

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from mcp_types.methods import validate_client_request
 
-from gateway.protocol import LEGACY_VERSIONS, plainly_valid
+from gateway.protocol.envelope import LEGACY_VERSIONS, plainly_valid
 from tests.conftest import MCP_HEADERS, RETENTLY_ADMIN, auth, rpc
 
 URL = "/retently/mcp"
@@ -370,7 +370,8 @@ async def test_a_tool_call_with_a_wrong_name_type_is_still_refused(
 
 
 def test_serving_does_not_import_the_sdk_client_and_server() -> None:
-    probe = ("import sys, gateway.app, gateway.cli, gateway.inbound as i; "
+    probe = ("import sys, gateway.server.app, gateway.server.cli; "
+             "import gateway.protocol.sdk_inbound as i; "
              "print('mcp' in sys.modules, 'starlette' in sys.modules, "
              "i.classify_inbound_request.__code__.co_filename)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,  # noqa: S603

@@ -2,7 +2,7 @@
 pseudonyms, dropped fields disappear and emails in text are replaced; with it, data is as is.
 
 Through the endpoint with a small spec tree of its own (tmp_path), the authorization server and the
-upstream faked at the network edge; then the pure functions of gateway.redaction directly.
+upstream faked at the network edge; then the pure functions of gateway.calls.redaction directly.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import respx
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
-from gateway.app import create_app
-from gateway.redaction import PSEUDONYM_DOMAIN, Pseudonymiser, RedactionRules, redact
+from gateway.calls.redaction import PSEUDONYM_DOMAIN, Pseudonymiser, RedactionRules, redact
+from gateway.server.app import create_app
 from gateway.settings import Settings
 from tests.conftest import AiohttpClient, auth, rpc
 

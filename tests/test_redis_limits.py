@@ -17,9 +17,9 @@ import respx
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
-from gateway.app import create_app
-from gateway.redis_store import RedisLimits
+from gateway.server.app import create_app
 from gateway.settings import Settings
+from gateway.writes.redis_store import RedisLimits
 from tests.conftest import AiohttpClient, auth, rpc
 
 WRITER = "rtly_mcp_pat_demowriter_s3cr3t"

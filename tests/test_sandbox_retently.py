@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from gateway.sandbox import DEMO_TOKENS, FIXTURES_DIR, create_sandbox_app
+from sandbox import DEMO_TOKENS, FIXTURES_DIR, create_sandbox_app
 
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 

@@ -13,7 +13,7 @@ import respx
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
+from gateway.server.app import create_app
 from gateway.settings import Settings
 from tests.conftest import RETENTLY_ADMIN, AiohttpClient, auth, rpc
 

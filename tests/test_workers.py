@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from bench.run import free_port
-from gateway.sandbox import create_sandbox_app
+from sandbox import create_sandbox_app
 from tests.e2e import _serve
 
 ANALYST = "rtly_mcp_pat_demoanalyst_s3cr3t"
@@ -114,7 +114,7 @@ async def test_two_workers_share_the_port_agree_on_pseudonyms_and_stop_together(
 
 
 def test_serve_refuses_a_worker_count_below_one(capsys: pytest.CaptureFixture[str]) -> None:
-    from gateway.cli import main
+    from gateway.server.cli import main
 
     with pytest.raises(SystemExit) as exited:
         main(["serve", "--workers", "0"])
@@ -144,7 +144,7 @@ async def test_workers_stop_by_themselves_when_the_parent_is_killed(
 
 
 def test_workers_need_a_fixed_port(capsys: pytest.CaptureFixture[str]) -> None:
-    from gateway.cli import main
+    from gateway.server.cli import main
 
     with pytest.raises(SystemExit) as exited:
         main(["serve", "--workers", "2", "--port", "0"])

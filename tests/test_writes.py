@@ -21,7 +21,7 @@ import pytest
 import respx
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
+from gateway.server.app import create_app
 from gateway.settings import Settings
 from tests.conftest import AiohttpClient, auth, rpc
 from tests.e2e import MODES, mcp_client, running_stack

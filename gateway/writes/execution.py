@@ -1,0 +1,191 @@
+"""The two phases of a write tool call: preview (nothing changes upstream) and confirmed execution.
+
+The first call answers with exactly what would be sent, the current state when the spec has a
+preview read, and a signed single-use confirmation token. The same call with that token executes
+once, inside the account's write rate limit. Every phase leaves one audit record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from gateway.auth.principal import Principal
+from gateway.calls.lookups import fill
+from gateway.calls.shaping import select
+from gateway.errors import ToolExecutionError, UpstreamError
+from gateway.spec.compiled import CompiledRequest, CompiledService, CompiledTool
+from gateway.spec.jmes import search
+from gateway.spec.templates import RenderContext
+from gateway.upstream.client import Upstream, UpstreamRequest, UpstreamResponse, build_request
+from gateway.writes.audit import AuditLog
+from gateway.writes.confirmations import (
+    CONFIRMATION_ARGUMENT,
+    ConfirmationRefused,
+    arguments_digest,
+    issue,
+    verify,
+)
+from gateway.writes.limits import LimitStore
+
+Redactor = Callable[[Any], Any]
+"""De-identifies a value for the calling principal (identity when it may see PII)."""
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One write call: who, what, and the digest of exactly the arguments the caller gave."""
+
+    tool: CompiledTool
+    service: CompiledService
+    principal: Principal
+    arguments: dict[str, Any]
+    digest: str
+    traceparent: str | None
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    result: dict[str, Any]
+    upstream_status: int | None = None
+
+
+class WriteCalls:
+    """Runs write tools; shares the upstream client, limit store and audit log of the app."""
+
+    def __init__(self, upstream: Upstream, limits: LimitStore, audit: AuditLog, key: bytes,
+                 clock: Callable[[], float]) -> None:
+        self._upstream = upstream
+        self._limits = limits
+        self._audit = audit
+        self._key = key
+        self._clock = clock
+
+    async def call(self, tool: CompiledTool, service: CompiledService, principal: Principal,
+                   ctx: RenderContext, redact: Redactor, *,
+                   traceparent: str | None) -> WriteOutcome:
+        """Raises:
+            ToolExecutionError: a refused confirmation, the rate limit, or an upstream failure.
+        """
+        token = ctx.arguments.get(CONFIRMATION_ARGUMENT)
+        arguments = {k: v for k, v in ctx.arguments.items() if k != CONFIRMATION_ARGUMENT}
+        ctx = replace(ctx, arguments=arguments)
+        call = _Call(tool, service, principal, arguments,
+                     arguments_digest(tool.name, arguments), traceparent)
+        if token is None:
+            return await self._preview(call, ctx, redact)
+        return await self._execute(call, ctx, redact, token)
+
+    async def _prepared(self, call: _Call, ctx: RenderContext) -> RenderContext:
+        """Lookups filled, then the preview read (the current state) as `current`."""
+        async def send(request: CompiledRequest, in_ctx: RenderContext) -> Any:
+            return (await self._send(request, call.service, call.principal, in_ctx,
+                                     call.traceparent)).body
+
+        ctx = await fill(call.tool, ctx, send)
+        if call.tool.preview is None:
+            return ctx
+        body = await send(call.tool.preview, ctx)
+        selected = search(call.tool.preview_select, body) if call.tool.preview_select else body
+        return replace(ctx, current=selected)
+
+    async def _send(self, request: CompiledRequest, service: CompiledService,
+                    principal: Principal, ctx: RenderContext,
+                    traceparent: str | None) -> UpstreamResponse:
+        return await self._upstream.send_spec(request, service.spec, ctx, principal.token,
+                                              traceparent=traceparent)
+
+    async def _preview(self, call: _Call, ctx: RenderContext,
+                       redact: Redactor) -> WriteOutcome:
+        tool, service, principal = call.tool, call.service, call.principal
+        ctx = await self._prepared(call, ctx)
+        assert tool.request is not None  # noqa: S101 - the loader requires it for writes
+        would_send = build_request(tool.request, service.spec, ctx, None)
+        confirmation = issue(self._key, tool=tool.name, arguments=call.arguments,
+                             subject=principal.subject, account=principal.account,
+                             now=self._clock(), ttl_s=service.spec.writes.confirm_ttl_s)
+        self._record(call, "preview", "previewed")
+        expires = datetime.fromtimestamp(confirmation.expires_at, UTC)
+        result: dict[str, Any] = {
+            "status": "preview",
+            "changed": False,
+            "would_send": redact(_describe(would_send)),
+            "confirmation_token": confirmation.token,
+            "expires_at": expires.isoformat().replace("+00:00", "Z"),
+            "next_step": (f"Nothing has been changed. To apply exactly this change, call "
+                          f"{tool.name} again with the same arguments plus "
+                          f"{CONFIRMATION_ARGUMENT} before it expires."),
+        }
+        if tool.preview is not None:
+            result["current"] = redact(ctx.current)
+        return WriteOutcome(result)
+
+    async def _execute(self, call: _Call, ctx: RenderContext, redact: Redactor,
+                       token: Any) -> WriteOutcome:
+        tool, service, principal = call.tool, call.service, call.principal
+        now = self._clock()
+        try:
+            nonce, expires_at = verify(self._key, token, tool=tool.name, arguments=call.arguments,
+                                       subject=principal.subject, account=principal.account,
+                                       now=now)
+        except ConfirmationRefused as refused:
+            self._record(call, "execute", "refused", reason=refused.reason)
+            raise ToolExecutionError(f"Not executed. {refused.reason}") from refused
+        # Claim the token first, so a reused one costs no write budget; give the claim back
+        # when the limit refuses, so the same token works once the limit allows.
+        claim = f"confirm:{nonce}"
+        if not await self._limits.claim_once(claim, max(1, expires_at - int(now))):
+            self._record(call, "execute", "refused", reason="reused")
+            raise ToolExecutionError("Not executed. The confirmation token was already used; "
+                                     "preview the change again.")
+        policy = service.spec.writes
+        bucket = f"writes:{service.name}:{principal.account or principal.subject or 'anonymous'}"
+        wait = await self._limits.take(bucket, policy.per_account_per_minute,
+                                       policy.per_account_per_minute / 60.0, now)
+        if wait > 0:
+            await self._limits.release(claim)
+            self._record(call, "execute", "refused", reason="rate_limited")
+            raise ToolExecutionError(
+                f"Not executed. This account's write limit ({policy.per_account_per_minute} a "
+                f"minute) is reached; retry in {max(1, round(wait))} seconds with the same token.",
+                retry_after_s=wait)
+        assert tool.request is not None  # noqa: S101 - the loader requires it for writes
+        try:
+            ctx = await self._prepared(call, ctx)
+            response = await self._send(tool.request, service, principal, ctx, call.traceparent)
+        except UpstreamError as failed:
+            self._record(call, "execute", "failed", upstream_status=failed.status)
+            raise
+        except ToolExecutionError:
+            self._record(call, "execute", "failed")
+            raise
+        self._record(call, "execute", "done", upstream_status=response.status)
+        return WriteOutcome({"status": "done", "changed": True,
+                             "result": redact(select(tool.select, response.body))},
+                            response.status)
+
+    def _record(self, call: _Call, phase: str, outcome: str, **extra: Any) -> None:
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        record = self._audit.write(request_id=request_id, service=call.service.name,
+                                   tool=call.tool.name, phase=phase, outcome=outcome,
+                                   subject=call.principal.subject,
+                                   account=call.principal.account,
+                                   arguments_digest=call.digest,
+                                   **{"upstream_status": None, "reason": None, **extra})
+        if not self._audit.to_file:
+            structlog.get_logger("gateway.writes.audit").info("audit", **record)
+
+
+def _describe(request: UpstreamRequest) -> dict[str, Any]:
+    """What a preview shows of the request it would send; never the credential."""
+    description: dict[str, Any] = {"method": request.method, "url": request.url}
+    if request.query:
+        description["query"] = dict(request.query)
+    if request.json_body is not None:
+        description["body"] = request.json_body
+    return description
+
