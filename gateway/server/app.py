@@ -47,7 +47,7 @@ from gateway.settings import Settings, spec_environment
 from gateway.spec.compiled import CompiledService, Registry
 from gateway.spec.loader import load_tree
 from gateway.upstream.client import Upstream
-from gateway.upstream.wire import create_wire
+from gateway.upstream.wire import Wire, create_wire
 from gateway.writes.audit import AuditLog
 from gateway.writes.execution import WriteCalls
 from gateway.writes.limits import LimitStore, MemoryLimits
@@ -61,6 +61,8 @@ UPSTREAM: Final = web.AppKey("upstream", Upstream)
 SHAPED: Final = web.AppKey("shaped", LRUCache[Any, bytes])
 """Version-shaped results reused across calls (tools/list per scope set); bounded."""
 CLOCK: Final = web.AppKey[Callable[[], datetime]]("clock")
+WIRE: Final = web.AppKey[Wire]("wire")
+"""An upstream client given to create_app instead of the one the settings choose."""
 
 log = structlog.get_logger("gateway")
 WELL_KNOWN_PRM: Final = "/.well-known/oauth-protected-resource"
@@ -75,8 +77,11 @@ def utc_now() -> datetime:
 
 
 def create_app(settings: Settings, registry: Registry | None = None, *,
-               clock: Callable[[], datetime] = utc_now) -> web.Application:
-    """Build the gateway application. Raises SpecError when the spec tree is invalid."""
+               clock: Callable[[], datetime] = utc_now,
+               wire: Wire | None = None) -> web.Application:
+    """Build the gateway application. Raises SpecError when the spec tree is invalid.
+
+    `wire` replaces the upstream client the settings choose (tests pass an in-memory one)."""
     if registry is None:
         registry = load_tree(settings.specs_dir, spec_environment())
     # Header bounds above aiohttp's 8 KiB defaults, so an oversized bearer token reaches the
@@ -87,6 +92,8 @@ def create_app(settings: Settings, registry: Registry | None = None, *,
     app[SETTINGS] = settings
     app[REGISTRY] = [registry]
     app[CLOCK] = clock
+    if wire is not None:
+        app[WIRE] = wire
     app.cleanup_ctx.append(upstream_lifecycle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -108,7 +115,7 @@ async def upstream_lifecycle(app: web.Application) -> AsyncIterator[None]:
         return clock().timestamp()
 
     key = settings.secret_key.get_secret_value().encode() or secrets.token_bytes(32)
-    wire = create_wire(settings)
+    wire = app.get(WIRE) or create_wire(settings)
     upstream = Upstream(wire, settings)
     limits = await open_limits(settings)
     audit = AuditLog.open(settings.audit_log_path, clock)
