@@ -2,24 +2,37 @@
 
     GatewayError
     ├── SpecError               a spec tree failed to load; carries every problem with file:line
-    ├── ProtocolError           a malformed MCP request -> JSON-RPC error (status from protocol.py)
+    ├── ProtocolError           a malformed MCP request -> JSON-RPC error (status: protocol/replies)
     ├── AuthError               no usable credential -> HTTP 401 + WWW-Authenticate
     │   └── InsufficientScope   a scope is missing -> HTTP 403 + WWW-Authenticate
     ├── AuthUnavailable         the token could not be checked (introspection down) -> HTTP 503
-    ├── WireError               an HTTP exchange failed (transport.py); upstream.py translates it
+    ├── WireError               an upstream exchange failed (upstream/*_wire); upstream/answers words it
     └── ToolExecutionError      a tool call failed -> CallToolResult(isError=true)
         ├── UpstreamError       the upstream answered with a non-2xx status
         ├── UpstreamUnavailable timeout, refused connection, broken or oversized body
         └── ResponseShapeError  a 2xx answer that is not the JSON expected
 
 Foreign exceptions (aiohttp and httpx clients, jmespath, yaml) are translated at one boundary each
-(`raise ... from`).
+(`raise ... from`). The JSON-RPC error codes the gateway answers with are named here, once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
+
+from mcp_types import jsonrpc
+
+PARSE_ERROR: Final = jsonrpc.PARSE_ERROR
+"""-32700: the body is not JSON (or nests deeper than allowed)."""
+INVALID_REQUEST: Final = jsonrpc.INVALID_REQUEST
+"""-32600: not a JSON-RPC 2.0 request; also the code of HTTP-level refusals (401, 403, 415...)."""
+METHOD_NOT_FOUND: Final = jsonrpc.METHOD_NOT_FOUND
+"""-32601: a method the service does not serve."""
+INVALID_PARAMS: Final = jsonrpc.INVALID_PARAMS
+"""-32602: unknown tool, resource or prompt, or arguments that break its schema or rules."""
+INTERNAL_ERROR: Final = jsonrpc.INTERNAL_ERROR
+"""-32603: the gateway failed (a bug), or the token could not be checked (with HTTP 503)."""
 
 
 class GatewayError(Exception):

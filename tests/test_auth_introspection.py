@@ -20,7 +20,7 @@ import pytest
 import respx
 from aiohttp.test_utils import TestClient
 
-from gateway.auth.principal import TokenResolver
+from gateway.auth.resolver import TokenResolver
 from gateway.server.app import create_app
 from gateway.settings import SHIPPED_SPECS, Settings
 from gateway.spec.loader import load_tree

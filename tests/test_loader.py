@@ -14,8 +14,9 @@ import pytest
 from gateway.calls.shaping import select
 from gateway.errors import SpecError, SpecProblem
 from gateway.settings import SHIPPED_SPECS
-from gateway.spec.compiled import DEFAULT_MAX_ITEMS, DEFAULT_MAX_STRING
+from gateway.spec.compiled import ResultSource
 from gateway.spec.loader import load_tree
+from gateway.spec.schema import DEFAULT_MAX_ITEMS, DEFAULT_MAX_STRING
 
 SERVICE = textwrap.dedent("""\
     version: 1
@@ -96,7 +97,7 @@ def test_a_minimal_tree_loads_into_compiled_services_and_tools(tmp_path: Path) -
     assert tool.input_schema["properties"]["tags"]["maxItems"] == DEFAULT_MAX_ITEMS
     assert tool.wire["annotations"] == {"readOnlyHint": True, "destructiveHint": False,
                                         "idempotentHint": True, "openWorldHint": True}
-    assert select(tool.select, {"data": {"id": "a"}}) == {"id": "a"}
+    assert select(tool.shape.select, {"data": {"id": "a"}}) == {"id": "a"}
 
 
 def test_a_service_folder_given_directly_loads_as_the_only_service(tmp_path: Path) -> None:
@@ -293,7 +294,8 @@ def test_a_tool_with_only_a_result_loads_without_a_request(tmp_path: Path) -> No
     tool = load_tree(tmp_path, {}).services[0].tools["ping"]
 
     assert tool.request is None
-    assert tool.result == {"pong": True}
+    assert isinstance(tool.source, ResultSource)
+    assert tool.source.template == {"pong": True}
     assert tool.wire["annotations"]["openWorldHint"] is False
 
 

@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestClient
 
 from gateway.server.app import create_app
 from gateway.settings import SHIPPED_SPECS, Settings
+from gateway.spec.cases import ToolTestCase, UpstreamFixture
 from gateway.spec.compiled import CompiledService, CompiledTool
 from gateway.spec.loader import load_tree
-from gateway.spec.models import ToolTestCase, UpstreamFixture
 from tests.conftest import AiohttpClient, auth, rpc
 
 REGISTRY = load_tree(SHIPPED_SPECS, {"MCP_GATEWAY_CONFORMANCE": "true"})

@@ -9,20 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from gateway.spec.compiled import CompiledAggregate, CompiledCondition
 from gateway.spec.jmes import Expression, search
 from gateway.spec.templates import ABSENT, RenderContext, render_value
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledCondition:
-    field: Expression
-    op: str
-    value: Any
-    """A compiled template; a condition whose value renders absent is skipped."""
 
 
 def _text(value: Any) -> str:
@@ -104,18 +96,6 @@ def active_conditions(conditions: Sequence[CompiledCondition], ctx: RenderContex
         if value is not ABSENT and value is not None:
             active.append((condition.field, condition.op, value))
     return active
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledAggregate:
-    by: Any
-    """A compiled template naming one of `groups` (or a literal group name)."""
-    groups: Mapping[str, Expression]
-    metrics: Mapping[str, tuple[str, Expression | None]]
-    """name -> (function, field): count, avg, sum, min, max, nps, distinct, count_if, first."""
-    sort: str | None = None
-    compare_field: Expression | None = None
-    compare_days: Any = None
 
 
 def aggregate(items: Sequence[Any], spec: CompiledAggregate, ctx: RenderContext) -> dict[str, Any]:
@@ -239,21 +219,3 @@ def metric(function: str, members: Sequence[Any], values: Sequence[Any]) -> Any:
     raise ValueError(f"unknown metric function {function!r}")
 
 
-METRIC_FUNCTIONS: Final = frozenset({"count", "distinct", "nps", "avg", "sum", "min", "max",
-                                     "count_if", "first"})
-
-
-def parse_metric(text: str) -> tuple[str, str | None]:
-    """`count` or `avg(score)` -> (function, field expression).
-
-    Raises:
-        ValueError: an unknown function or a missing field.
-    """
-    text = text.strip()
-    if text == "count":
-        return "count", None
-    name, paren, rest = text.partition("(")
-    if not paren or not rest.endswith(")") or name not in METRIC_FUNCTIONS - {"count"}:
-        raise ValueError(f"metric {text!r} must be count or one of "
-                         f"{', '.join(sorted(METRIC_FUNCTIONS - {'count'}))}(field)")
-    return name, rest[:-1].strip()

@@ -13,32 +13,12 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Final
+
+from gateway.spec.compiled import RedactionRules
 
 EMAIL: Final = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 PSEUDONYM_DOMAIN: Final = "pseudonym.invalid"
-
-
-@dataclass(frozen=True, slots=True)
-class RedactionRules:
-    """What to de-identify in a result: compiled once per tool from the service and tool policy."""
-
-    pseudonymise: frozenset[str]
-    """Keys whose values (strings, or lists of strings) become pseudonyms."""
-    drop: frozenset[str]
-    """Keys removed altogether (job titles, locations, free-form attribute values)."""
-    scrub_text: bool = True
-    """Pseudonymise email addresses found inside any other string."""
-    special: frozenset[str] = field(init=False)
-    """Every key the walk must stop at (dropped or pseudonymised): one set lookup a key."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "special", self.drop | self.pseudonymise)
-
-    @property
-    def empty(self) -> bool:
-        return not self.pseudonymise and not self.drop and not self.scrub_text
 
 
 def pseudonym_of(key: bytes, account: str, value: str) -> str:

@@ -1,4 +1,5 @@
-"""The response pipeline: select -> budget -> render. Pure.
+"""The shaping steps of a call's pipeline (pipeline.py): select, then (after redaction and the
+spec's extras) budget, then render. Pure.
 
 `select` (JMESPath) picks the result out of the upstream body; a list becomes `{"items": [...]}`
 and a scalar `{"result": ...}`, because structuredContent must be an object. `budget` trims the
@@ -106,18 +107,6 @@ def _with_note(result: dict[str, Any], cuts: dict[str, dict[str, int]], paging_h
         note["dropped"] = "the result was too large to return even in part"
     note["hint"] = paging_hint
     return {**result, "truncated": note}
-
-
-def paging_hint(argument_names: set[str]) -> str:
-    """How a caller of this tool gets the rest of a trimmed result."""
-    for names, hint in (
-        ({"page_cursor"}, "Call again with page_cursor set to next_cursor for the rest."),
-        ({"page"}, "Call again with the next page for the rest, or a smaller limit."),
-        ({"limit"}, "Call again with a smaller limit or narrower filters."),
-    ):
-        if names & argument_names:
-            return hint
-    return "Narrow the request (filters, ids) to get the rest."
 
 
 def render(result: dict[str, Any], encoded: bytes) -> dict[str, Any]:

@@ -13,17 +13,16 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import orjson
-from mcp_types import PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY
+from mcp_types import PROTOCOL_VERSION_META_KEY
 from mcp_types.jsonrpc import (
     HEADER_MISMATCH,
-    INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     UNSUPPORTED_PROTOCOL_VERSION,
 )
-from mcp_types.methods import CACHEABLE_METHODS, serialize_server_result, validate_client_request
+from mcp_types.methods import validate_client_request
 from mcp_types.version import LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
@@ -221,46 +220,51 @@ def _validate(method: str, version: str, params: dict[str, Any], request_id: Req
     raise error
 
 
-def http_status(error: ProtocolError, era: Era) -> int:
-    """The HTTP status of a JSON-RPC error: explicit, else the modern table, else 200."""
-    if error.http_status is not None:
-        return error.http_status
-    if era == "modern":
-        return ERROR_CODE_HTTP_STATUS.get(error.code, 200)
-    return 200
 
 
-def error_body(error: ProtocolError) -> dict[str, Any]:
-    payload: dict[str, Any] = {"code": error.code, "message": error.message}
-    if error.data is not None:
-        payload["data"] = error.data
-    return {"jsonrpc": "2.0", "id": error.request_id, "error": payload}
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What a decoded body says it is, read without judging it: enough to decide whether the
+    request needs a credential, and which id an error answers."""
+
+    method: str
+    params: Any
+    id: RequestId | None
+    """The request's id when it is usable in an answer (an integer or a string)."""
+
+    @property
+    def tool(self) -> str | None:
+        """The tool a tools/call names, if it names one."""
+        name = self.params.get("name") if isinstance(self.params, dict) else None
+        return name if self.method == "tools/call" and isinstance(name, str) else None
 
 
-def internal_error(request_id: RequestId | None) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id,
-            "error": {"code": INTERNAL_ERROR, "message": "Internal error"}}
+def peek(data: Any) -> Envelope:
+    """The envelope of any decoded body; never raises."""
+    if not isinstance(data, dict):
+        return Envelope("", None, None)
+    method, request_id = data.get("method"), data.get("id")
+    return Envelope(method if isinstance(method, str) else "", data.get("params"),
+                    request_id if _valid_id(request_id, True) else None)
 
 
-def shape_result(inbound: Inbound, result: dict[str, Any], server_info: dict[str, Any],
-                 *, ttl_ms: int = 0, cache_scope: str = "private",
-                 validated: bool = False) -> dict[str, Any]:
-    """A result validated and shaped by the mcp_types surface of the request's version.
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A request parsed and routed: its envelope, and either the routed request or why not."""
 
-    Modern results carry resultType, the serverInfo stamp, and caching hints on cacheable methods.
-    `validated` skips the surface check for results built in a shape already known to pass it
-    (the default tool-call rendering: text content, structuredContent, isError), which is the
-    hot path; anything a spec shapes itself is always checked.
-    """
-    if inbound.era == "modern":
-        result = dict(result)
-        result.setdefault("resultType", "complete")
-        meta = dict(result.get("_meta") or {})
-        meta[SERVER_INFO_META_KEY] = server_info
-        result["_meta"] = meta
-        if inbound.method in CACHEABLE_METHODS:
-            result.setdefault("ttlMs", ttl_ms)
-            result.setdefault("cacheScope", cache_scope)
-    if validated:
-        return result
-    return serialize_server_result(inbound.method, inbound.version, result)
+    envelope: Envelope
+    inbound: Inbound | None = None
+    rejection: ProtocolError | None = None
+
+
+def parse(data: Any, headers: Mapping[str, str],
+          raw_headers: Iterable[tuple[str, str]]) -> Parsed:
+    """Route a decoded body, keeping a refusal to answer once the caller is known (a request that
+    needs a credential and has none is answered 401 first, whatever else is wrong with it)."""
+    envelope = peek(data)
+    try:
+        return Parsed(envelope, route(data, headers, raw_headers))
+    except ProtocolError as refused:
+        if refused.request_id is None:
+            refused.request_id = envelope.id
+        return Parsed(envelope, rejection=refused)

@@ -28,7 +28,8 @@ from gateway.server.workers import run_workers, stop_when_orphaned
 from gateway.settings import SHIPPED_SPECS, Settings, spec_environment
 from gateway.spec.compiled import Registry
 from gateway.spec.loader import load_tree
-from gateway.spec.models import ServiceSpec, SpecFile
+from gateway.spec.models import ServiceSpec
+from gateway.spec.tools import SpecFile
 from gateway.writes.audit import verify as verify_chain
 
 DEMO_UPSTREAM_VARIABLES = ("RETENTLY_API_URL", "REFINER_API_URL", "REFINER_AUTH_URL")

@@ -1,8 +1,8 @@
-"""The compiled, immutable form of a spec tree: what the request path reads. Pure.
+"""The compiled form of a spec tree: the immutable values the request path reads. Pure.
 
-Everything that can be done once is done here at load time: input schemas and their validators,
-path/query/body templates, JMESPath expressions, budgets, annotations and the wire form of each
-tool. A reload builds a new Registry and swaps it whole.
+The compiler (compiler.py) builds these once at load time; nothing here changes afterwards, so a
+reload builds a new Registry and swaps it whole. A tool's answer comes from exactly one `Source`:
+one upstream request, paged reads the gateway filters and aggregates, or a template result.
 """
 
 from __future__ import annotations
@@ -12,97 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema_rs
-
-from gateway.calls.derive import CompiledAggregate, CompiledCondition, parse_metric
-from gateway.calls.redaction import RedactionRules
-from gateway.calls.shaping import paging_hint
-from gateway.protocol.sdk_inbound import x_mcp_header_map
-from gateway.spec.jmes import Expression, compile_expression
-from gateway.spec.models import (
-    AggregateSpec,
-    Budget,
-    InputProperty,
-    LookupSpec,
-    PromptSpec,
-    QueryStyle,
-    RequestSpec,
-    ResourceSpec,
-    ServiceSpec,
-    ToolSpec,
-)
-from gateway.spec.templates import Ref, Template, compile_template, compile_value, value_refs
-from gateway.writes.confirmations import CONFIRMATION_ARGUMENT
-
-DEFAULT_MAX_STRING = 10_000
-"""maxLength given to string arguments that declare no bound of their own."""
-DEFAULT_MAX_ITEMS = 1_000
-"""maxItems given to array arguments that declare no bound of their own."""
-
-
-def property_schema(prop: InputProperty) -> dict[str, Any]:
-    """JSON Schema of one input property (the gateway-only `required: true` flag removed)."""
-    schema: dict[str, Any] = prop.model_dump(
-        by_alias=True,
-        exclude_none=True,
-        exclude={"required", "items", "properties", "additional_properties", "default", "const",
-                 "pii"},
-    )
-    # default/const may legitimately be null-free falsy values; keep them when set explicitly.
-    for key in ("default", "const"):
-        if key in prop.model_fields_set:
-            schema[key] = getattr(prop, key)
-    types = prop.type if isinstance(prop.type, list) else [prop.type]
-    if "string" in types and prop.max_length is None and prop.enum is None:
-        schema["maxLength"] = DEFAULT_MAX_STRING
-    if "array" in types and prop.max_items is None:
-        schema["maxItems"] = DEFAULT_MAX_ITEMS
-    if prop.items is not None:
-        schema["items"] = property_schema(prop.items)
-    if prop.properties is not None or _is_object(prop):
-        props = prop.properties or {}
-        schema["properties"] = {k: property_schema(v) for k, v in props.items()}
-        required = prop.required if isinstance(prop.required, list) else [
-            k for k, v in props.items() if v.required is True
-        ]
-        if required:
-            schema["required"] = required
-        schema["additionalProperties"] = prop.additional_properties
-    return schema
-
-
-def _is_object(prop: InputProperty) -> bool:
-    return prop.type == "object" or (isinstance(prop.type, list) and "object" in prop.type)
-
-
-def input_schema(inputs: Mapping[str, InputProperty]) -> dict[str, Any]:
-    """The tool's inputSchema: an object of its arguments, no others allowed."""
-    schema: dict[str, Any] = {
-        "type": "object",
-        "properties": {name: property_schema(p) for name, p in inputs.items()},
-        "additionalProperties": False,
-    }
-    required = [name for name, p in inputs.items() if p.required is True]
-    if required:
-        schema["required"] = required
-    return schema
-
-
-def derived_annotations(tool: ToolSpec) -> dict[str, Any]:
-    """MCP annotations from the tool's kind, overridden by explicit ones."""
-    base: dict[str, Any] = {
-        "read": {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True,
-                 "openWorldHint": True},
-        "meta": {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True,
-                 "openWorldHint": False},
-        "write": {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False,
-                  "openWorldHint": True},
-    }[tool.kind]
-    if tool.annotations is not None:
-        base.update(tool.annotations.model_dump(by_alias=True, exclude_none=True))
-    if tool.title:
-        base["title"] = tool.title
-    return base
+from gateway.spec.jmes import Expression
+from gateway.spec.models import Budget, QueryStyle, ServiceSpec
+from gateway.spec.templates import Ref, Template
+from gateway.spec.tools import PromptSpec, ResourceSpec, ToolSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +42,39 @@ class CompiledRequest:
     query_style: QueryStyle
 
 
+@dataclass(frozen=True, slots=True)
+class CompiledCondition:
+    """Keep a collected item when `field` compares to `value` with `op`."""
+
+    field: Expression
+    op: str
+    value: Any
+    """A compiled template; a condition whose value renders absent is skipped."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledAggregate:
+    by: Any
+    """A compiled template naming one of `groups` (or a literal group name)."""
+    groups: Mapping[str, Expression]
+    metrics: Mapping[str, tuple[str, Expression | None]]
+    """name -> (function, field): count, avg, sum, min, max, nps, distinct, count_if, first."""
+    sort: str | None = None
+    compare_field: Expression | None = None
+    compare_days: Any = None
+
+
 @dataclass(frozen=True)
-class CompiledCollect:
+class RequestSource:
+    """One upstream request answers the call (every write tool has this source)."""
+
+    request: CompiledRequest
+
+
+@dataclass(frozen=True)
+class CollectSource:
+    """Items read from bounded paged requests, then filtered and maybe aggregated."""
+
     request: CompiledRequest
     items: Expression
     page_param: str | None
@@ -139,19 +83,25 @@ class CompiledCollect:
     max_pages: int
     max_items: int
     limit: Any = None
+    conditions: tuple[CompiledCondition, ...] = ()
+    aggregate: CompiledAggregate | None = None
 
 
 @dataclass(frozen=True)
-class CompiledLookup:
-    name: str
-    request: CompiledRequest
-    select: Expression
-    needs: frozenset[str]
-    """Arguments the request refers to; all must be present for the lookup to run."""
+class ResultSource:
+    """The gateway answers itself from a template (no upstream call)."""
+
+    template: Any
+
+
+Source = RequestSource | CollectSource | ResultSource
+"""Where a tool's answer comes from: exactly one of the three."""
 
 
 @dataclass(frozen=True)
 class CompiledCheck:
+    """A rule over the arguments and the principal, checked before anything is sent."""
+
     value: Any
     op: str
     than: Any
@@ -159,25 +109,55 @@ class CompiledCheck:
 
 
 @dataclass(frozen=True)
-class CompiledTool:
-    spec: ToolSpec
-    service: str
-    input_schema: dict[str, Any]
-    validator: Any
-    """jsonschema_rs validator of the input schema."""
-    defaults: dict[str, Any]
-    wire: dict[str, Any]
-    """The Tool object as sent in tools/list."""
-    scopes: frozenset[str]
-    anonymous: bool
-    param_headers: bool = False
-    """Whether the input schema mirrors arguments into Mcp-Param-* headers (x-mcp-header)."""
-    checks: tuple[CompiledCheck, ...] = ()
-    lookups: tuple[CompiledLookup, ...] = ()
-    request: CompiledRequest | None = None
-    collect: CompiledCollect | None = None
-    conditions: tuple[CompiledCondition, ...] = ()
-    aggregate: CompiledAggregate | None = None
+class CompiledLookup:
+    """A read that fills a value the call did not give."""
+
+    name: str
+    request: CompiledRequest
+    select: Expression
+    needs: frozenset[str]
+    """Arguments the request refers to; all must be present for the lookup to run."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionRules:
+    """What to de-identify in a result: compiled once per tool from the service and tool policy."""
+
+    pseudonymise: frozenset[str]
+    """Keys whose values (strings, or lists of strings) become pseudonyms."""
+    drop: frozenset[str]
+    """Keys removed altogether (job titles, locations, free-form attribute values)."""
+    scrub_text: bool = True
+    """Pseudonymise email addresses found inside any other string."""
+    special: frozenset[str] = field(init=False)
+    """Every key the walk must stop at (dropped or pseudonymised): one set lookup a key."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "special", self.drop | self.pseudonymise)
+
+    @property
+    def empty(self) -> bool:
+        return not self.pseudonymise and not self.drop and not self.scrub_text
+
+
+@dataclass(frozen=True)
+class PiiRules:
+    """A tool's personal-data policy: who may see what, and which arguments need a scope."""
+
+    scope: str
+    """Callers holding it get results as they are."""
+    redaction: RedactionRules
+    required: bool = False
+    """The tool returns nothing but personal data: it needs the scope outright."""
+    arguments: Mapping[tuple[str, ...], str] = field(default_factory=dict)
+    """Argument path -> the scope giving it needs: ("email",) for an argument, or
+    ("subscribers", "first_name") for a key of the objects of a list argument."""
+
+
+@dataclass(frozen=True)
+class ResultShape:
+    """How the source's answer becomes the tool result: select, then extras, then the budget."""
+
     select: Expression | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """Compiled templates merged into the result after select."""
@@ -187,16 +167,37 @@ class CompiledTool:
     budget: Budget = Budget()
     paging_hint: str = ""
     """How a caller gets the rest of a trimmed result (depends only on the arguments)."""
-    result: Any = None
-    redaction: RedactionRules | None = None
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The read a write's preview runs to show the current state (`current`)."""
+
+    request: CompiledRequest
+    select: Expression | None = None
+
+
+@dataclass(frozen=True)
+class CompiledTool:
+    spec: ToolSpec
+    service: str
+    source: Source
+    input_schema: dict[str, Any]
+    validator: Any
+    """jsonschema_rs validator of the input schema."""
+    wire: dict[str, Any]
+    """The Tool object as sent in tools/list."""
+    scopes: frozenset[str]
+    anonymous: bool
+    defaults: dict[str, Any] = field(default_factory=dict)
+    shape: ResultShape = ResultShape()
+    pii: PiiRules | None = None
     """None when the service has no PII policy."""
-    pii_scope: str | None = None
-    pii_required: bool = False
-    pii_arguments: dict[tuple[str, ...], str] = field(default_factory=dict)
-    """Argument path -> the scope giving it needs: ("email",) for an argument, or
-    ("subscribers", "first_name") for a key of the objects of a list argument."""
-    preview: CompiledRequest | None = None
-    preview_select: Expression | None = None
+    checks: tuple[CompiledCheck, ...] = ()
+    lookups: tuple[CompiledLookup, ...] = ()
+    preview: Preview | None = None
+    param_headers: bool = False
+    """Whether the input schema mirrors arguments into Mcp-Param-* headers (x-mcp-header)."""
 
     @property
     def name(self) -> str:
@@ -206,8 +207,10 @@ class CompiledTool:
     def is_write(self) -> bool:
         return self.spec.kind == "write"
 
-
-_URI_VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+    @property
+    def request(self) -> CompiledRequest | None:
+        """The one upstream request of a request-sourced tool (every write), else None."""
+        return self.source.request if isinstance(self.source, RequestSource) else None
 
 
 @dataclass(frozen=True)
@@ -232,26 +235,6 @@ class CompiledResource:
         return found.groupdict() if found else None
 
 
-def compile_resource(resource: ResourceSpec, service: ServiceSpec) -> CompiledResource:
-    """Raises:
-        ValueError, TemplateSyntaxError, jmespath errors: reported by the loader.
-    """
-    variables = tuple(_URI_VARIABLE.findall(resource.uri))
-    pieces = _URI_VARIABLE.split(resource.uri)
-    regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/?#]+)"
-                    for i, p in enumerate(pieces))
-    wire: dict[str, Any] = {"name": resource.name, "mimeType": resource.mime_type}
-    wire["uriTemplate" if variables else "uri"] = resource.uri
-    if resource.title:
-        wire["title"] = resource.title
-    if resource.description:
-        wire["description"] = resource.description
-    return CompiledResource(resource, compile_tool(resource.as_tool(), service),
-                            re.compile(regex), variables, wire,
-                            compile_template(resource.text) if resource.text is not None else None,
-                            compile_template(resource.blob) if resource.blob is not None else None)
-
-
 @dataclass(frozen=True)
 class CompiledPrompt:
     spec: PromptSpec
@@ -262,39 +245,26 @@ class CompiledPrompt:
     scopes: frozenset[str]
 
 
-def compile_prompt(prompt: PromptSpec) -> CompiledPrompt:
-    """Raises:
-        TemplateSyntaxError, re.error: reported by the loader.
-    """
-    wire: dict[str, Any] = {"name": prompt.name, "arguments": [
-        {"name": a.name, "description": a.description, "required": a.required}
-        for a in prompt.arguments]}
-    if prompt.title:
-        wire["title"] = prompt.title
-    if prompt.description:
-        wire["description"] = prompt.description
-    return CompiledPrompt(
-        prompt, wire,
-        tuple((m.role, compile_template(m.text) if m.text is not None else compile_value(m.content))
-              for m in prompt.messages),
-        {a.name: re.compile(a.pattern) for a in prompt.arguments if a.pattern},
-        frozenset(prompt.scopes))
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CompiledService:
+    """One service folder, compiled. Compared and hashed by identity: a reload makes new ones,
+    so a cache keyed by a service never answers for another tree."""
+
     spec: ServiceSpec
     tools: dict[str, CompiledTool]
     folder: str
     resources: dict[str, CompiledResource] = field(default_factory=dict)
     prompts: dict[str, CompiledPrompt] = field(default_factory=dict)
-    lines: dict[tuple[str | int, ...], int] = field(default_factory=dict, compare=False)
+    lines: dict[tuple[str | int, ...], int] = field(default_factory=dict)
     """Line of each key of service.yaml, for problems found after loading."""
-    _lists: dict[frozenset[str], list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def tools_for(self, scopes: frozenset[str]) -> list[dict[str, Any]]:
+        """The wire tools a caller with these scopes may see."""
+        return [t.wire for t in self.tools.values() if t.anonymous or t.scopes <= scopes]
 
     def resources_for(self, scopes: frozenset[str], *, templated: bool) -> list[dict[str, Any]]:
         return [r.wire for r in self.resources.values()
@@ -302,15 +272,6 @@ class CompiledService:
 
     def prompts_for(self, scopes: frozenset[str]) -> list[dict[str, Any]]:
         return [p.wire for p in self.prompts.values() if p.scopes <= scopes]
-
-    def tools_for(self, scopes: frozenset[str]) -> list[dict[str, Any]]:
-        """The wire tools a caller with these scopes may see; computed once per scope set."""
-        cached = self._lists.get(scopes)
-        if cached is None:
-            cached = [t.wire for t in self.tools.values() if t.scopes <= scopes or t.anonymous]
-            if len(self._lists) < 1024:  # bounded: scope sets are few in practice
-                self._lists[scopes] = cached
-        return cached
 
 
 @dataclass(frozen=True)
@@ -325,181 +286,3 @@ class Registry:
 
     def get(self, name: str) -> CompiledService | None:
         return next((s for s in self.services if s.name == name), None)
-
-
-def compile_path(path: str) -> tuple[PathPart, ...]:
-    """Split a path template into literal pieces and whole-segment arguments.
-
-    Raises:
-        ValueError: an argument that is not a whole path segment, or a non-argument reference.
-    """
-    parts: list[PathPart] = []
-    for segment in path.split("/")[1:]:
-        parts.append(PathPart(literal="/"))
-        template = compile_template(segment)
-        ref = template.whole
-        if ref is not None:
-            if ref.source == "now":
-                raise ValueError(f"path segment {segment!r} may only name an argument or "
-                                 "principal field")
-            parts.append(PathPart(ref=ref))
-        elif template.refs:
-            raise ValueError(f"path segment {segment!r} must be a whole {{argument}} or literal")
-        elif segment:
-            parts.append(PathPart(literal=segment))
-    return tuple(parts)
-
-
-def compile_request(request: RequestSpec, service: ServiceSpec) -> CompiledRequest:
-    """Raises:
-        ValueError, TemplateSyntaxError: reported by the loader.
-    """
-    return CompiledRequest(
-        method=request.method,
-        path=compile_path(request.path),
-        query=compile_value(request.query),
-        headers={k: compile_template(v) for k, v in request.headers.items()},
-        body=compile_value(request.body) if request.body is not None else None,
-        query_style=request.query_style or service.upstream.query_style,
-    )
-
-
-def compile_aggregate(spec: AggregateSpec) -> CompiledAggregate:
-    metrics = {}
-    for name, text in spec.metrics.items():
-        function, field_text = parse_metric(text)
-        metrics[name] = (function, compile_expression(field_text) if field_text else None)
-    if spec.sort is not None and spec.sort not in metrics:
-        raise ValueError(f"aggregate.sort names no metric: {spec.sort!r}")
-    return CompiledAggregate(
-        by=compile_value(spec.by),
-        groups={name: compile_expression(expr) for name, expr in spec.groups.items()},
-        metrics=metrics,
-        sort=spec.sort,
-        compare_field=compile_expression(spec.compare.field) if spec.compare else None,
-        compare_days=compile_value(spec.compare.days) if spec.compare else None,
-    )
-
-
-def redaction_rules(tool: ToolSpec, service: ServiceSpec) -> RedactionRules | None:
-    policy = service.pii
-    if policy is None:
-        return None
-    return RedactionRules(
-        pseudonymise=frozenset([*policy.fields, *tool.pii.fields]),
-        drop=frozenset([*policy.drop, *tool.pii.drop]),
-        scrub_text=policy.scrub_text,
-    )
-
-
-def _with_confirmation(schema: dict[str, Any]) -> dict[str, Any]:
-    """Write tools take the confirmation token of their preview as an optional argument."""
-    properties = dict(schema["properties"])
-    properties[CONFIRMATION_ARGUMENT] = {
-        "type": "string", "maxLength": 1024,
-        "description": "Token from this tool's preview; without it the call only previews.",
-    }
-    return {**schema, "properties": properties}
-
-
-def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
-    """Compile one validated tool spec.
-
-    Raises:
-        ValueError, jmespath.exceptions.ParseError, TemplateSyntaxError: reported by the loader.
-    """
-    schema = tool.input_schema if tool.input_schema is not None else input_schema(tool.input)
-    if tool.kind == "write":
-        schema = _with_confirmation(schema)
-    wire: dict[str, Any] = {
-        "name": tool.name,
-        "description": tool.description,
-        "inputSchema": schema,
-        "annotations": derived_annotations(tool),
-    }
-    if tool.title:
-        wire["title"] = tool.title
-    budget = Budget(
-        max_items=_first(tool.response.budget, "max_items", service.budget.max_items),
-        max_bytes=_first(tool.response.budget, "max_bytes", service.budget.max_bytes),
-    )
-    if tool.response.output_schema is not None:
-        wire["outputSchema"] = tool.response.output_schema
-    collect = None
-    if tool.collect is not None:
-        pages = tool.collect.pages
-        collect = CompiledCollect(
-            request=compile_request(tool.collect.request, service),
-            items=compile_expression(tool.collect.items),
-            page_param=pages.param if pages else None,
-            page_start=pages.start if pages else 1,
-            stop_when=compile_expression(pages.stop_when) if pages and pages.stop_when else None,
-            max_pages=pages.max_pages if pages else 1,
-            max_items=tool.collect.max_items,
-            limit=compile_value(tool.collect.limit) if tool.collect.limit is not None else None,
-        )
-    policy = service.pii
-    pii_arguments: dict[tuple[str, ...], str] = {}
-    if policy is not None:
-        scopes = {"read": policy.scope, "write": policy.write_scope or policy.scope}
-        for name, prop in tool.input.items():
-            if prop.pii is not None:
-                pii_arguments[(name,)] = scopes[prop.pii]
-            nested = prop.items.properties if prop.items is not None else prop.properties
-            for key, inner in (nested or {}).items():
-                if inner.pii is not None:
-                    pii_arguments[(name, key)] = scopes[inner.pii]
-    write = tool.write
-    return CompiledTool(
-        spec=tool,
-        service=service.name,
-        input_schema=schema,
-        validator=jsonschema_rs.validator_for(schema, validate_formats=True),
-        defaults={k: p.default for k, p in tool.input.items() if "default" in p.model_fields_set},
-        wire=wire,
-        # A tool that returns nothing but personal data needs the PII scope like any other:
-        # it is not listed without it, and calling it answers 403 naming it.
-        scopes=frozenset(tool.scopes) | (frozenset({policy.scope})
-                                          if policy is not None and tool.pii.required
-                                          else frozenset()),
-        anonymous=tool.name in service.auth.anonymous_tools or not service.auth.required,
-        param_headers=bool(x_mcp_header_map(schema)),
-        checks=tuple(CompiledCheck(compile_value(c.value), c.op, compile_value(c.than),
-                                   compile_value(c.message)) for c in tool.checks),
-        lookups=tuple(_compile_lookup(name, spec, service) for name, spec in tool.lookups.items()),
-        request=compile_request(tool.request, service) if tool.request else None,
-        collect=collect,
-        conditions=tuple(CompiledCondition(compile_expression(c.field), c.op,
-                                           compile_value(c.value)) for c in tool.filter),
-        aggregate=compile_aggregate(tool.aggregate) if tool.aggregate else None,
-        select=compile_expression(tool.response.select) if tool.response.select else None,
-        extra=compile_value(tool.response.extra),
-        empty_message=(compile_template(tool.response.empty_message)
-                       if tool.response.empty_message else None),
-        content=compile_value(tool.response.content) if tool.response.content else None,
-        budget=budget,
-        paging_hint=paging_hint(set(tool.input) | set(
-            (tool.input_schema or {}).get("properties") or {})),
-        result=compile_value(tool.result) if tool.result is not None else None,
-        redaction=redaction_rules(tool, service),
-        pii_scope=policy.scope if policy else None,
-        pii_required=tool.pii.required,
-        pii_arguments=pii_arguments,
-        preview=compile_request(write.preview, service) if write and write.preview else None,
-        preview_select=(compile_expression(write.preview_select)
-                        if write and write.preview_select else None),
-    )
-
-
-def _compile_lookup(name: str, spec: LookupSpec, service: ServiceSpec) -> CompiledLookup:
-    request = compile_request(spec.request, service)
-    refs = [p.ref for p in request.path if p.ref is not None]
-    refs += value_refs(request.query) + value_refs(request.body)
-    refs += [r for t in request.headers.values() for r in t.refs]
-    return CompiledLookup(name, request, compile_expression(spec.select),
-                          frozenset(r.name for r in refs if r.source == "arg"))
-
-
-def _first(budget: Budget | None, key: str, fallback: int | None) -> int | None:
-    value = getattr(budget, key) if budget is not None else None
-    return value if value is not None else fallback

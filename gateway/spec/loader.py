@@ -1,135 +1,52 @@
-"""Spec loader: reads a tree of service folders, validates it, reports every problem with file:line.
+"""The spec loader: a tree of service folders in, one Registry out, or every problem with file:line.
 
-File reading is the only I/O; parsing, interpolation, validation and compilation are pure. A tree
-either loads whole into a Registry or raises one SpecError listing every problem found.
+Reading files is its only I/O; parsing (source.py), checks (checks.py) and compiling
+(compiler.py) are pure. Each tool is checked, compiled once, and its compiled references
+checked; a tree either loads whole or raises one SpecError listing every problem found.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import jmespath.exceptions
-import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gateway.errors import SpecError, SpecProblem
+from gateway.spec.checks import (
+    Problem,
+    check_declarations,
+    check_prompt_declarations,
+    check_prompt_references,
+    check_references,
+    check_resource_uri,
+    check_service,
+)
 from gateway.spec.compiled import (
     CompiledPrompt,
     CompiledResource,
     CompiledService,
     CompiledTool,
     Registry,
-    compile_path,
-    compile_prompt,
-    compile_resource,
-    compile_tool,
 )
-from gateway.spec.jmes import compile_expression
-from gateway.spec.models import PromptSpec, RequestSpec, ServiceSpec, SpecFile, ToolSpec
-from gateway.spec.templates import (
-    Ref,
-    TemplateSyntaxError,
-    compile_template,
-    compile_value,
-    value_refs,
+from gateway.spec.compiler import CompileProblem, compile_prompt, compile_resource, compile_tool
+from gateway.spec.models import ServiceSpec
+from gateway.spec.source import (
+    SERVICE_FILE,
+    Lines,
+    interpolate,
+    line_of,
+    pydantic_problems,
+    read_yaml,
 )
+from gateway.spec.tools import SpecFile
 
-SERVICE_FILE = "service.yaml"
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-"""libyaml's safe loader when PyYAML was built with it (about ten times faster), else Python's."""
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-Lines = dict[tuple[str | int, ...], int]
-
-
-def read_yaml(text: str, file: str) -> tuple[Any, Lines]:
-    """Parse YAML safely, keeping the line of every key and list item (1-based).
-
-    Raises:
-        SpecError: a syntax error, or a key given twice in one mapping.
-    """
-    loader = _SAFE_LOADER(text)
-    lines: Lines = {}
-    duplicates: list[SpecProblem] = []
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, {}
-        # Walk the node tree as written, before merge keys (<<) are expanded into it.
-        _walk(node, (), lines, duplicates, file)
-        data = loader.construct_document(node)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([SpecProblem(file, line, f"YAML syntax error: {problem}")]) from exc
-    finally:
-        loader.dispose()
-    if duplicates:
-        raise SpecError(duplicates)
-    return data, lines
-
-
-def _walk(
-    node: yaml.Node, path: tuple[str | int, ...], lines: Lines, dup: list[SpecProblem], file: str
-) -> None:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key == "<<":  # a merge: its keys may be overridden by the mapping's own
-                continue
-            if key in seen:
-                dup.append(SpecProblem(file, key_node.start_mark.line + 1,
-                                       f"key {key!r} is given twice"))
-            seen.add(key)
-            _walk(value_node, (*path, key), lines, dup, file)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*path, index), lines, dup, file)
-
-
-def line_of(lines: Lines, loc: tuple[str | int, ...]) -> int:
-    """The line of the deepest located ancestor of `loc`."""
-    for end in range(len(loc), -1, -1):
-        if (found := lines.get(tuple(loc[:end]))) is not None:
-            return found
-    return 1
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (jmespath and jsonschema messages span several)."""
-    return " ".join(str(exc).split())
-
-
-def interpolate(value: Any, env: Mapping[str, str]) -> Any:
-    """Replace ${VAR} and ${VAR:-default} in every string of a service.yaml value."""
-    if isinstance(value, str):
-        return _ENV.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
-    if isinstance(value, dict):
-        return {k: interpolate(v, env) for k, v in value.items()}
-    if isinstance(value, list):
-        return [interpolate(v, env) for v in value]
-    return value
-
-
-def _pydantic_problems(exc: ValidationError, file: str, lines: Lines,
-                       prefix: tuple[str | int, ...] = ()) -> list[SpecProblem]:
-    problems = []
-    for error in exc.errors():
-        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
-        where = ".".join(str(p) for p in loc) or "(top level)"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        problems.append(SpecProblem(file, line_of(lines, (*prefix, *loc)), f"{where}: {message}"))
-    return problems
+Loc = tuple[str | int, ...]
+Model = TypeVar("Model", bound=BaseModel)
+Compiled = TypeVar("Compiled")
 
 
 def load_tree(root: Path, env: Mapping[str, str]) -> Registry:
@@ -154,15 +71,24 @@ def load_tree(root: Path, env: Mapping[str, str]) -> Registry:
             problems.extend(exc.problems)
     seen: dict[str, str] = {}
     for service in services:
-        for field, key in (("endpoint", service.spec.endpoint), ("name", service.spec.name)):
-            if key in seen:
+        for key, value in (("endpoint", service.spec.endpoint), ("name", service.spec.name)):
+            if value in seen:
                 problems.append(SpecProblem(f"{service.folder}/{SERVICE_FILE}",
-                                            service.lines.get((field,), 1),
-                                            f"{field} {key!r} is already used by {seen[key]}"))
-            seen[key] = service.folder
+                                            service.lines.get((key,), 1),
+                                            f"{key} {value!r} is already used by {seen[value]}"))
+            seen[value] = service.folder
     if problems:
         raise SpecError(problems)
     return Registry(tuple(s for s in services if s.spec.enabled))
+
+
+@dataclass
+class _File:
+    """One file of a service folder, read: its model (None when unreadable) and key lines."""
+
+    name: str
+    model: Any = None
+    lines: Lines = field(default_factory=dict)
 
 
 def load_service(folder: Path, env: Mapping[str, str]) -> CompiledService:
@@ -172,251 +98,101 @@ def load_service(folder: Path, env: Mapping[str, str]) -> CompiledService:
         SpecError: with every problem of the folder.
     """
     problems: list[SpecProblem] = []
-    service_file = str(folder / SERVICE_FILE)
-    service: ServiceSpec | None = None
-    service_lines: Lines = {}
-    try:
-        data, service_lines = read_yaml(
-            (folder / SERVICE_FILE).read_text(encoding="utf-8"), service_file
-        )
-        service = ServiceSpec.model_validate(interpolate(data or {}, env))
-    except SpecError as exc:
-        problems.extend(exc.problems)
-    except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc, service_file, service_lines))
-
-    files: list[tuple[SpecFile, str, Lines]] = []
-    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-        if path.name == SERVICE_FILE:
-            continue
-        file = str(path)
-        try:
-            data, lines = read_yaml(path.read_text(encoding="utf-8"), file)
-            files.append((SpecFile.model_validate(data or {}), file, lines))
-        except SpecError as exc:
-            problems.extend(exc.problems)
-        except ValidationError as exc:
-            problems.extend(_pydantic_problems(exc, file, lines))
-    if service is None:
+    head = _read(folder / SERVICE_FILE, ServiceSpec, problems, env)
+    files = [_read(path, SpecFile, problems)
+             for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+             if path.name != SERVICE_FILE]
+    service = head.model
+    if not isinstance(service, ServiceSpec):
         raise SpecError(problems)
-    problems.extend(_check_service(service, service_file, service_lines))
-    tools: dict[str, CompiledTool] = {}
-    resources: dict[str, CompiledResource] = {}
-    prompts: dict[str, CompiledPrompt] = {}
-    for spec_file, file, lines in files:
-        for index, tool in enumerate(spec_file.tools):
-            compiled = _compile_checked(tool, service, file, lines, ("tools", index), tools,
-                                        problems, partial(compile_tool, tool, service))
-            if compiled is not None:
-                tools[tool.name] = compiled
-        for index, resource in enumerate(spec_file.resources):
-            where = ("resources", index)
-            as_tool = resource.as_tool()
-            for variable in re.findall(r"\{([^{}]*)\}", resource.uri):
-                declared = resource.input.get(variable)
-                if declared is None or declared.required is not True:
-                    problems.append(SpecProblem(file, line_of(lines, (*where, "uri")),
-                                                f"{resource.name}: URI variable {{{variable}}} "
-                                                "must be a required input"))
-            built = _compile_checked(as_tool, service, file, lines, where, resources, problems,
-                                     partial(compile_resource, resource, service))
-            if built is not None:
-                resources[resource.name] = built
-        for index, prompt in enumerate(spec_file.prompts):
-            problems_before = len(problems)
-            _check_prompt(prompt, file, lines, ("prompts", index), problems)
-            if prompt.name in prompts:
-                problems.append(SpecProblem(file, line_of(lines, ("prompts", index, "name")),
-                                            f"prompt {prompt.name!r} is defined twice"))
-            elif len(problems) == problems_before:
-                prompts[prompt.name] = compile_prompt(prompt)
-    declared_tools = {t.name for f, *_ in files for t in f.tools}
+    problems.extend(_located(head, (), check_service(service)))
+    built = _Built(service, problems)
+    for file in files:
+        if isinstance(file.model, SpecFile):
+            built.add_file(file)
+    declared_tools = {t.name for f in files if isinstance(f.model, SpecFile) for t in f.model.tools}
     problems.extend(
-        SpecProblem(service_file, line_of(service_lines, ("auth", "anonymous_tools")),
+        SpecProblem(head.name, line_of(head.lines, ("auth", "anonymous_tools")),
                     f"auth.anonymous_tools names unknown tool {name!r}")
         for name in service.auth.anonymous_tools if name not in declared_tools)
     if problems:
         raise SpecError(problems)
-    return CompiledService(spec=service, tools=tools, folder=str(folder), lines=service_lines,
-                           resources=resources, prompts=prompts)
+    return CompiledService(spec=service, tools=built.tools, folder=str(folder),
+                           lines=head.lines, resources=built.resources, prompts=built.prompts)
 
 
-Compiled = TypeVar("Compiled")
-
-
-def _compile_checked(tool: ToolSpec, service: ServiceSpec, file: str, lines: Lines,
-                     where: tuple[str | int, ...], seen: Mapping[str, object],
-                     problems: list[SpecProblem], build: Callable[[], Compiled]
-                     ) -> Compiled | None:
-    """Check a tool (or a resource's read) and compile it; None when it has problems."""
-    kind = str(where[0])[:-1]
-    if tool.name in seen:
-        problems.append(SpecProblem(file, line_of(lines, (*where, "name")),
-                                    f"{kind} {tool.name!r} is defined twice in this service"))
-        return None
-    found = _check_tool(tool, service, file, lines, where)
-    if found:
-        problems.extend(found)
-        return None
+def _read(path: Path, model: type[Model], problems: list[SpecProblem],
+          env: Mapping[str, str] | None = None) -> _File:
+    """Read and validate one file; its problems are added to `problems`."""
+    read = _File(str(path))
     try:
-        return build()
-    except (ValueError, TemplateSyntaxError, jmespath.exceptions.JMESPathError) as exc:
-        problems.append(SpecProblem(file, line_of(lines, where), f"{tool.name}: {one_line(exc)}"))
-        return None
+        data, read.lines = read_yaml(path.read_text(encoding="utf-8"), read.name)
+        read.model = model.model_validate(interpolate(data or {}, env) if env is not None
+                                          else data or {})
+    except SpecError as exc:
+        problems.extend(exc.problems)
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc, read.name, read.lines))
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        problems.append(SpecProblem(read.name, 1, f"cannot read the file: {reason}"))
+    return read
 
 
-def _check_prompt(prompt: PromptSpec, file: str, lines: Lines, where: tuple[str | int, ...],
-                  problems: list[SpecProblem]) -> None:
-    arguments = {a.name for a in prompt.arguments}
-    for index, argument in enumerate(prompt.arguments):
-        if argument.pattern is not None:
-            try:
-                re.compile(argument.pattern)
-            except re.error as exc:
-                problems.append(SpecProblem(
-                    file, line_of(lines, (*where, "arguments", index, "pattern")),
-                    f"{prompt.name}: invalid pattern: {exc}"))
-    for index, message in enumerate(prompt.messages):
-        loc = (*where, "messages", index, "text" if message.text is not None else "content")
+def _located(file: _File, where: Loc, found: list[Problem], name: str = "") -> list[SpecProblem]:
+    prefix = f"{name}: " if name else ""
+    return [SpecProblem(file.name, line_of(file.lines, (*where, *loc)), prefix + message)
+            for loc, message in found]
+
+
+class _Built:
+    """The compiled items of one service, collected file by file, with their problems."""
+
+    def __init__(self, service: ServiceSpec, problems: list[SpecProblem]) -> None:
+        self.service = service
+        self.problems = problems
+        self.tools: dict[str, CompiledTool] = {}
+        self.resources: dict[str, CompiledResource] = {}
+        self.prompts: dict[str, CompiledPrompt] = {}
+
+    def add_file(self, file: _File) -> None:
+        spec_file: SpecFile = file.model
+        service = self.service
+        for index, tool in enumerate(spec_file.tools):
+            self._add(file, ("tools", index), tool.name, self.tools,
+                      check_declarations(tool, service), partial(compile_tool, tool, service),
+                      lambda compiled: check_references(compiled, service))
+        for index, resource in enumerate(spec_file.resources):
+            read = resource.as_tool()
+            self._add(file, ("resources", index), resource.name, self.resources,
+                      [*check_resource_uri(resource.uri, read),
+                       *check_declarations(read, service)],
+                      partial(compile_resource, resource, service),
+                      lambda compiled: check_references(compiled.tool, service))
+        for index, prompt in enumerate(spec_file.prompts):
+            self._add(file, ("prompts", index), prompt.name, self.prompts,
+                      check_prompt_declarations(prompt), partial(compile_prompt, prompt),
+                      check_prompt_references)
+
+    def _add(self, file: _File, where: Loc, name: str, into: dict[str, Compiled],
+             declared: list[Problem], build: Callable[[], Compiled],
+             references: Callable[[Compiled], list[Problem]]) -> None:
+        """Check, compile once, check the compiled references; keep it only when all pass, and
+        report every problem found on the way."""
+        kind = str(where[0])[:-1]
+        if name in into:
+            self.problems.append(SpecProblem(file.name, line_of(file.lines, (*where, "name")),
+                                             f"{kind} {name!r} is defined twice in this service"))
+            return
+        self.problems.extend(_located(file, where, declared, name))
+        if any(loc[0] in ("input", "arguments") for loc, _ in declared):
+            return  # a broken pattern breaks the argument validator: said once is enough
         try:
-            refs = (compile_template(message.text).refs if message.text is not None
-                    else tuple(value_refs(compile_value(message.content))))
-        except TemplateSyntaxError as exc:
-            problems.append(SpecProblem(file, line_of(lines, loc), f"{prompt.name}: {exc}"))
-            continue
-        problems.extend(
-            SpecProblem(file, line_of(lines, loc),
-                        f"{prompt.name}: message names undeclared argument {{{ref.name}}}")
-            for ref in refs if ref.source == "arg" and ref.name not in arguments)
-
-
-def _check_service(service: ServiceSpec, file: str, lines: Lines) -> list[SpecProblem]:
-    problems = []
-    if service.auth.resolver == "introspection" and not service.auth.introspection_url:
-        problems.append(SpecProblem(file, line_of(lines, ("auth", "resolver")),
-                                    "auth.resolver introspection needs auth.introspection_url"))
-    if service.auth.token_pattern is not None:
-        try:
-            re.compile(service.auth.token_pattern)
-        except re.error as exc:
-            problems.append(SpecProblem(file, line_of(lines, ("auth", "token_pattern")),
-                                        f"auth.token_pattern: invalid regular expression: {exc}"))
-    return problems
-
-
-def _check_tool(tool: ToolSpec, service: ServiceSpec, file: str, lines: Lines,
-                where: tuple[str | int, ...]) -> list[SpecProblem]:
-    """Cross-field checks a schema cannot express."""
-    problems: list[SpecProblem] = []
-
-    def report(loc: tuple[str | int, ...], message: str) -> None:
-        problems.append(SpecProblem(file, line_of(lines, (*where, *loc)),
-                                    f"{tool.name}: {message}"))
-
-    raw_properties = (tool.input_schema or {}).get("properties") or {}
-    names = _Names(set(tool.input) | set(raw_properties) | set(tool.lookups),
-                   {"account", "subject", *service.auth.claims.extra})
-    vocabulary = {s.name for s in service.scopes}
-    for scope in tool.scopes:
-        if vocabulary and scope not in vocabulary:
-            report(("scopes",), f"scope {scope!r} is not declared in service.yaml scopes")
-    for name, prop in tool.input.items():
-        if prop.pattern is not None:
-            try:
-                re.compile(prop.pattern)
-            except re.error as exc:
-                report(("input", name, "pattern"), f"invalid pattern: {exc}")
-    if tool.response.select is not None:
-        try:
-            compile_expression(tool.response.select)
-        except (jmespath.exceptions.JMESPathError, ValueError) as exc:
-            report(("response", "select"), f"invalid JMESPath expression: {one_line(exc)}")
-    schema = tool.response.output_schema
-    if schema is not None and schema.get("type") != "object":
-        report(("response", "output_schema"), "output_schema must have type: object")
-    requests: list[tuple[tuple[str | int, ...], RequestSpec]] = []
-    if tool.request is not None:
-        requests.append((("request",), tool.request))
-    if tool.collect is not None:
-        requests.append((("collect", "request"), tool.collect.request))
-    if tool.write is not None and tool.write.preview is not None:
-        requests.append((("write", "preview"), tool.write.preview))
-    requests.extend((("lookups", name, "request"), lookup.request)
-                    for name, lookup in tool.lookups.items())
-    for loc, request in requests:
-        _check_request(request, loc, tool, names, report)
-    values: list[tuple[tuple[str | int, ...], Any]] = [
-        (("result",), tool.result), (("response", "extra"), tool.response.extra),
-        (("response", "empty_message"), tool.response.empty_message),
-        (("response", "content"), tool.response.content)]
-    if tool.collect is not None:
-        values.append((("collect", "limit"), tool.collect.limit))
-    values += [(("filter", i, "value"), c.value) for i, c in enumerate(tool.filter)]
-    for index, check in enumerate(tool.checks):
-        values += [(("checks", index, key), getattr(check, key))
-                   for key in ("value", "than", "message")]
-    if tool.aggregate is not None:
-        values.append((("aggregate", "by"), tool.aggregate.by))
-        if tool.aggregate.compare is not None:
-            values.append((("aggregate", "compare", "days"), tool.aggregate.compare.days))
-    for loc, value in values:
-        _check_refs(value, loc, names, report)
-    return problems
-
-
-Report = Callable[[tuple[str | int, ...], str], None]
-
-
-@dataclass(frozen=True)
-class _Names:
-    """What templates of one tool may refer to."""
-
-    arguments: set[str]
-    principal: set[str]
-
-
-def _check_refs(value: Any, loc: tuple[str | int, ...], names: _Names, report: Report) -> None:
-    try:
-        compiled = compile_value(value)
-    except TemplateSyntaxError as exc:
-        report(loc, str(exc))
-        return
-    for ref in value_refs(compiled):
-        _check_ref(ref, loc, names, report)
-
-
-def _check_ref(ref: Ref, loc: tuple[str | int, ...], names: _Names, report: Report) -> None:
-    if ref.source == "arg" and ref.name not in names.arguments:
-        report(loc, f"{loc[-1]} names undeclared argument {{{ref.name}}}")
-    elif ref.source == "principal" and ref.name not in names.principal:
-        known = ", ".join(sorted(names.principal))
-        report(loc, f"{{principal.{ref.name}}}: the principal has only {known}")
-
-
-def _check_request(request: RequestSpec, loc: tuple[str | int, ...], tool: ToolSpec,
-                   names: _Names, report: Report) -> None:
-    try:
-        path = compile_path(request.path)
-    except (ValueError, TemplateSyntaxError) as exc:
-        report((*loc, "path"), str(exc))
-        path = ()
-    for part in path:
-        if part.ref is None:
-            continue
-        if part.ref.source != "arg":
-            _check_ref(part.ref, (*loc, "path"), names, report)
-            continue
-        name = part.ref.name
-        if name not in names.arguments:
-            report((*loc, "path"), f"path names undeclared argument {{{name}}}")
-        elif name in tool.lookups and loc[0] == "lookups":
-            report((*loc, "path"), f"a lookup's path cannot need a looked-up value {{{name}}}")
-        elif name in tool.lookups or loc[0] == "lookups":
-            # Filled by a lookup (absent only when it could not run), or the path of a lookup,
-            # which runs only when every argument it names was given.
-            continue
-        elif not (tool.input[name].required is True
-                  or "default" in tool.input[name].model_fields_set):
-            report((*loc, "path"), f"path argument {{{name}}} must be required or have a default")
-    for key in ("query", "body", "headers"):
-        _check_refs(getattr(request, key), (*loc, key), names, report)
+            compiled = build()
+        except CompileProblem as exc:
+            self.problems.extend(_located(file, where, [(exc.loc, exc.message)], name))
+            return
+        found = references(compiled)
+        self.problems.extend(_located(file, where, found, name))
+        if not declared and not found:
+            into[name] = compiled

@@ -58,7 +58,8 @@ class Ref:
     fallbacks: tuple[Ref, ...] = ()
     """Tried in order when this reference is absent."""
     case: str | None = None
-    """"lower" or "upper": applied to a text value."""
+    """The filter after `|`: "lower" or "upper" change a text's case, "list" splits a
+    comma-separated text into a list."""
 
 
 @dataclass(frozen=True, slots=True)

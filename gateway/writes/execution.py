@@ -14,14 +14,15 @@ from typing import Any
 
 import structlog
 
-from gateway.auth.principal import Principal
+from gateway.calls.context import Caller
 from gateway.calls.lookups import fill
 from gateway.calls.shaping import select
 from gateway.errors import ToolExecutionError, UpstreamError
-from gateway.spec.compiled import CompiledRequest, CompiledService, CompiledTool
+from gateway.spec.compiled import CompiledRequest, CompiledTool
 from gateway.spec.jmes import search
 from gateway.spec.templates import RenderContext
-from gateway.upstream.client import Upstream, UpstreamRequest, UpstreamResponse, build_request
+from gateway.upstream.client import Upstream
+from gateway.upstream.requests import UpstreamRequest, build_request
 from gateway.writes.audit import AuditLog
 from gateway.writes.confirmations import (
     CONFIRMATION_ARGUMENT,
@@ -41,11 +42,9 @@ class _Call:
     """One write call: who, what, and the digest of exactly the arguments the caller gave."""
 
     tool: CompiledTool
-    service: CompiledService
-    principal: Principal
+    caller: Caller
     arguments: dict[str, Any]
     digest: str
-    traceparent: str | None
 
 
 @dataclass(frozen=True)
@@ -65,17 +64,15 @@ class WriteCalls:
         self._key = key
         self._clock = clock
 
-    async def call(self, tool: CompiledTool, service: CompiledService, principal: Principal,
-                   ctx: RenderContext, redact: Redactor, *,
-                   traceparent: str | None) -> WriteOutcome:
+    async def call(self, tool: CompiledTool, caller: Caller, ctx: RenderContext,
+                   redact: Redactor) -> WriteOutcome:
         """Raises:
             ToolExecutionError: a refused confirmation, the rate limit, or an upstream failure.
         """
         token = ctx.arguments.get(CONFIRMATION_ARGUMENT)
         arguments = {k: v for k, v in ctx.arguments.items() if k != CONFIRMATION_ARGUMENT}
         ctx = replace(ctx, arguments=arguments)
-        call = _Call(tool, service, principal, arguments,
-                     arguments_digest(tool.name, arguments), traceparent)
+        call = _Call(tool, caller, arguments, arguments_digest(tool.name, arguments))
         if token is None:
             return await self._preview(call, ctx, redact)
         return await self._execute(call, ctx, redact, token)
@@ -83,31 +80,23 @@ class WriteCalls:
     async def _prepared(self, call: _Call, ctx: RenderContext) -> RenderContext:
         """Lookups filled, then the preview read (the current state) as `current`."""
         async def send(request: CompiledRequest, in_ctx: RenderContext) -> Any:
-            return (await self._send(request, call.service, call.principal, in_ctx,
-                                     call.traceparent)).body
+            return (await self._upstream.send_spec(request, call.caller, in_ctx)).body
 
         ctx = await fill(call.tool, ctx, send)
-        if call.tool.preview is None:
+        preview = call.tool.preview
+        if preview is None:
             return ctx
-        body = await send(call.tool.preview, ctx)
-        selected = search(call.tool.preview_select, body) if call.tool.preview_select else body
-        return replace(ctx, current=selected)
-
-    async def _send(self, request: CompiledRequest, service: CompiledService,
-                    principal: Principal, ctx: RenderContext,
-                    traceparent: str | None) -> UpstreamResponse:
-        return await self._upstream.send_spec(request, service.spec, ctx, principal.token,
-                                              traceparent=traceparent)
+        body = await send(preview.request, ctx)
+        return replace(ctx, current=search(preview.select, body) if preview.select else body)
 
     async def _preview(self, call: _Call, ctx: RenderContext,
                        redact: Redactor) -> WriteOutcome:
-        tool, service, principal = call.tool, call.service, call.principal
+        tool, caller = call.tool, call.caller
         ctx = await self._prepared(call, ctx)
-        assert tool.request is not None  # noqa: S101 - the loader requires it for writes
-        would_send = build_request(tool.request, service.spec, ctx, None)
+        would_send = build_request(_write_request(tool), caller.upstream, ctx, None)
         confirmation = issue(self._key, tool=tool.name, arguments=call.arguments,
-                             subject=principal.subject, account=principal.account,
-                             now=self._clock(), ttl_s=service.spec.writes.confirm_ttl_s)
+                             subject=caller.subject, account=caller.account,
+                             now=self._clock(), ttl_s=caller.writes.confirm_ttl_s)
         self._record(call, "preview", "previewed")
         expires = datetime.fromtimestamp(confirmation.expires_at, UTC)
         result: dict[str, Any] = {
@@ -126,12 +115,11 @@ class WriteCalls:
 
     async def _execute(self, call: _Call, ctx: RenderContext, redact: Redactor,
                        token: Any) -> WriteOutcome:
-        tool, service, principal = call.tool, call.service, call.principal
+        tool, caller = call.tool, call.caller
         now = self._clock()
         try:
             nonce, expires_at = verify(self._key, token, tool=tool.name, arguments=call.arguments,
-                                       subject=principal.subject, account=principal.account,
-                                       now=now)
+                                       subject=caller.subject, account=caller.account, now=now)
         except ConfirmationRefused as refused:
             self._record(call, "execute", "refused", reason=refused.reason)
             raise ToolExecutionError(f"Not executed. {refused.reason}") from refused
@@ -142,8 +130,8 @@ class WriteCalls:
             self._record(call, "execute", "refused", reason="reused")
             raise ToolExecutionError("Not executed. The confirmation token was already used; "
                                      "preview the change again.")
-        policy = service.spec.writes
-        bucket = f"writes:{service.name}:{principal.account or principal.subject or 'anonymous'}"
+        policy = caller.writes
+        bucket = f"writes:{caller.service}:{caller.tenant}"
         wait = await self._limits.take(bucket, policy.per_account_per_minute,
                                        policy.per_account_per_minute / 60.0, now)
         if wait > 0:
@@ -153,10 +141,9 @@ class WriteCalls:
                 f"Not executed. This account's write limit ({policy.per_account_per_minute} a "
                 f"minute) is reached; retry in {max(1, round(wait))} seconds with the same token.",
                 retry_after_s=wait)
-        assert tool.request is not None  # noqa: S101 - the loader requires it for writes
         try:
             ctx = await self._prepared(call, ctx)
-            response = await self._send(tool.request, service, principal, ctx, call.traceparent)
+            response = await self._upstream.send_spec(_write_request(tool), caller, ctx)
         except UpstreamError as failed:
             self._record(call, "execute", "failed", upstream_status=failed.status)
             raise
@@ -165,19 +152,26 @@ class WriteCalls:
             raise
         self._record(call, "execute", "done", upstream_status=response.status)
         return WriteOutcome({"status": "done", "changed": True,
-                             "result": redact(select(tool.select, response.body))},
+                             "result": redact(select(tool.shape.select, response.body))},
                             response.status)
 
     def _record(self, call: _Call, phase: str, outcome: str, **extra: Any) -> None:
         request_id = structlog.contextvars.get_contextvars().get("request_id")
-        record = self._audit.write(request_id=request_id, service=call.service.name,
+        record = self._audit.write(request_id=request_id, service=call.caller.service,
                                    tool=call.tool.name, phase=phase, outcome=outcome,
-                                   subject=call.principal.subject,
-                                   account=call.principal.account,
+                                   subject=call.caller.subject,
+                                   account=call.caller.account,
                                    arguments_digest=call.digest,
                                    **{"upstream_status": None, "reason": None, **extra})
         if not self._audit.to_file:
             structlog.get_logger("gateway.writes.audit").info("audit", **record)
+
+
+def _write_request(tool: CompiledTool) -> CompiledRequest:
+    """The one request a write sends (the spec model gives every write tool a `request`)."""
+    if tool.request is None:
+        raise ValueError(f"write tool {tool.name} has no request")
+    return tool.request
 
 
 def _describe(request: UpstreamRequest) -> dict[str, Any]:

@@ -1,0 +1,74 @@
+"""Derived tools: read items page by page (bounded by the spec), then filter and aggregate them.
+
+The paging loop is here; what a page is comes in as `fetch_page`, so this module does no I/O of
+its own. Filtering and aggregation are the pure functions of derive.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from gateway.calls.derive import active_conditions, aggregate, matches
+from gateway.errors import ResponseShapeError, ToolExecutionError
+from gateway.spec.compiled import CollectSource
+from gateway.spec.jmes import search
+from gateway.spec.templates import RenderContext, render_value
+
+FetchPage = Callable[[Mapping[str, Any] | None], Awaitable[Any]]
+"""Sends the source's request with extra query parameters (the page) and returns the body."""
+
+
+async def collect_items(source: CollectSource, fetch_page: FetchPage
+                        ) -> tuple[list[Any], int, bool]:
+    """The items of the pages read, how many pages were read, and whether that was all of them.
+
+    Raises:
+        ResponseShapeError: a page whose items are not a list.
+        ToolExecutionError: any upstream failure of a page.
+    """
+    items: list[Any] = []
+    pages = 0
+    page = source.page_start
+    while pages < source.max_pages:
+        body = await fetch_page({source.page_param: page} if source.page_param else None)
+        pages += 1
+        found = search(source.items, body)
+        if found is None:
+            found = []
+        if not isinstance(found, list):
+            raise ResponseShapeError("The upstream page did not hold a list of items.")
+        items.extend(found)
+        last = (source.page_param is None or not found
+                or (source.stop_when is not None and bool(search(source.stop_when, body))))
+        if last or len(items) >= source.max_items:
+            return items[:source.max_items], pages, last and len(items) <= source.max_items
+        page += 1
+    return items, pages, False
+
+
+async def derived(source: CollectSource, ctx: RenderContext,
+                  fetch_page: FetchPage) -> dict[str, Any]:
+    """Collect, keep the items the conditions match, then aggregate them or list them.
+
+    Raises:
+        ToolExecutionError: a page could not be read, or the aggregation was asked for a group
+            that does not exist.
+    """
+    items, pages, complete = await collect_items(source, fetch_page)
+    conditions = active_conditions(source.conditions, ctx)
+    kept = [item for item in items if matches(item, conditions)]
+    coverage: dict[str, Any] = {"pages_read": pages, "items_scanned": len(items),
+                                "complete": complete}
+    if not complete:
+        coverage["note"] = (f"Only the first {pages} page(s) were read; narrow the date "
+                            "window or filters for a complete answer.")
+    if source.aggregate is not None:
+        try:
+            summary = aggregate(kept, source.aggregate, ctx)
+        except ValueError as exc:
+            raise ToolExecutionError(str(exc)) from exc
+        return {**summary, "items_matched": len(kept), **coverage}
+    limit = render_value(source.limit, ctx) if source.limit is not None else None
+    shown = kept[:limit] if isinstance(limit, int) and limit >= 0 else kept
+    return {"items": shown, "items_matched": len(kept), **coverage}

@@ -1,0 +1,55 @@
+"""The per-call context handed down a call's pipeline: who calls, which service, which trace. Pure.
+
+Built once per request from the verified principal, so no step below the endpoint needs the
+whole principal or the whole service, and no value a model sends can stand in for one of these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gateway.auth.principal import Principal
+from gateway.spec.compiled import CompiledService
+from gateway.spec.models import UpstreamSpec, WritePolicy
+from gateway.spec.templates import RenderContext
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """One verified caller of one service, for the length of one request."""
+
+    service: str
+    upstream: UpstreamSpec
+    """Where the service's requests go and how the caller's credential is sent there."""
+    writes: WritePolicy
+    token: str | None
+    subject: str | None
+    account: str | None
+    scopes: frozenset[str]
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    """What templates see as {principal.<field>}: account, subject and the mapped claims."""
+    traceparent: str | None = None
+    """The W3C trace context to carry upstream."""
+
+    @classmethod
+    def of(cls, service: CompiledService, principal: Principal,
+           traceparent: str | None = None) -> Caller:
+        return cls(service.name, service.spec.upstream, service.spec.writes, principal.token,
+                   principal.subject, principal.account, principal.scopes,
+                   {**principal.extra, "account": principal.account,
+                    "subject": principal.subject}, traceparent)
+
+    @property
+    def anonymous(self) -> bool:
+        return self.token is None
+
+    @property
+    def tenant(self) -> str:
+        """Whose budget a write spends: the account, else the user."""
+        return self.account or self.subject or "anonymous"
+
+    def render_context(self, arguments: Mapping[str, Any], now: datetime) -> RenderContext:
+        return RenderContext(arguments, self.fields, now)

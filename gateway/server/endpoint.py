@@ -1,0 +1,187 @@
+"""POST <service endpoint>: one JSON-RPC message in, one answer out.
+
+Each request passes the guards in the order the transport spec implies: Origin (403), HTTP
+method (405), Content-Type (415), Accept (406), size (413), JSON (400); then it is parsed and
+routed, its credential checked (401) before any routing refusal is answered, and the method
+table runs it. One log event per request.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterator
+from typing import Any, Final
+
+import orjson
+import structlog
+from aiohttp import web
+
+from gateway.auth.bearer import bearer_token, challenge
+from gateway.auth.principal import ANONYMOUS, Principal
+from gateway.calls.context import Caller
+from gateway.errors import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    AuthError,
+    AuthUnavailable,
+    InsufficientScope,
+    ProtocolError,
+)
+from gateway.protocol.envelope import Envelope, Era, decode, parse
+from gateway.protocol.methods import MethodCall, dispatch, needs_credential
+from gateway.protocol.replies import (
+    encode_reply,
+    error_body,
+    error_reply,
+    http_status,
+    internal_error,
+)
+from gateway.server.discovery import public_base, resource_metadata_url
+from gateway.server.origin import origin_allowed
+from gateway.server.state import CALLS, REGISTRY, RESOLVER, SETTINGS, SHAPED
+from gateway.spec.compiled import CompiledService
+
+log = structlog.get_logger("gateway")
+JSON: Final = "application/json"
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type=JSON,
+                        headers=headers)
+
+
+def _refused(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return _json(error_reply(INVALID_REQUEST, message), status, headers)
+
+
+async def mcp_endpoint(request: web.Request) -> web.Response:
+    """The MCP endpoint of whichever service the path names."""
+    service = request.app[REGISTRY].by_endpoint.get(request.path)
+    if service is None:
+        return web.json_response({"error": "not_found", "path": request.path}, status=404)
+    settings = request.app[SETTINGS]
+    if not origin_allowed(request.headers.get("Origin"), settings):
+        return _refused(403, "Origin not allowed")
+    if request.method != "POST":
+        return _refused(405, "Method not allowed: use POST", {"Allow": "POST"})
+    if request.content_type != JSON:
+        return _refused(415, "Content-Type must be application/json")
+    if not _accepts_json(request.headers.get("Accept")):
+        return _refused(406, "Accept must include application/json and text/event-stream")
+    if (request.content_length or 0) > settings.max_body_bytes:
+        return _refused(413, "Request body too large")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _refused(413, "Request body too large")
+    started = time.perf_counter()
+    try:
+        data = decode(raw, max_depth=settings.max_json_depth)
+    except ProtocolError as exc:
+        return _json(error_body(exc), http_status(exc, "legacy"))
+    return await _serve(request, service, data, started)
+
+
+@functools.lru_cache(maxsize=256)  # a client sends the same Accept on every request
+def _accepts_json(accept: str | None) -> bool:
+    if accept is None:
+        return True
+    kinds = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    return bool(kinds & {JSON, "application/*", "*/*"})
+
+
+async def _serve(request: web.Request, service: CompiledService, data: Any,
+                 started: float) -> web.Response:
+    headers = request.headers  # case-insensitive, and it keeps repeated headers
+    parsed = parse(data, headers, _raw_headers(request))
+    envelope = parsed.envelope
+    event = _Event(service.name, envelope, started)
+    try:
+        principal = await _principal(request, service, envelope)
+        if parsed.rejection is not None:
+            raise parsed.rejection
+        inbound = parsed.inbound
+        if inbound is None or inbound.is_notification:
+            return web.Response(status=202)
+        event.era = inbound.era
+        caller = Caller.of(service, principal, headers.get("traceparent"))
+        outcome = await dispatch(request.app[CALLS], MethodCall(inbound, service, caller, headers))
+        shaped = request.app[SHAPED]
+        body = encode_reply(inbound, service, outcome, shaped)
+        event.log("error" if outcome.result.get("isError") else "ok", outcome.upstream_status)
+        return web.Response(body=body, content_type=JSON)
+    except AuthError as exc:
+        event.log(exc.error or "unauthenticated")
+        return _auth_failure(request, service, exc, envelope.id)
+    except AuthUnavailable as exc:
+        event.log("auth_unavailable")
+        return _json(error_reply(INTERNAL_ERROR, str(exc), envelope.id), 503,
+                     {"Retry-After": "5"})
+    except ProtocolError as exc:
+        if exc.request_id is None:
+            exc.request_id = envelope.id
+        event.log(f"protocol_error {exc.code}")
+        return _json(error_body(exc), http_status(exc, event.era))
+    except Exception:
+        log.exception("unhandled_error", service=service.name, method=envelope.method)
+        return _json(internal_error(envelope.id))
+
+
+async def _principal(request: web.Request, service: CompiledService,
+                     envelope: Envelope) -> Principal:
+    """The verified caller. Methods that need none (initialize, discover, ping, the anonymous
+    tools) still work with a missing, bad or uncheckable token, so a client can always connect
+    and prove the server is reachable.
+
+    Raises:
+        AuthError, AuthUnavailable: only when the request needs a credential.
+    """
+    needed = needs_credential(envelope, service)
+    try:
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is not None:
+            return await request.app[RESOLVER].resolve(
+                service, token, public_base(request) + service.spec.endpoint)
+    except (AuthError, AuthUnavailable):
+        if needed:
+            raise
+        return ANONYMOUS
+    if needed:
+        raise AuthError(f"{service.spec.title} needs a bearer token for "
+                        f"{envelope.method or 'this'}")
+    return ANONYMOUS
+
+
+def _auth_failure(request: web.Request, service: CompiledService, exc: AuthError,
+                  request_id: Any) -> web.Response:
+    default_scope = " ".join(s.name for s in service.spec.scopes)
+    status = 403 if isinstance(exc, InsufficientScope) else 401
+    data: dict[str, Any] = {"reason": exc.error or "missing_token"}
+    if isinstance(exc, InsufficientScope):
+        data["required_scopes"] = exc.missing
+    body = error_reply(INVALID_REQUEST, exc.description, request_id, data)
+    return _json(body, status, {"WWW-Authenticate": challenge(
+        exc, resource_metadata_url(request, service), default_scope)})
+
+
+def _raw_headers(request: web.Request) -> Iterator[tuple[str, str]]:
+    """Header lines as sent, so a repeated routing header can be seen; decoded when read."""
+    return ((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers)
+
+
+class _Event:
+    """The one log event of a request: what it asked, how it ended, how long it took."""
+
+    __slots__ = ("envelope", "era", "service", "started")
+
+    def __init__(self, service: str, envelope: Envelope, started: float) -> None:
+        self.service = service
+        self.envelope = envelope
+        self.started = started
+        self.era: Era = "legacy"
+
+    def log(self, outcome: str, upstream_status: int | None = None) -> None:
+        log.info("mcp_request", service=self.service, method=self.envelope.method,
+                 tool=self.envelope.tool, outcome=outcome, upstream_status=upstream_status,
+                 duration_ms=round((time.perf_counter() - self.started) * 1000, 2))

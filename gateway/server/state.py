@@ -1,0 +1,33 @@
+"""The typed keys of the gateway app's state: what create_app and its lifecycle put in, and the
+handlers read. Nothing here is per request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Final
+
+from aiohttp import web
+from cachetools import LRUCache, TTLCache
+
+from gateway.auth.resolver import TokenResolver
+from gateway.calls.pipeline import Calls
+from gateway.settings import Settings
+from gateway.spec.compiled import Registry
+from gateway.upstream.client import Upstream
+from gateway.upstream.wire import Wire
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+REGISTRY: Final = web.AppKey("registry", Registry)
+"""The spec tree the app serves."""
+CLOCK: Final = web.AppKey[Callable[[], datetime]]("clock")
+WIRE: Final = web.AppKey[Wire]("wire")
+"""An upstream client given to create_app instead of the one the settings choose."""
+CALLS: Final = web.AppKey("calls", Calls)
+"""The call pipeline; present once startup has opened the edges it needs."""
+RESOLVER: Final = web.AppKey("resolver", TokenResolver)
+UPSTREAM: Final = web.AppKey("upstream", Upstream)
+SHAPED: Final = web.AppKey("shaped", LRUCache[Any, bytes])
+"""Version-shaped results reused across calls (tools/list per scope set); bounded."""
+AS_METADATA: Final = web.AppKey("as_metadata", TTLCache[str, dict[str, Any]])
+"""Relayed authorization-server metadata documents, by source URL; bounded and short-lived."""

@@ -1,0 +1,293 @@
+"""The spec format, version 1: tools, resources and prompts of a service folder's files.
+Frozen pydantic models, unknown keys refused. Pure; service.yaml's models are in models.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    Field,
+    model_validator,
+)
+
+from gateway.spec.cases import ToolTestCase
+from gateway.spec.models import NAME_PATTERN, Budget, HttpMethod, JsonType, QueryStyle, SpecModel
+
+
+class InputProperty(SpecModel):
+    """One argument (a JSON Schema subset), or the items/properties of one."""
+
+    type: JsonType | list[JsonType] | None = None
+    description: str | None = None
+    title: str | None = None
+    enum: list[Any] | None = None
+    const: Any = None
+    default: Any = None
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    exclusive_minimum: int | float | None = Field(None, alias="exclusiveMinimum")
+    exclusive_maximum: int | float | None = Field(None, alias="exclusiveMaximum")
+    min_length: int | None = Field(None, alias="minLength", ge=0)
+    max_length: int | None = Field(None, alias="maxLength", ge=0)
+    pattern: str | None = None
+    format: Literal["date", "date-time", "email", "uuid", "uri"] | None = None
+    items: InputProperty | None = None
+    min_items: int | None = Field(None, alias="minItems", ge=0)
+    max_items: int | None = Field(None, alias="maxItems", ge=0)
+    unique_items: bool | None = Field(None, alias="uniqueItems")
+    properties: dict[str, InputProperty] | None = None
+    additional_properties: bool = Field(False, alias="additionalProperties")
+    required: bool | list[str] = False
+    """On an argument: whether it must be given. On an object: JSON Schema's list of keys."""
+    examples: list[Any] | None = None
+    pii: Literal["read", "write"] | None = None
+    """Giving this argument needs the service's PII read (or write) scope, e.g. search by email."""
+
+
+class RequestSpec(SpecModel):
+    """How arguments become one upstream request."""
+
+    method: HttpMethod = "GET"
+    path: str = Field(pattern=r"^/")
+    """Path below the upstream base URL; `{arg}` parameters are always percent-encoded."""
+    query: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    body: Any = None
+    """A JSON body template (objects, lists, scalars and template strings)."""
+    query_style: QueryStyle | None = None
+
+
+class CheckSpec(SpecModel):
+    """A rule the arguments must keep, or the call is refused with `message` (a tool error the
+    model reads, before anything is sent upstream)."""
+
+    value: Any
+    """A template; when it renders absent the rule does not apply."""
+    op: Literal["eq", "ne", "contains", "in", "gte", "lte", "gt", "lt", "exists"]
+    than: Any
+    """A template (or a literal) to compare with."""
+    message: str
+    """A template stating the rule, e.g. 'date_range_start may reach back at most 12 months'."""
+
+
+class ResponseSpec(SpecModel):
+    """The response pipeline: select -> budget -> render."""
+
+    select: str | None = None
+    """A JMESPath expression over the upstream JSON body; its value is the tool result."""
+    extra: dict[str, Any] = {}
+    """Templates merged into the result after select, e.g. the effective date window."""
+    content: list[dict[str, Any]] | None = None
+    """The result's content blocks instead of the default (its JSON as text): templates such
+    as {type: image, data: '...', mimeType: image/png} or {type: text, text: 'Hi {name}'}.
+    structuredContent is still the result."""
+    empty_message: str | None = None
+    """When the selected result is empty (null, [] or {}), fail with this message (a template)
+    instead, e.g. 'No form {form_uuid} in this project'."""
+    budget: Budget | None = None
+    output_schema: dict[str, Any] | None = None
+    """Published as the tool's outputSchema; must describe an object."""
+
+
+class PagesSpec(SpecModel):
+    """How `collect` walks pages: one query parameter counts up until a stop condition."""
+
+    param: str = "page"
+    start: int = Field(1, ge=0)
+    stop_when: str | None = None
+    """A JMESPath over a page's body; when true, that page is the last."""
+    max_pages: int = Field(10, ge=1, le=100)
+
+
+class CollectSpec(SpecModel):
+    """Read items from (paged) upstream requests, for tools computed by the gateway."""
+
+    request: RequestSpec
+    items: str
+    """A JMESPath giving the list of items of one page."""
+    pages: PagesSpec | None = None
+    max_items: int = Field(10_000, ge=1, le=100_000)
+    """Stop reading once this many items were collected."""
+    limit: Any = None
+    """How many of the kept items to return (a template such as '{limit}'); all when absent.
+    The count of all kept items is still reported as items_matched."""
+
+
+class ConditionSpec(SpecModel):
+    """Keep an item when `field` (a JMESPath on it) compares to `value` (a template)."""
+
+    field: str
+    op: Literal["eq", "ne", "contains", "in", "gte", "lte", "gt", "lt", "exists"]
+    value: Any
+    """A template; when it renders absent (an optional argument not given) the condition is off."""
+
+
+class CompareSpec(SpecModel):
+    """Compare each group over the last `days` with the `days` before (period over period)."""
+
+    field: str
+    """A JMESPath giving an item's ISO date or timestamp."""
+    days: Any
+    """A template or number: the length of each period in days."""
+
+
+class AggregateSpec(SpecModel):
+    """Group the kept items and compute metrics per group."""
+
+    by: str
+    """A template naming one of `groups`, e.g. '{group_by}'."""
+    groups: dict[str, str]
+    """Group name -> JMESPath giving an item's group key (a list puts it in several groups)."""
+    metrics: dict[str, str] = {"count": "count"}
+    """Name -> count, or avg/sum/min/max/nps/distinct(JMESPath)."""
+    sort: str | None = None
+    """Metric to sort groups by, descending (default: count)."""
+    compare: CompareSpec | None = None
+    """Adds previous_<metric> and change_<metric> to every group."""
+
+
+class LookupSpec(SpecModel):
+    """Fill a value the call did not give from a read, e.g. a default group's id, or a team
+    member's email from the id the model knows."""
+
+    request: RequestSpec
+    select: str
+    """A JMESPath over the read's body giving the value."""
+
+
+class ToolPii(SpecModel):
+    """A tool's own additions to the service's PII policy."""
+
+    fields: list[str] = []
+    drop: list[str] = []
+    required: bool = False
+    """The tool returns nothing but personal data: it needs the PII scope outright."""
+
+
+class WriteSpec(SpecModel):
+    """What a write tool shows in its preview."""
+
+    preview: RequestSpec | None = None
+    """A read whose result shows the current state; available to the write as `current`."""
+    preview_select: str | None = None
+
+
+class Annotations(SpecModel):
+    """MCP tool annotations; derived from `kind` unless given here."""
+
+    read_only_hint: bool | None = Field(None, alias="readOnlyHint")
+    destructive_hint: bool | None = Field(None, alias="destructiveHint")
+    idempotent_hint: bool | None = Field(None, alias="idempotentHint")
+    open_world_hint: bool | None = Field(None, alias="openWorldHint")
+
+
+class ReadSpec(SpecModel):
+    """What tools and resources share: their arguments and how the answer is obtained."""
+
+    input: dict[str, InputProperty] = {}
+    input_schema: dict[str, Any] | None = None
+    """A full JSON Schema (2020-12) for the arguments instead of `input`, published as is."""
+    checks: list[CheckSpec] = []
+    """Rules over the arguments (and the principal) checked before anything is sent."""
+    lookups: dict[str, LookupSpec] = {}
+    """name -> a read that fills `{name}` when the call gives no such argument. It runs only when
+    every argument its request names is given; otherwise `{name}` stays absent."""
+    request: RequestSpec | None = None
+    collect: CollectSpec | None = None
+    filter: list[ConditionSpec] = []
+    aggregate: AggregateSpec | None = None
+    response: ResponseSpec = ResponseSpec()
+    result: Any = None
+    """For reads answered by the gateway itself (no `request`): a result template."""
+    pii: ToolPii = ToolPii()
+
+
+class ToolSpec(ReadSpec):
+    name: str = Field(pattern=NAME_PATTERN)
+    title: str | None = None
+    kind: Literal["read", "write", "meta"]
+    description: str
+    scopes: list[str] = []
+    annotations: Annotations | None = None
+    write: WriteSpec | None = None
+    tests: list[ToolTestCase] = []
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ToolSpec:
+        sources = [s for s in (self.request, self.collect, self.result) if s is not None]
+        if len(sources) != 1:
+            raise ValueError("a tool needs exactly one of `request` (one upstream call), "
+                             "`collect` (paged reads) or `result` (answered by the gateway)")
+        if (self.filter or self.aggregate) and self.collect is None:
+            raise ValueError("`filter` and `aggregate` work on `collect`ed items")
+        if self.write is not None and self.kind != "write":
+            raise ValueError("`write` is for tools of kind: write")
+        if self.kind == "write" and self.request is None:
+            raise ValueError("a write tool sends one `request`")
+        return self
+
+
+class ResourceSpec(ReadSpec):
+    """A resource read by URI: a read tool addressed as `uri` (fixed, or a template whose
+    `{name}` parts are arguments declared in `input`)."""
+
+    uri: str = Field(pattern=r"^[a-z][a-z0-9+.-]*://\S+$")
+    name: str = Field(pattern=NAME_PATTERN)
+    title: str | None = None
+    description: str = ""
+    mime_type: str = "application/json"
+    scopes: list[str] = []
+    text: str | None = None
+    """A template giving the resource's text instead of its result's JSON."""
+    blob: str | None = None
+    """A template giving base64 data: the resource is binary (`blob` contents)."""
+
+    def as_tool(self) -> ToolSpec:
+        """The read this resource stands for, compiled and run like a tool."""
+        fields = self.model_dump(exclude={"uri", "mime_type", "text", "blob"}, by_alias=True,
+                                 exclude_defaults=True)
+        return ToolSpec.model_validate({**fields, "kind": "read",
+                                        "description": self.description or self.name})
+
+
+class PromptArgumentSpec(SpecModel):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    description: str = ""
+    required: bool = False
+    pattern: str | None = None
+    """A regular expression the value must match."""
+    max_length: int = Field(500, ge=1, le=10_000)
+
+
+class PromptMessageSpec(SpecModel):
+    role: Literal["user", "assistant"] = "user"
+    text: str | None = None
+    """A template over the prompt's arguments; `{arg ?? 'text'}` gives optional ones a default."""
+    content: dict[str, Any] | None = None
+    """Any other content block instead of text, as templates: {type: image, data, mimeType} or
+    {type: resource, resource: {uri: '{resourceUri}', mimeType: text/plain, text: '...'}}."""
+
+    @model_validator(mode="after")
+    def _text_or_content(self) -> PromptMessageSpec:
+        if (self.text is None) == (self.content is None):
+            raise ValueError("a message needs exactly one of `text` or `content`")
+        return self
+
+
+class PromptSpec(SpecModel):
+    name: str = Field(pattern=NAME_PATTERN)
+    title: str | None = None
+    description: str = ""
+    scopes: list[str] = []
+    arguments: list[PromptArgumentSpec] = []
+    messages: list[PromptMessageSpec] = Field(min_length=1)
+
+
+class SpecFile(SpecModel):
+    """Any file of a service folder other than service.yaml."""
+
+    version: Literal[1] = 1
+    tools: list[ToolSpec] = []
+    resources: list[ResourceSpec] = []
+    prompts: list[PromptSpec] = []

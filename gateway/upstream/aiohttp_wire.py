@@ -1,0 +1,61 @@
+"""The default upstream client: aiohttp's client and pool behind the Wire interface. An edge.
+
+On one `list_feedback` page it costs about 0.35 ms of CPU per call where httpx costs about 1 ms,
+and its pool holds its throughput as concurrency rises (bench/README.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import aiohttp
+from yarl import URL
+
+from gateway.errors import WireError
+from gateway.settings import Settings
+from gateway.upstream.wire import CHUNK, Answer, read_bounded
+
+
+class AiohttpWire:
+    """aiohttp's client: one session, created lazily on the running loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            settings = self._settings
+            connector = aiohttp.TCPConnector(limit=settings.upstream_max_connections,
+                                             ttl_dns_cache=300, keepalive_timeout=30.0)
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("User-Agent",),
+                timeout=aiohttp.ClientTimeout(total=None,
+                                              connect=settings.upstream_connect_timeout_s,
+                                              sock_read=settings.upstream_timeout_s))
+        return self._session
+
+    async def fetch(self, method: str, url: str, *, headers: Mapping[str, str],
+                    body: bytes | None, max_bytes: int) -> Answer:
+        try:
+            async with self._open().request(method, URL(url, encoded=True), headers=headers,
+                                            data=body, allow_redirects=False) as response:
+                declared = response.content_length
+                if declared is not None and declared > max_bytes:
+                    raise WireError("too_large", "the declared length is over the bound")
+                if declared is not None and "Content-Encoding" not in response.headers:
+                    raw = await response.read()  # the common case: a known, small body
+                else:
+                    raw = await read_bounded(response.content.iter_chunked(CHUNK), max_bytes)
+                return Answer(response.status, response.headers, raw)
+        except aiohttp.ClientConnectorError as exc:
+            raise WireError("connect", type(exc).__name__) from exc
+        except TimeoutError as exc:
+            raise WireError("timeout", type(exc).__name__) from exc
+        except aiohttp.ClientError as exc:
+            raise WireError("broken", type(exc).__name__) from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
