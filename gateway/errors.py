@@ -6,7 +6,7 @@
     ├── AuthError               no usable credential -> HTTP 401 + WWW-Authenticate
     │   └── InsufficientScope   a scope is missing -> HTTP 403 + WWW-Authenticate
     ├── AuthUnavailable         the token could not be checked (introspection down) -> HTTP 503
-    ├── WireError               an upstream exchange failed (upstream/*_wire); upstream/answers words it
+    ├── WireError               an upstream exchange failed (upstream/*_wire.py)
     └── ToolExecutionError      a tool call failed -> CallToolResult(isError=true)
         ├── UpstreamError       the upstream answered with a non-2xx status
         ├── UpstreamUnavailable timeout, refused connection, broken or oversized body

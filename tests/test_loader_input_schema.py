@@ -68,7 +68,8 @@ def test_an_optional_path_argument_of_a_raw_schema_is_a_located_problem(tmp_path
 def test_check_reports_it_as_file_and_line_without_a_traceback(tmp_path: Path) -> None:
     tree(tmp_path, "")
 
-    done = subprocess.run([sys.executable, "-m", "gateway", "check", str(tmp_path)],
+    done = subprocess.run(  # noqa: S603 - this interpreter and fixed arguments, no shell
+        [sys.executable, "-m", "gateway", "check", str(tmp_path)],
                           capture_output=True, text=True, timeout=60, check=False)
 
     assert done.returncode == 1
