@@ -9,7 +9,7 @@ error codes to HTTP statuses.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import orjson
@@ -55,6 +55,8 @@ class Inbound:
     params: dict[str, Any]
     id: RequestId | None
     is_notification: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """The request's headers, case-insensitive (Mcp-Param-* are checked against the body)."""
 
 
 def decode(raw: bytes, *, max_depth: int) -> Any:
@@ -140,7 +142,7 @@ def route(data: Any, headers: Mapping[str, str], raw_headers: Iterable[tuple[str
         requested = params.get("protocolVersion")
         version = requested if requested in LEGACY_VERSIONS else LATEST_HANDSHAKE_VERSION
     _validate(method, version, params, request_id, "legacy")
-    return Inbound("legacy", version, method, params, request_id)
+    return Inbound("legacy", version, method, params, request_id, headers=headers)
 
 
 def _valid_id(value: Any, present: bool) -> bool:
@@ -178,7 +180,8 @@ def _route_modern(data: dict[str, Any], method: str, params: dict[str, Any],
             data_out = {**data_out, "supported": list(MODERN_PROTOCOL_VERSIONS)}
         raise _modern_error(verdict.code, verdict.message, data_out, request_id)
     _validate(method, verdict.protocol_version, params, request_id, "modern")
-    return Inbound("modern", verdict.protocol_version, method, params, request_id)
+    return Inbound("modern", verdict.protocol_version, method, params, request_id,
+                   headers=headers)
 
 
 _NO_REQUIRED_PARAMS: Final = frozenset({"tools/list", "resources/list",

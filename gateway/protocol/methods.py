@@ -47,10 +47,7 @@ class MethodCall:
 
     inbound: Inbound
     service: CompiledService
-    """The service whose endpoint was called (the tree it was loaded in)."""
     caller: Caller
-    headers: Mapping[str, str]
-    """The request's headers, case-insensitive: Mcp-Param-* are checked against the body."""
 
     @property
     def params(self) -> dict[str, Any]:
@@ -151,7 +148,8 @@ async def _call_tool(handlers: Handlers, call: MethodCall) -> Outcome:
     arguments = call.params.get("arguments")
     if tool.param_headers and call.inbound.era == "modern":
         # 2026-07-28: arguments mirrored into Mcp-Param-* headers must agree with the body.
-        rejected = validate_mcp_param_headers(tool.input_schema, arguments or {}, call.headers)
+        rejected = validate_mcp_param_headers(tool.input_schema, arguments or {},
+                                              call.inbound.headers)
         if rejected is not None:
             raise ProtocolError(rejected.code, rejected.message, rejected.data,
                                 http_status=ERROR_CODE_HTTP_STATUS.get(rejected.code, 400))

@@ -106,7 +106,7 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
             return web.Response(status=202)
         event.era = inbound.era
         caller = Caller.of(service, principal, headers.get("traceparent"))
-        outcome = await dispatch(request.app[CALLS], MethodCall(inbound, service, caller, headers))
+        outcome = await dispatch(request.app[CALLS], MethodCall(inbound, service, caller))
         shaped = request.app[SHAPED]
         body = encode_reply(inbound, service, outcome, shaped)
         event.log("error" if outcome.result.get("isError") else "ok", outcome.upstream_status)
