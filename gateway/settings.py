@@ -9,8 +9,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,8 +40,15 @@ class Settings(BaseSettings):
     specs_dir: Path = SHIPPED_SPECS
     """Folder of service folders (each with a service.yaml)."""
     public_url: str | None = None
-    """Externally visible base URL (https://mcp.example.com); used in OAuth metadata and challenges.
-    When unset, it is derived from each request's Host header."""
+    """The base URL clients use (https://mcp.example.com): token audiences are checked against
+    it, challenges and discovery documents name it, and requests for any other Host are
+    answered 421. Unset: a loopback-only deployment, serving loopback Host names only."""
+    allowed_hosts: tuple[str, ...] = ()
+    """More Host header values (host[:port]) served besides the public URL's, e.g. an internal
+    service name. Never used to build URLs."""
+    loopback_only: bool = False
+    """Serve without a public URL although listening on a non-loopback interface (a container
+    whose port is published on the host's loopback only); only loopback Host names are served."""
 
     root_service: str | None = None
     """The service whose OAuth discovery documents are also served at the root well-known paths
@@ -97,6 +105,20 @@ class Settings(BaseSettings):
     log_json: bool | None = None
     """JSON logs; None means JSON unless stderr is a terminal."""
     access_log: bool = True
+
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_origin(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or any(
+                c.isspace() for c in value):
+            raise ValueError("must be an absolute http(s) URL without spaces")
+        if parts.query or parts.fragment or parts.path.strip("/"):
+            raise ValueError("must be scheme, host and port only (no path or query)")
+        return value.rstrip("/")
 
 
 def spec_environment() -> Mapping[str, str]:

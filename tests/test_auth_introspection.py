@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
@@ -431,7 +431,7 @@ async def test_connecting_still_works_while_introspection_is_unavailable(
 
 @pytest.mark.parametrize(("token", "expected"), [
     (READER, 200),         # aud holds the service's audience
-    (NO_AUDIENCE, 200),    # no aud claim: nothing to check
+    (NO_AUDIENCE, 401),    # no aud claim: issued for no resource, so not for this one
     (FOREIGN, 401),        # issued for another resource
 ])
 async def test_the_audience_is_checked_when_the_service_sets_one(
@@ -446,15 +446,24 @@ async def test_the_audience_is_checked_when_the_service_sets_one(
     (BOUND, 200),          # issued for this endpoint's own URL
     (ALTERNATE, 200),      # issued for another of the service's audiences
     (READER, 401),         # issued for neither
-    (NO_AUDIENCE, 200),
+    (NO_AUDIENCE, 401),    # issued for no resource at all: refused by default
 ])
 async def test_an_audience_list_and_the_resource_placeholder(
         aiohttp_client: AiohttpClient, tmp_path: Path, clock: Clock, network: Network,
         token: str, expected: int) -> None:
     gateway = await start(aiohttp_client, tmp_path, clock,
                           audience="['{resource}', 'urn:alternate']", public_url=PUBLIC_URL)
-    status, _, _ = await post(gateway, rpc("tools/list"), auth(token))
+    status, _, _ = await post(gateway, rpc("tools/list"),
+                              {**auth(token), "Host": urlsplit(PUBLIC_URL).netloc})
     assert status == expected
+
+
+async def test_a_service_may_accept_tokens_that_name_no_audience(
+        aiohttp_client: AiohttpClient, tmp_path: Path, clock: Clock, network: Network) -> None:
+    gateway = await start(aiohttp_client, tmp_path, clock,
+                          audience="urn:probe\n  require_audience: false")
+    assert (await post(gateway, rpc("tools/list"), auth(NO_AUDIENCE)))[0] == 200
+    assert (await post(gateway, rpc("tools/list"), auth(FOREIGN)))[0] == 401
 
 
 async def test_without_a_service_audience_any_aud_is_accepted(
@@ -511,7 +520,8 @@ async def test_the_token_cache_stays_bounded_and_keeps_recent_answers() -> None:
 
     async def introspect(_url: str, token: str) -> dict[str, Any]:
         asked.append(token)
-        return {"active": True, "scope": "feedback:read", "sub": token, "exp": now[0] + 3600}
+        return {"active": True, "scope": "feedback:read", "sub": token, "exp": now[0] + 3600,
+                "aud": "urn:mcp-gateway:retently"}
 
     resolver = TokenResolver(introspect, lambda: now[0], max_entries=50)
     for number in range(200):

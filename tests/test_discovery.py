@@ -15,6 +15,8 @@ from gateway.settings import Settings
 from tests.conftest import MCP_HEADERS, AiohttpClient, rpc
 
 AS_METADATA = "https://app.refiner.io/.well-known/oauth-authorization-server"
+PUBLIC = {"Host": "mcp.example.test"}
+"""What a client of the deployment at https://mcp.example.test sends."""
 DOCUMENT = {"issuer": "https://app.refiner.io",
             "authorization_endpoint": "https://app.refiner.io/api/oauth/authorize",
             "token_endpoint": "https://app.refiner.io/api/oauth/token",
@@ -33,7 +35,7 @@ async def rooted(aiohttp_client: AiohttpClient,
                                   "/.well-known/oauth-protected-resource/refiner/mcp"])
 async def test_protected_resource_metadata_is_served_at_both_well_known_uris(
         rooted: TestClient[Any, Any], path: str) -> None:
-    response = await rooted.get(path)
+    response = await rooted.get(path, headers=PUBLIC)
     document = await response.json()
     assert response.status == 200
     assert document["resource"] == "https://mcp.example.test/refiner/mcp"
@@ -51,7 +53,8 @@ async def test_the_root_document_needs_a_root_service_when_there_are_several(
 
 async def test_the_challenge_points_at_the_metadata_under_the_public_url(
         rooted: TestClient[Any, Any]) -> None:
-    response = await rooted.post("/refiner/mcp", headers=MCP_HEADERS, json=rpc("tools/list"))
+    response = await rooted.post("/refiner/mcp", headers={**MCP_HEADERS, **PUBLIC},
+                                 json=rpc("tools/list"))
     assert response.status == 401
     assert ('resource_metadata="https://mcp.example.test/.well-known/oauth-protected-resource'
             '/refiner/mcp"') in response.headers["WWW-Authenticate"]
@@ -62,8 +65,8 @@ async def test_the_challenge_points_at_the_metadata_under_the_public_url(
 async def test_the_authorization_server_metadata_is_relayed_and_cached(
         rooted: TestClient[Any, Any], upstream: respx.MockRouter, path: str) -> None:
     route = upstream.get(AS_METADATA).mock(return_value=httpx.Response(200, json=DOCUMENT))
-    first = await rooted.get(path)
-    second = await rooted.get(path)
+    first = await rooted.get(path, headers=PUBLIC)
+    second = await rooted.get(path, headers=PUBLIC)
     assert first.status == second.status == 200
     assert await first.json() == DOCUMENT == await second.json()
     assert route.call_count == 1
@@ -72,7 +75,7 @@ async def test_the_authorization_server_metadata_is_relayed_and_cached(
 async def test_an_unreachable_authorization_server_is_503_not_500(
         rooted: TestClient[Any, Any], upstream: respx.MockRouter) -> None:
     upstream.get(AS_METADATA).mock(side_effect=httpx.ConnectError("down"))
-    response = await rooted.get("/.well-known/oauth-authorization-server")
+    response = await rooted.get("/.well-known/oauth-authorization-server", headers=PUBLIC)
     assert response.status == 503
     assert response.headers["Retry-After"] == "5"
 

@@ -87,7 +87,12 @@ def check_audience(service: CompiledService, principal: Principal, resource: str
         AuthError: the service names its audiences and the token is for none of them.
     """
     wanted = service.spec.auth.audience
-    if wanted is None or not principal.audiences:
+    if wanted is None:
+        return
+    if not principal.audiences:
+        if service.spec.auth.require_audience:
+            raise AuthError("The token names no audience; this server accepts only tokens "
+                            "issued for it", error="invalid_token")
         return
     accepted = {a.replace("{resource}", resource)
                 for a in ([wanted] if isinstance(wanted, str) else wanted)}

@@ -18,10 +18,12 @@ from gateway.auth.resolver import TokenResolver
 from gateway.calls.pipeline import Calls
 from gateway.server.discovery import AS_METADATA_TTL_S, add_discovery_routes
 from gateway.server.endpoint import mcp_endpoint
+from gateway.server.hosts import PublicHosts
 from gateway.server.state import (
     AS_METADATA,
     CALLS,
     CLOCK,
+    PUBLIC_BASE,
     REGISTRY,
     RESOLVER,
     SETTINGS,
@@ -60,8 +62,9 @@ def create_app(settings: Settings, registry: Registry | None = None, *,
     """
     if registry is None:
         registry = load_tree(settings.specs_dir, spec_environment())
+    hosts = PublicHosts.configured(settings.public_url, settings.allowed_hosts)
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[request_context],
+                          middlewares=[request_context, host_guard(hosts)],
                           handler_args={"max_field_size": HEADER_BYTES,
                                         "max_line_size": HEADER_BYTES})
     app[SETTINGS] = settings
@@ -142,6 +145,32 @@ async def request_context(request: web.Request, handler: Any) -> web.StreamRespo
     response: web.StreamResponse = await handler(request)
     response.headers["X-Request-Id"] = request_id
     return response
+
+
+UNGUARDED_PATHS: Final = frozenset({"/healthz", "/readyz"})
+"""Probes name the pod's address as Host (Kubernetes), and their answers name no URL."""
+
+
+def host_guard(hosts: PublicHosts) -> Any:
+    """Answer requests for a Host this gateway does not serve with 421, before anything else;
+    the others carry the public base URL they are answered as (`request[PUBLIC_BASE]`)."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path in UNGUARDED_PATHS:
+            response: web.StreamResponse = await handler(request)
+            return response
+        base = hosts.base_for(request.headers.get("Host"), request.scheme)
+        if base is None:
+            return web.json_response(
+                {"error": "misdirected_request",
+                 "error_description": "This gateway does not serve the host named in the "
+                                      "request; use its public URL."}, status=421)
+        request[PUBLIC_BASE] = base
+        response = await handler(request)
+        return response
+
+    return guard
 
 
 async def healthz(_request: web.Request) -> web.Response:

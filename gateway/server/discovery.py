@@ -8,7 +8,7 @@ from typing import Final
 from aiohttp import web
 
 from gateway.errors import ToolExecutionError
-from gateway.server.state import AS_METADATA, REGISTRY, SETTINGS, UPSTREAM
+from gateway.server.state import AS_METADATA, PUBLIC_BASE, REGISTRY, SETTINGS, UPSTREAM
 from gateway.spec.compiled import CompiledService
 
 WELL_KNOWN_PRM: Final = "/.well-known/oauth-protected-resource"
@@ -24,8 +24,8 @@ def add_discovery_routes(app: web.Application) -> None:
 
 
 def public_base(request: web.Request) -> str:
-    configured = request.app[SETTINGS].public_url
-    return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"
+    """The base URL the request is answered as (set by the host guard)."""
+    return request[PUBLIC_BASE]
 
 
 def resource_metadata_url(request: web.Request, service: CompiledService) -> str:

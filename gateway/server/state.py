@@ -29,5 +29,8 @@ RESOLVER: Final = web.AppKey("resolver", TokenResolver)
 UPSTREAM: Final = web.AppKey("upstream", Upstream)
 SHAPED: Final = web.AppKey("shaped", LRUCache[Any, bytes])
 """Version-shaped results reused across calls (tools/list per scope set); bounded."""
+PUBLIC_BASE: Final = web.RequestKey("public_base", str)
+"""The base URL a request is answered as: the configured public URL (or its loopback name),
+never a Host value the gateway does not serve."""
 AS_METADATA: Final = web.AppKey("as_metadata", TTLCache[str, dict[str, Any]])
 """Relayed authorization-server metadata documents, by source URL; bounded and short-lived."""

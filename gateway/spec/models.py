@@ -97,6 +97,10 @@ class AuthSpec(SpecModel):
     audience: str | list[str] | None = None
     """When set, an introspected `aud` must contain one of these; `{resource}` stands for this
     endpoint's own canonical URL (RFC 8707: a token must be issued for this server)."""
+    require_audience: bool = True
+    """With `audience` set, refuse an introspected token whose answer names no `aud` at all (a
+    token issued for no particular resource could have been meant for any). false: accept such
+    tokens, for authorization servers that never say."""
     cache_ttl_s: int = Field(300, ge=0, le=86_400)
     """Upper bound on how long an introspection result is reused (never past the expiry)."""
     token_pattern: str | None = None
