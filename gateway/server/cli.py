@@ -1,4 +1,4 @@
-"""`mcp-gateway serve | check | tools | schema | audit | sandbox | demo`: the command line.
+"""`mcp-gateway serve | check | tools | schema | docs | audit | sandbox | demo`: the command line.
 Off the request path: it may import anything in the gateway, and nothing on the request path
 imports it. The long-running commands live in `serve` and `demo`; this module parses arguments,
 runs the short commands, and turns the ways a command line ends (a closed pipe, Ctrl+C) into
@@ -8,6 +8,7 @@ exit codes instead of tracebacks.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
+from gateway.server.catalog_docs import page_name, render_page
 from gateway.server.console import load_or_report
 from gateway.server.demo import run_demo
 from gateway.server.serve import run_sandbox, run_serve
@@ -70,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="print the JSON Schema of the spec format")
     schema.set_defaults(run=run_schema)
+
+    docs = commands.add_parser("docs", help="write each service's catalog (tools, scopes, "
+                               "resources, prompts) into its Markdown page")
+    docs.add_argument("dir", nargs="?", type=Path, default=SHIPPED_SPECS)
+    docs.add_argument("--out", type=Path, default=Path("docs"),
+                      help="folder of the pages, one <service>.md each (default: docs)")
+    docs.add_argument("--check", action="store_true",
+                      help="change nothing; exit 1 naming each page that differs from the specs")
+    docs.set_defaults(run=run_docs)
 
     audit = commands.add_parser("audit", help="work with audit logs")
     audit_commands = audit.add_subparsers(required=True, metavar="ACTION")
@@ -141,3 +152,43 @@ def run_audit_verify(args: argparse.Namespace) -> int:
     print(f"{args.file}:{broken}: chain broken: {reason}", file=sys.stderr)
     return 1
 
+
+def run_docs(args: argparse.Namespace) -> int:
+    """Write (or with --check, compare) the catalog section of each service's page."""
+    registry = load_or_report(args.dir)
+    if registry is None:
+        return 1
+    drifted = 0
+    for service in registry.services:
+        path: Path = args.out / page_name(service)
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
+        try:
+            wanted = render_page(current, service)
+        except ValueError as exc:
+            print(f"{path}: {exc}", file=sys.stderr)
+            return 1
+        if wanted == current:
+            continue
+        drifted += 1
+        if args.check:
+            print(f"{path}: differs from the specs; run `mcp-gateway docs` to update it",
+                  file=sys.stderr)
+            print(_diff(current or "", wanted, path), file=sys.stderr)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(wanted, encoding="utf-8")
+            print(f"wrote {path}")
+    if args.check and drifted:
+        return 1
+    pages = len(registry.services)
+    print(f"ok: {pages} page(s) in {args.out} match the specs" if args.check or not drifted
+          else f"{drifted} of {pages} page(s) updated in {args.out}")
+    return 0
+
+
+def _diff(current: str, wanted: str, path: Path, most: int = 40) -> str:
+    lines = list(difflib.unified_diff(current.splitlines(), wanted.splitlines(),
+                                      f"{path} (checked in)", f"{path} (from the specs)",
+                                      lineterm="", n=1))
+    more = f"\n... {len(lines) - most} more diff line(s)" if len(lines) > most else ""
+    return "\n".join(lines[:most]) + more
