@@ -1,9 +1,10 @@
-"""The generated catalogs match the specs (`mcp-gateway docs --check`), and a changed spec is
-reported as drift.
+"""The documentation stays true: the generated catalogs match the specs (`mcp-gateway docs
+--check`), a changed spec is reported as drift, and the hand-written pages link to what exists.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import textwrap
 from pathlib import Path
@@ -18,6 +19,7 @@ from gateway.spec.loader import load_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
+PAGES = sorted([ROOT / "README.md", *DOCS.glob("*.md")])
 
 
 @pytest.fixture(autouse=True)
@@ -202,3 +204,63 @@ def test_docs_on_a_broken_tree_fails_with_the_problems(
 
     assert code == 1
     assert capsys.readouterr().err.splitlines()[-1] == f"1 problem(s) in {tmp_path}"
+
+
+# The hand-written pages
+
+def test_every_retently_tool_is_in_exactly_one_area() -> None:
+    page = (DOCS / "retently.md").read_text(encoding="utf-8")
+    areas = page.split("## Tools by area")[1].split("\n## ")[0]
+
+    named = re.findall(r"`([a-z_]+)`", "\n".join(
+        line.split("|")[2] for line in areas.splitlines() if line.startswith("| ")
+        and not line.startswith(("| area", "|---"))))
+
+    assert sorted(named) == sorted(service("retently").tools)
+
+
+def test_the_readme_runs_the_inspector_release_the_makefile_pins() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pinned = re.search(r"@modelcontextprotocol/inspector@(\S+)", makefile)
+    assert pinned
+
+    versions = set(re.findall(r"@modelcontextprotocol/inspector@(\S+?)[`\s]", readme))
+
+    assert versions == {pinned[1]}
+
+
+def test_the_readme_quick_start_commands_are_make_targets() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+
+    quick_start = readme.split("## Quick start")[1].split("\n## ")[0]
+
+    assert re.findall(r"^make (\w+)", quick_start, re.M) == ["demo", "test"]
+    assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in re.findall(r"^#+ (.+)$", text, re.M)}
+
+
+def local_links(page: Path) -> list[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    return [link for link in re.findall(r"\]\(([^)\s]+)\)", text)
+            if not link.startswith(("http://", "https://", "mailto:"))]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_local_link_of_a_page_finds_its_file_and_heading(page: Path) -> None:
+    broken = []
+    for link in local_links(page):
+        target, _, anchor = link.partition("#")
+        file = (page.parent / target).resolve() if target else page
+        if not file.exists() or (anchor and file.suffix == ".md"
+                                 and anchor not in anchors(file)):
+            broken.append(link)
+
+    assert broken == []
