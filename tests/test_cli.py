@@ -1,6 +1,5 @@
-"""The command line: `check`, `tools`, `schema`, `--version`, and `serve` refusing a broken tree.
-
-No test starts a server: `serve` is only driven down the path where the tree fails to load.
+"""The command line: `check`, `tools`, `schema`, `--version`, `serve` refusing a broken tree, and
+how the commands end as real processes: a port in use, Ctrl+C, a closed pipe, the startup line.
 """
 
 from __future__ import annotations
@@ -9,7 +8,13 @@ import json
 import logging
 import os
 import re
+import select
+import signal
+import socket
+import subprocess
+import sys
 import textwrap
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +24,8 @@ import pytest
 import yaml
 
 from gateway import __version__
-from gateway.server.cli import DEMO_UPSTREAM_VARIABLES, main
+from gateway.server.cli import main
+from gateway.server.demo import DEMO_UPSTREAM_VARIABLES, INSPECTOR
 from gateway.settings import SHIPPED_SPECS
 from gateway.spec.compiled import Registry
 from gateway.spec.loader import load_tree
@@ -255,3 +261,137 @@ def test_serve_refuses_to_start_on_a_folder_that_does_not_exist(
 
     assert code == 2
     assert f"{missing}:1: not a folder" in capsys.readouterr().err.splitlines()
+
+
+# The commands as processes: each test starts `python -m gateway`, on loopback ports only.
+
+def command_environment() -> dict[str, str]:
+    """The environment without settings or upstream URLs that would change what is served."""
+    skip = {*DEMO_UPSTREAM_VARIABLES, "MCP_GATEWAY_CONFORMANCE"}
+    return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_") and k not in skip}
+
+
+def start(*argv: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "gateway", *argv], text=True,  # noqa: S603
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=command_environment())
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test starts; any still running at its end is killed."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+def first_line(process: subprocess.Popen[str], timeout_s: float = 30) -> str:
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
+    assert ready, f"no output within {timeout_s} s"
+    return process.stdout.readline()
+
+
+def mcp_call(url: str, name: str) -> dict[str, Any]:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": name, "arguments": {}}}).encode()
+    request = urllib.request.Request(url, data=body, headers={  # noqa: S310 - loopback only
+        "Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        result: dict[str, Any] = json.loads(answer.read())
+    return result
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A loopback port some other program is listening on."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield other.getsockname()[1]
+
+
+@pytest.mark.parametrize(("command", "options"), [
+    ("serve", ["--port", "{port}"]),
+    ("serve", ["--port", "{port}", "--workers", "2"]),
+    ("sandbox", ["--port", "{port}"]),
+    ("demo", ["--port", "{port}", "--sandbox-port", "0"]),
+    ("demo", ["--port", "0", "--sandbox-port", "{port}"]),
+], ids=["serve", "serve workers", "sandbox", "demo gateway port", "demo sandbox port"])
+def test_a_port_in_use_is_one_line_on_stderr_and_exit_code_2(
+        taken_port: int, command: str, options: list[str]) -> None:
+    argv = [command, *(option.format(port=taken_port) for option in options)]
+
+    finished = subprocess.run([sys.executable, "-m", "gateway", *argv],  # noqa: S603
+                              capture_output=True, text=True, timeout=60,
+                              env=command_environment())
+
+    assert finished.returncode == 2
+    assert finished.stderr == (f"mcp-gateway {command}: cannot listen on "
+                               f"127.0.0.1:{taken_port}: address already in use\n")
+    assert finished.stdout == ""
+
+
+@pytest.mark.parametrize("command", ["schema", "tools"])
+def test_a_closed_pipe_ends_the_output_quietly(command: str) -> None:
+    reader, writer = os.pipe()
+    os.close(reader)  # as `| head -1` does once it has its line
+    try:
+        finished = subprocess.run([sys.executable, "-m", "gateway", command],  # noqa: S603
+                                  stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60,
+                                  env=command_environment())
+    finally:
+        os.close(writer)
+
+    assert finished.stderr == ""
+    assert finished.returncode == 128 + signal.SIGPIPE
+
+
+def test_ctrl_c_stops_the_demo_cleanly(processes: list[subprocess.Popen[str]]) -> None:
+    demo = start("demo", "--port", "0", "--sandbox-port", "0")
+    processes.append(demo)
+    banner = first_line(demo)
+    found = re.search(r"gateway on (http://127\.0\.0\.1:\d+), sandbox upstream on "
+                      r"(http://127\.0\.0\.1:\d+)$", banner.rstrip("\n"))
+    assert found, banner
+    assert mcp_call(found[1] + "/retently/mcp", "ping")["result"]["isError"] is False
+
+    demo.send_signal(signal.SIGINT)
+    _, err = demo.communicate(timeout=30)
+
+    assert demo.returncode == 0
+    assert "Traceback" not in err
+
+
+def test_serve_prints_one_line_with_its_address_and_services(
+        processes: list[subprocess.Popen[str]]) -> None:
+    registry = shipped()
+    serve = start("serve", "--port", "0")
+    processes.append(serve)
+
+    line = first_line(serve).rstrip("\n")
+
+    found = re.fullmatch(rf"mcp-gateway {re.escape(__version__)} on "
+                         r"(?P<url>http://127\.0\.0\.1:\d+): (?P<services>.+)", line)
+    assert found, line
+    assert found["services"] == ", ".join(f"{s.name} {s.spec.endpoint} ({len(s.tools)} tools)"
+                                          for s in registry.services)
+    with urllib.request.urlopen(found["url"] + "/healthz", timeout=10) as answer:  # noqa: S310
+        assert answer.status == 200
+    serve.send_signal(signal.SIGTERM)
+    out, err = serve.communicate(timeout=30)
+    assert serve.returncode == 0
+    assert out == ""  # the startup line was the only one
+    assert "Traceback" not in err
+
+
+def test_the_demo_banner_pins_the_inspector_the_makefile_installs() -> None:
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8")
+
+    pinned = re.search(r"@modelcontextprotocol/inspector@(\S+)", makefile)
+
+    assert pinned, "the Makefile no longer pins the Inspector"
+    assert INSPECTOR == f"@modelcontextprotocol/inspector@{pinned[1]}"

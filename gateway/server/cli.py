@@ -1,44 +1,50 @@
-"""`mcp-gateway serve | check | tools | schema | sandbox | demo`: the command line. Off the request
-path: it may import anything in the gateway, and nothing on the request path imports it.
+"""`mcp-gateway serve | check | tools | schema | docs | audit | sandbox | demo`: the command line.
+Off the request path: it may import anything in the gateway, and nothing on the request path
+imports it. The long-running commands live in `serve` and `demo`; this module parses arguments,
+runs the short commands, and turns the ways a command line ends (a closed pipe, Ctrl+C) into
+exit codes instead of tracebacks.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import difflib
 import json
 import os
-import secrets
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import structlog
-from aiohttp import web
-from aiohttp.log import access_logger
-from pydantic import SecretStr, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
-from gateway.errors import SpecError
-from gateway.logs import configure_logging
-from gateway.server.app import create_app, tune_collector
-from gateway.server.workers import run_workers, stop_when_orphaned
-from gateway.settings import SHIPPED_SPECS, Settings, spec_environment
-from gateway.spec.compiled import Registry
-from gateway.spec.loader import load_tree
+from gateway.server.catalog_docs import page_name, render_page
+from gateway.server.console import load_or_report
+from gateway.server.demo import run_demo
+from gateway.server.serve import run_sandbox, run_serve
+from gateway.settings import SHIPPED_SPECS
 from gateway.spec.models import ServiceSpec
 from gateway.spec.tools import SpecFile
 from gateway.writes.audit import verify as verify_chain
 
-DEMO_UPSTREAM_VARIABLES = ("RETENTLY_API_URL", "REFINER_API_URL", "REFINER_AUTH_URL")
+CLOSED_PIPE = 128 + signal.SIGPIPE
+"""What a shell reports for a command stopped by a closed pipe (`... | head -1`)."""
+INTERRUPTED = 128 + signal.SIGINT
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    code = args.run(args)
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.run(args)
+        sys.stdout.flush()  # here, so a closed pipe is seen now rather than at exit
+    except BrokenPipeError:
+        # The reader is gone: send what is still buffered nowhere, and say nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = CLOSED_PIPE
+    except KeyboardInterrupt:
+        code = INTERRUPTED
     sys.exit(code)
 
 
@@ -68,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print the JSON Schema of the spec format")
     schema.set_defaults(run=run_schema)
 
+    docs = commands.add_parser("docs", help="write each service's catalog (tools, scopes, "
+                               "resources, prompts) into its Markdown page")
+    docs.add_argument("dir", nargs="?", type=Path, default=SHIPPED_SPECS)
+    docs.add_argument("--out", type=Path, default=Path("docs"),
+                      help="folder of the pages, one <service>.md each (default: docs)")
+    docs.add_argument("--check", action="store_true",
+                      help="change nothing; exit 1 naming each page that differs from the specs")
+    docs.set_defaults(run=run_docs)
+
     audit = commands.add_parser("audit", help="work with audit logs")
     audit_commands = audit.add_subparsers(required=True, metavar="ACTION")
     verify = audit_commands.add_parser("verify", help="check a log's hash chain")
@@ -89,18 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(folder: Path) -> Registry | None:
-    try:
-        return load_tree(folder, spec_environment())
-    except SpecError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s) in {folder}", file=sys.stderr)
-        return None
-
-
 def run_check(args: argparse.Namespace) -> int:
-    registry = _load(args.dir)
+    registry = load_or_report(args.dir)
     if registry is None:
         return 1
     tools = sum(len(s.tools) for s in registry.services)
@@ -109,7 +114,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_tools(args: argparse.Namespace) -> int:
-    registry = _load(args.dir)
+    registry = load_or_report(args.dir)
     if registry is None:
         return 1
     for service in registry.services:
@@ -149,124 +154,42 @@ def run_audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {}
-    if args.specs is not None:
-        overrides["specs_dir"] = args.specs
-    if args.host is not None:
-        overrides["host"] = args.host
-    if args.port is not None:
-        overrides["port"] = args.port
-    if args.workers is not None:
-        overrides["workers"] = args.workers
-    try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        print(f"mcp-gateway serve: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}",
-              file=sys.stderr)
-        return 2
-    configure_logging(settings)
-    registry = _load(settings.specs_dir)
+def run_docs(args: argparse.Namespace) -> int:
+    """Write (or with --check, compare) the catalog section of each service's page."""
+    registry = load_or_report(args.dir)
     if registry is None:
-        return 2
-    if settings.workers == 1:
-        _serve_app(settings, registry)
-        return 0
-    if settings.port == 0:
-        # Each worker binds on its own: with port 0 each would get a different one.
-        print("mcp-gateway serve: --workers needs a fixed port, not 0", file=sys.stderr)
-        return 2
-    if not settings.secret_key.get_secret_value():
-        # Workers must agree on pseudonyms and confirmation tokens: one random key for all.
-        settings = settings.model_copy(update={"secret_key": SecretStr(secrets.token_hex(32))})
-    if settings.redis_url is None:
-        structlog.get_logger("gateway").warning(
-            "workers_without_redis", workers=settings.workers,
-            detail="write limits and single-use confirmations hold per worker; set "
-                   "GATEWAY_REDIS_URL to share them")
-    parent = os.getpid()
-    return run_workers(settings.workers,
-                       lambda: _serve_app(settings, registry, worker_of=parent))
-
-
-def _serve_app(settings: Settings, registry: Registry, *, worker_of: int | None = None) -> None:
-    app = create_app(settings, registry)
-    app.on_startup.append(tune_collector)
-    reuse_port = worker_of is not None
-    if worker_of is not None:
-        app.cleanup_ctx.append(stop_when_orphaned(worker_of))
-    web.run_app(app, host=settings.host, port=settings.port, print=None, reuse_port=reuse_port,
-                access_log_format='%a "%r" %s %b %Tf' if settings.access_log else "",
-                access_log=access_logger if settings.access_log else None)
-
-
-def run_sandbox(args: argparse.Namespace) -> int:
-    from sandbox import create_sandbox_app
-
-    app = create_sandbox_app(public_url=f"http://{args.host}:{args.port}")
-    print(f"sandbox upstream on http://{args.host}:{args.port}", flush=True)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+        return 1
+    drifted = 0
+    for service in registry.services:
+        path: Path = args.out / page_name(service)
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
+        try:
+            wanted = render_page(current, service)
+        except ValueError as exc:
+            print(f"{path}: {exc}", file=sys.stderr)
+            return 1
+        if wanted == current:
+            continue
+        drifted += 1
+        if args.check:
+            print(f"{path}: differs from the specs; run `mcp-gateway docs` to update it",
+                  file=sys.stderr)
+            print(_diff(current or "", wanted, path), file=sys.stderr)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(wanted, encoding="utf-8")
+            print(f"wrote {path}")
+    if args.check and drifted:
+        return 1
+    pages = len(registry.services)
+    print(f"ok: {pages} page(s) in {args.out} match the specs" if args.check or not drifted
+          else f"{drifted} of {pages} page(s) updated in {args.out}")
     return 0
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    return asyncio.run(_demo(args.host, args.port, args.sandbox_port, args.with_conformance))
-
-
-async def _demo(host: str, port: int, sandbox_port: int, with_conformance: bool) -> int:
-    from sandbox import DEMO_TOKENS, create_sandbox_app
-
-    sandbox_url = f"http://{host}:{sandbox_port}"
-    for variable in DEMO_UPSTREAM_VARIABLES:
-        os.environ[variable] = sandbox_url
-    if with_conformance:
-        os.environ["MCP_GATEWAY_CONFORMANCE"] = "true"
-        os.environ["CONFORMANCE_UPSTREAM_URL"] = sandbox_url
-    settings = Settings(host=host, port=port, log_json=True, access_log=False,
-                        root_service="refiner")
-    configure_logging(settings)
-    registry = _load(settings.specs_dir)
-    if registry is None:
-        return 2
-    runners = []
-    try:
-        for app, app_port in ((create_sandbox_app(public_url=sandbox_url), sandbox_port),
-                              (create_app(settings, registry), port)):
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, host, app_port).start()
-            runners.append(runner)
-        print(demo_banner(host, port, sandbox_url, registry, DEMO_TOKENS), flush=True)
-        await asyncio.Event().wait()
-    finally:
-        for runner in reversed(runners):
-            await runner.cleanup()
-    return 0
-
-
-def demo_banner(host: str, port: int, sandbox_url: str, registry: Registry,
-                tokens: dict[str, str]) -> str:
-    base = f"http://{host}:{port}"
-    lines = [f"mcp-gateway {__version__} demo: gateway on {base}, "
-             f"sandbox upstream on {sandbox_url}", ""]
-    lines += [f"  {s.spec.title:<10} {base}{s.spec.endpoint}  ({len(s.tools)} tools)"
-              for s in registry.services]
-    lines += ["", "Demo tokens:"]
-    lines += [f"  {token:<34} {what}" for token, what in tokens.items()]
-    retently = f"{base}/retently/mcp"
-    lines += [
-        "",
-        "Connect:",
-        f"  claude mcp add --transport http retently {retently} \\",
-        '      --header "Authorization: Bearer rtly_mcp_pat_demoadmin_s3cr3t"',
-        f"  npx @modelcontextprotocol/inspector --cli {retently} --transport http \\",
-        '      --header "Authorization: Bearer rtly_mcp_pat_demoadmin_s3cr3t" '
-        "--method tools/list",
-        f"  curl -s {retently} -H 'Content-Type: application/json' "
-        "-H 'Accept: application/json, text/event-stream' \\",
-        "      -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\","
-        "\"params\":{\"name\":\"ping\",\"arguments\":{}}}'",
-        "",
-        "Press Ctrl+C to stop.",
-    ]
-    return "\n".join(lines)
+def _diff(current: str, wanted: str, path: Path, most: int = 40) -> str:
+    lines = list(difflib.unified_diff(current.splitlines(), wanted.splitlines(),
+                                      f"{path} (checked in)", f"{path} (from the specs)",
+                                      lineterm="", n=1))
+    more = f"\n... {len(lines) - most} more diff line(s)" if len(lines) > most else ""
+    return "\n".join(lines[:most]) + more

@@ -1,0 +1,109 @@
+"""`mcp-gateway demo`: the gateway in front of the sandbox upstream in one process, with the demo
+tokens and connect commands printed. Off the request path.
+
+Both ports are bound first (port 0 picks a free one), so the sandbox's real address is known
+before the spec tree that points at it is loaded. SIGINT and SIGTERM stop both servers cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+
+from aiohttp import web
+
+from gateway import __version__
+from gateway.logs import configure_logging
+from gateway.server.app import create_app
+from gateway.server.console import cannot_listen, load_or_report
+from gateway.server.listen import base_url, bound_port, listen
+from gateway.settings import Settings
+from gateway.spec.compiled import Registry
+
+DEMO_UPSTREAM_VARIABLES = ("RETENTLY_API_URL", "REFINER_API_URL", "REFINER_AUTH_URL")
+INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
+"""The Inspector release the Makefile installs into .node/ (`make node`)."""
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    bound: list[list[socket.socket]] = []
+    for port in (args.sandbox_port, args.port):
+        try:
+            bound.append(listen(args.host, port))
+        except OSError as exc:
+            for sockets in bound:
+                for sock in sockets:
+                    sock.close()
+            return cannot_listen("demo", args.host, port, exc)
+    sandbox_sockets, gateway_sockets = bound
+    sandbox_url = base_url(args.host, bound_port(sandbox_sockets))
+    for variable in DEMO_UPSTREAM_VARIABLES:
+        os.environ[variable] = sandbox_url
+    if args.with_conformance:
+        os.environ["MCP_GATEWAY_CONFORMANCE"] = "true"
+        os.environ["CONFORMANCE_UPSTREAM_URL"] = sandbox_url
+    return asyncio.run(_demo(args.host, sandbox_sockets, gateway_sockets))
+
+
+async def _demo(host: str, sandbox_sockets: list[socket.socket],
+                gateway_sockets: list[socket.socket]) -> int:
+    from sandbox import DEMO_TOKENS, create_sandbox_app
+
+    sandbox_url = base_url(host, bound_port(sandbox_sockets))
+    port = bound_port(gateway_sockets)
+    settings = Settings(host=host, port=port, log_json=True, access_log=False,
+                        root_service="refiner")
+    configure_logging(settings)
+    registry = load_or_report(settings.specs_dir)
+    if registry is None:
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runners: list[web.AppRunner] = []
+    try:
+        for app, sockets in ((create_sandbox_app(public_url=sandbox_url), sandbox_sockets),
+                             (create_app(settings, registry), gateway_sockets)):
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            runners.append(runner)
+            for sock in sockets:
+                await web.SockSite(runner, sock).start()
+        print(demo_banner(host, port, sandbox_url, registry, DEMO_TOKENS), flush=True)
+        await stop.wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+    return 0
+
+
+def demo_banner(host: str, port: int, sandbox_url: str, registry: Registry,
+                tokens: dict[str, str]) -> str:
+    base = base_url(host, port)
+    lines = [f"mcp-gateway {__version__} demo: gateway on {base}, "
+             f"sandbox upstream on {sandbox_url}", ""]
+    lines += [f"  {s.spec.title:<10} {base}{s.spec.endpoint}  ({len(s.tools)} tools)"
+              for s in registry.services]
+    lines += ["", "Demo tokens:"]
+    lines += [f"  {token:<34} {what}" for token, what in tokens.items()]
+    retently = f"{base}/retently/mcp"
+    lines += [
+        "",
+        "Connect:",
+        f"  claude mcp add --transport http retently {retently} \\",
+        '      --header "Authorization: Bearer rtly_mcp_pat_demoadmin_s3cr3t"',
+        f"  npx {INSPECTOR} --cli {retently} --transport http \\",
+        '      --header "Authorization: Bearer rtly_mcp_pat_demoadmin_s3cr3t" '
+        "--method tools/list",
+        f"  curl -s {retently} -H 'Content-Type: application/json' "
+        "-H 'Accept: application/json, text/event-stream' \\",
+        "      -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\","
+        "\"params\":{\"name\":\"ping\",\"arguments\":{}}}'",
+        "",
+        "Press Ctrl+C to stop.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""`mcp-gateway serve` and `mcp-gateway sandbox`: the long-running commands. Off the request path.
+
+Each binds its port before building anything, prints one line saying where it listens, and then
+runs until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import socket
+
+import structlog
+from aiohttp import web
+from aiohttp.log import access_logger
+from pydantic import SecretStr, ValidationError
+
+from gateway import __version__
+from gateway.logs import configure_logging
+from gateway.server.app import create_app, tune_collector
+from gateway.server.console import cannot_listen, load_or_report, refuse
+from gateway.server.listen import base_url, bound_port, listen
+from gateway.server.workers import run_workers, stop_when_orphaned
+from gateway.settings import Settings
+from gateway.spec.compiled import Registry
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    given = {"specs_dir": args.specs, "host": args.host, "port": args.port,
+             "workers": args.workers}
+    try:
+        settings = Settings(**{key: value for key, value in given.items() if value is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return refuse("serve", f"{first['loc'][0]}: {first['msg']}")
+    configure_logging(settings)
+    registry = load_or_report(settings.specs_dir)
+    if registry is None:
+        return 2
+    if settings.workers > 1 and settings.port == 0:
+        # Each worker binds on its own: with port 0 each would get a different one.
+        return refuse("serve", "--workers needs a fixed port, not 0")
+    try:
+        sockets = listen(settings.host, settings.port, reuse_port=settings.workers > 1)
+    except OSError as exc:
+        return cannot_listen("serve", settings.host, settings.port, exc)
+    print(serve_line(settings.host, bound_port(sockets), registry, settings.workers), flush=True)
+    if settings.workers == 1:
+        _serve_app(settings, registry, sockets)
+        return 0
+    for sock in sockets:  # that was only a check: each worker binds the port itself
+        sock.close()
+    return _serve_workers(settings, registry)
+
+
+def serve_line(host: str, port: int, registry: Registry, workers: int = 1) -> str:
+    """The one line `serve` prints once it listens."""
+    services = ", ".join(f"{s.name} {s.spec.endpoint} ({len(s.tools)} tools)"
+                         for s in registry.services)
+    processes = f" ({workers} workers)" if workers > 1 else ""
+    return f"mcp-gateway {__version__} on {base_url(host, port)}{processes}: {services}"
+
+
+def _serve_workers(settings: Settings, registry: Registry) -> int:
+    if not settings.secret_key.get_secret_value():
+        # Workers must agree on pseudonyms and confirmation tokens: one random key for all.
+        settings = settings.model_copy(update={"secret_key": SecretStr(secrets.token_hex(32))})
+    if settings.redis_url is None:
+        structlog.get_logger("gateway").warning(
+            "workers_without_redis", workers=settings.workers,
+            detail="write limits and single-use confirmations hold per worker; set "
+                   "GATEWAY_REDIS_URL to share them")
+    parent = os.getpid()
+
+    def worker() -> None:
+        try:
+            sockets = listen(settings.host, settings.port, reuse_port=True)
+        except OSError as exc:
+            raise SystemExit(cannot_listen("serve", settings.host, settings.port, exc)) from None
+        _serve_app(settings, registry, sockets, worker_of=parent)
+
+    return run_workers(settings.workers, worker)
+
+
+def _serve_app(settings: Settings, registry: Registry, sockets: list[socket.socket], *,
+               worker_of: int | None = None) -> None:
+    app = create_app(settings, registry)
+    app.on_startup.append(tune_collector)
+    if worker_of is not None:
+        app.cleanup_ctx.append(stop_when_orphaned(worker_of))
+    web.run_app(app, sock=sockets, print=None,
+                access_log_format='%a "%r" %s %b %Tf' if settings.access_log else "",
+                access_log=access_logger if settings.access_log else None)
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    from sandbox import create_sandbox_app
+
+    try:
+        sockets = listen(args.host, args.port)
+    except OSError as exc:
+        return cannot_listen("sandbox", args.host, args.port, exc)
+    url = base_url(args.host, bound_port(sockets))
+    app = create_sandbox_app(public_url=url)
+    print(f"sandbox upstream on {url}", flush=True)
+    web.run_app(app, sock=sockets, print=None, access_log=None)
+    return 0
