@@ -20,6 +20,8 @@ FROM ${BASE}
 RUN useradd --system --uid 10001 --no-create-home gateway
 COPY --from=build /install /usr/local
 COPY --from=build /specs /specs
+# Listening on every interface needs the URL clients use: run with -e GATEWAY_PUBLIC_URL=...
+# (or -e GATEWAY_LOOPBACK_ONLY=true when the port is published on the host's loopback only).
 ENV GATEWAY_HOST=0.0.0.0 \
     GATEWAY_PORT=8080 \
     GATEWAY_SPECS_DIR=/specs \

@@ -107,11 +107,13 @@ class Settings(BaseSettings):
     access_log: bool = True
 
 
-    @field_validator("public_url")
+    @field_validator("public_url", mode="before")
     @classmethod
-    def _absolute_origin(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+    def _absolute_origin(cls, value: object) -> str | None:
+        if value is None or value == "":
+            return None  # GATEWAY_PUBLIC_URL= (empty) is the same as not set
+        if not isinstance(value, str):
+            raise ValueError("must be a URL")
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc or any(
                 c.isspace() for c in value):

@@ -4,6 +4,9 @@ sends back reflects a Host it does not serve."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -140,3 +143,17 @@ async def test_probes_answer_whatever_host_they_name(
 def test_a_public_url_that_is_not_a_plain_origin_is_refused(value: str) -> None:
     with pytest.raises(ValueError, match="public_url"):
         Settings(public_url=value)
+
+
+EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - refused before anything is bound
+
+
+def test_serve_on_every_interface_without_a_public_url_refuses_to_start(tmp_path: Path) -> None:
+    done = subprocess.run(  # noqa: S603 - this interpreter and fixed arguments, no shell
+        [sys.executable, "-m", "gateway", "serve", "--host", EVERY_INTERFACE, "--port", "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "GATEWAY_PUBLIC_URL": "", "GATEWAY_LOOPBACK_ONLY": "false"})
+
+    assert done.returncode == 2
+    assert "GATEWAY_PUBLIC_URL" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -54,8 +54,10 @@ async def _demo(host: str, sandbox_sockets: list[socket.socket],
 
     sandbox_url = base_url(host, bound_port(sandbox_sockets))
     port = bound_port(gateway_sockets)
+    # A loopback-only deployment: clients may say localhost or 127.0.0.1, and each is answered
+    # as the URL it used (an OAuth client checks that the metadata names the URL it called).
     settings = Settings(host=host, port=port, log_json=True, access_log=False,
-                        root_service="refiner")
+                        root_service="refiner", loopback_only=True)
     configure_logging(settings)
     registry = load_or_report(settings.specs_dir)
     if registry is None:

@@ -20,6 +20,7 @@ from gateway import __version__
 from gateway.logs import configure_logging
 from gateway.server.app import create_app, tune_collector
 from gateway.server.console import cannot_listen, load_or_report, refuse
+from gateway.server.hosts import is_loopback_bind
 from gateway.server.listen import base_url, bound_port, listen
 from gateway.server.workers import run_workers, stop_when_orphaned
 from gateway.settings import Settings
@@ -34,6 +35,11 @@ def run_serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         first = exc.errors()[0]
         return refuse("serve", f"{first['loc'][0]}: {first['msg']}")
+    if not (settings.public_url or settings.loopback_only or is_loopback_bind(settings.host)):
+        return refuse("serve", f"listening on {settings.host} needs GATEWAY_PUBLIC_URL (the URL "
+                               "clients use: token audiences and discovery documents name it), "
+                               "or GATEWAY_LOOPBACK_ONLY=true for a deployment reached only "
+                               "through loopback")
     configure_logging(settings)
     registry = load_or_report(settings.specs_dir)
     if registry is None:
