@@ -19,7 +19,9 @@ from gateway.settings import Settings
 SECRET_KEYS: Final = frozenset({"authorization", "token", "access_token", "refresh_token",
                                 "api_key", "password", "secret", "confirmation_token",
                                 "client_secret", "cookie"})
-_BEARER: Final = re.compile(r"(?i)\b(bearer|api_key=)\s*[A-Za-z0-9\-._~+/]+=*")
+_BEARER: Final = re.compile(
+    r"(?i)\b(bearer\s+|api_key=|access_token=|refresh_token=|token=)[^\s&'\"\\,;]+")
+"""A credential inside any text: a bearer value, or a token-like query parameter."""
 
 
 def redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]
@@ -30,28 +32,36 @@ def redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]
         if key.lower() in SECRET_KEYS:
             event[key] = "[redacted]"
         elif isinstance(value, str) and _BEARER.search(value):
-            event[key] = _BEARER.sub(r"\1 [redacted]", value)
+            event[key] = _BEARER.sub(r"\1[redacted]", value)
     return event
 
 
 def configure_logging(settings: Settings) -> None:
-    """Configure structlog and the stdlib root logger once per process."""
+    """Configure structlog and the stdlib root logger once per process. Records of the standard
+    library's loggers (aiohttp's server and access loggers among them) go through the same
+    processors as the gateway's own, so no line reaches the output without the redaction."""
     level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
     as_json = settings.log_json if settings.log_json is not None else not sys.stderr.isatty()
     renderer: Any = (structlog.processors.JSONRenderer() if as_json
                      else structlog.dev.ConsoleRenderer(colors=False))
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, redact_secrets, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, redact_secrets, renderer]))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

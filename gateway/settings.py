@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     """Allow http(s) origins on localhost, 127.0.0.1 and [::1], any port (local tools)."""
     max_body_bytes: int = Field(1_048_576, ge=1024)
     """Largest accepted request body; larger is answered 413."""
+    header_timeout_s: float = Field(10.0, gt=0, le=3600)
+    """A connection that has not sent a complete request within this many seconds of opening
+    (or of its last answer) is closed: slow or idle clients cannot hold connections. A load
+    balancer's idle timeout towards the gateway must be shorter."""
+    body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    """Bound on receiving a request body once its headers arrived; slower is answered 408."""
+    max_connections: int = Field(10_000, ge=16)
+    """Open client connections per process; past it a new one is answered 503 and closed (the
+    bound is lowered to fit the process's file descriptor limit)."""
     max_json_depth: int = Field(64, ge=4, le=10_000)
     """Deepest nesting accepted in a request body; deeper is answered as a parse error."""
 

@@ -16,6 +16,7 @@ from cachetools import LRUCache, TTLCache
 
 from gateway.auth.resolver import TokenResolver
 from gateway.calls.pipeline import Calls
+from gateway.server.connections import set_server_header
 from gateway.server.discovery import AS_METADATA_TTL_S, add_discovery_routes
 from gateway.server.endpoint import mcp_endpoint
 from gateway.server.hosts import PublicHosts
@@ -66,13 +67,18 @@ def create_app(settings: Settings, registry: Registry | None = None, *,
     app = web.Application(client_max_size=settings.max_body_bytes,
                           middlewares=[request_context, host_guard(hosts)],
                           handler_args={"max_field_size": HEADER_BYTES,
-                                        "max_line_size": HEADER_BYTES})
+                                        "max_line_size": HEADER_BYTES,
+                                        # Compressed request bodies are refused (415), never
+                                        # inflated: a small body could cost a gigabyte.
+                                        "auto_decompress": False,
+                                        "keepalive_timeout": settings.header_timeout_s})
     app[SETTINGS] = settings
     app[REGISTRY] = registry
     app[CLOCK] = clock
     if wire is not None:
         app[WIRE] = wire
     app.cleanup_ctx.append(edges)
+    app.on_response_prepare.append(set_server_header)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     add_discovery_routes(app)

@@ -1,13 +1,15 @@
 """POST <service endpoint>: one JSON-RPC message in, one answer out.
 
 Each request passes the guards in the order the transport spec implies: Origin (403), HTTP
-method (405), Content-Type (415), Accept (406), size (413), JSON (400); then it is parsed and
+method (405), Content-Type and Content-Encoding (415), Accept (406), size (413), body time (408),
+JSON (400); then it is parsed and
 routed, its credential checked (401) before any routing refusal is answered, and the method
 table runs it. One log event per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Iterator
@@ -55,6 +57,12 @@ def _refused(status: int, message: str, headers: dict[str, str] | None = None) -
     return _json(error_reply(INVALID_REQUEST, message), status, headers)
 
 
+def _closing(response: web.Response) -> web.Response:
+    """An answer after which the connection closes: the rest of the body is never read."""
+    response.force_close()
+    return response
+
+
 async def mcp_endpoint(request: web.Request) -> web.Response:
     """The MCP endpoint of whichever service the path names."""
     service = request.app[REGISTRY].by_endpoint.get(request.path)
@@ -67,14 +75,19 @@ async def mcp_endpoint(request: web.Request) -> web.Response:
         return _refused(405, "Method not allowed: use POST", {"Allow": "POST"})
     if request.content_type != JSON:
         return _refused(415, "Content-Type must be application/json")
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        return _closing(_refused(415, "Content-Encoding is not accepted: send the body as is"))
     if not _accepts_json(request.headers.get("Accept")):
         return _refused(406, "Accept must include application/json and text/event-stream")
     if (request.content_length or 0) > settings.max_body_bytes:
         return _refused(413, "Request body too large")
     try:
-        raw = await request.read()
+        async with asyncio.timeout(settings.body_timeout_s):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _refused(413, "Request body too large")
+    except TimeoutError:
+        return _closing(_refused(408, "The request body did not arrive in time"))
     started = time.perf_counter()
     try:
         data = decode(raw, max_depth=settings.max_json_depth)

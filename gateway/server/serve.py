@@ -7,18 +7,19 @@ runs until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import secrets
 import socket
 
 import structlog
 from aiohttp import web
-from aiohttp.log import access_logger
 from pydantic import SecretStr, ValidationError
 
 from gateway import __version__
 from gateway.logs import configure_logging
 from gateway.server.app import create_app, tune_collector
+from gateway.server.connections import connection_bound, serve_until_stopped
 from gateway.server.console import cannot_listen, load_or_report, refuse
 from gateway.server.hosts import is_loopback_bind
 from gateway.server.listen import base_url, bound_port, listen
@@ -95,9 +96,8 @@ def _serve_app(settings: Settings, registry: Registry, sockets: list[socket.sock
     app.on_startup.append(tune_collector)
     if worker_of is not None:
         app.cleanup_ctx.append(stop_when_orphaned(worker_of))
-    web.run_app(app, sock=sockets, print=None,
-                access_log_format='%a "%r" %s %b %Tf' if settings.access_log else "",
-                access_log=access_logger if settings.access_log else None)
+    asyncio.run(serve_until_stopped(app, sockets, access_log=settings.access_log,
+                                    max_connections=connection_bound(settings.max_connections)))
 
 
 def run_sandbox(args: argparse.Namespace) -> int:

@@ -1,0 +1,157 @@
+"""The listening edge: a bound on open connections, quiet answers to malformed HTTP, and an access
+log without query strings. Used by `serve` (and the demo); off the request path's logic.
+
+Slow clients are bounded by the app's `keepalive_timeout` (see create_app): a connection that
+has not sent a complete request within it of opening (or of its last answer) is closed, so a
+client trickling header bytes holds a connection for seconds, not forever. Past
+`max_connections` a new connection is answered 503 and closed at once, so the process never
+runs out of descriptors and the connections it has keep being served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import signal
+import socket
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any, Final
+
+import orjson
+import structlog
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+
+log = structlog.get_logger("gateway.http")
+SERVER_NAME: Final = "mcp-gateway"
+"""The Server header: no library or Python version for a scanner to match."""
+_BUSY: Final = orjson.dumps({"error": "busy", "error_description":
+                             "Too many open connections; retry shortly."})
+BUSY_ANSWER: Final = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                      b"Retry-After: 1\r\nConnection: close\r\nServer: " + SERVER_NAME.encode()
+                      + b"\r\nContent-Length: " + str(len(_BUSY)).encode() + b"\r\n\r\n" + _BUSY)
+
+
+class QuietRequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, except that a request it cannot parse is answered without
+    echoing its bytes and logged without them: a malformed header line may hold a credential."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: BaseRequest, status: int = 500,
+                     exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        log.warning("http_error", status=status,
+                    reason=type(exc).__name__ if exc is not None else None)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the answer was already being sent")
+        response = web.Response(status=status, content_type="application/json",
+                                body=orjson.dumps({"error": _error_name(status)}),
+                                headers={"Server": SERVER_NAME})
+        response.force_close()
+        return response
+
+
+def _error_name(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_")
+    except ValueError:
+        return "error"
+
+
+class _Busy(asyncio.Protocol):
+    """A connection over the bound: told so, then closed."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)  # noqa: S101 - a stream server
+        transport.write(BUSY_ANSWER)
+        transport.close()
+
+
+def protocol_factory(server: web.Server, max_connections: int
+                     ) -> Callable[[], asyncio.BaseProtocol]:
+    """What accepts each connection: aiohttp's handler (the quiet one), or a refusal when the
+    bound is reached."""
+    loop = asyncio.get_running_loop()
+    # Connections accepted in one burst are registered with the server (connection_made) only
+    # on the loop's next turn: count them until then, or a burst would pass the bound.
+    accepting = 0
+
+    def registered() -> None:
+        nonlocal accepting
+        accepting = 0
+
+    def accept() -> asyncio.BaseProtocol:
+        nonlocal accepting
+        if len(server.connections) + accepting >= max_connections:
+            log.warning("connection_refused", reason="max_connections", bound=max_connections)
+            return _Busy()
+        if accepting == 0:  # after this turn's connection_made callbacks have run
+            loop.call_soon(loop.call_soon, registered)
+        accepting += 1
+        handler = server()
+        # The handler aiohttp builds, made quiet: the subclass adds no state, only behaviour.
+        handler.__class__ = QuietRequestHandler
+        return handler
+
+    return accept
+
+
+class AccessLog(AbstractAccessLogger):
+    """One structured line per HTTP request: method, path without its query string (which may
+    carry a token), status, size and time; through the same redacting log pipeline."""
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        log.info("http_request", method=request.method, path=request.path,
+                 status=response.status, bytes=response.body_length,
+                 duration_ms=round(time * 1000, 2), remote=request.remote)
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+
+DESCRIPTOR_RESERVE: Final = 64
+"""File descriptors kept for everything else: upstream connections, logs, the audit file."""
+
+
+def connection_bound(configured: int) -> int:
+    """The configured bound, lowered to what the process's descriptor limit allows."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    return max(16, min(configured, soft // 2 - DESCRIPTOR_RESERVE))
+
+
+async def set_server_header(_request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every answer names the product, not its libraries' versions."""
+    response.headers["Server"] = SERVER_NAME
+
+
+async def serve_until_stopped(app: web.Application, sockets: list[socket.socket], *,
+                              max_connections: int, access_log: bool,
+                              shutdown_timeout_s: float = 10.0) -> None:
+    """Serve `app` on the bound sockets until SIGINT or SIGTERM, then stop accepting, let the
+    requests in flight finish (up to `shutdown_timeout_s`) and run the app's cleanup."""
+    options: dict[str, Any] = {"access_log_class": AccessLog} if access_log else {
+        "access_log": None}
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout_s,
+                           **options)
+    await runner.setup()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    server = runner.server
+    if server is None:
+        raise RuntimeError("the app runner has no server after setup")
+    accept = protocol_factory(server, max_connections)
+    listeners = [await loop.create_server(accept, sock=sock) for sock in sockets]
+    try:
+        await stop.wait()
+    finally:
+        for listener in listeners:
+            listener.close()
+        await runner.cleanup()
