@@ -1,9 +1,11 @@
 """token -> Principal per the service's resolver, cached by a hash of the token (never past its
-expiry, refusals briefly). Introspection is an HTTP call, so it comes in as an injected callable.
+expiry, refusals briefly), one introspection at a time per token. Introspection is an HTTP call,
+so it comes in as an injected callable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 from collections.abc import Awaitable, Callable, Mapping
@@ -46,6 +48,9 @@ class TokenResolver:
         # A plain dict: this lookup is on every request, and cachetools' TLRUCache cost more
         # than the rest of the token check. Expiry is checked on read, the bound on write.
         self._cache: dict[tuple[str, str], _Cached] = {}
+        # The introspection under way per token hash: concurrent first calls with one token
+        # wait for it rather than each asking the authorization server.
+        self._asking: dict[tuple[str, str], asyncio.Task[_Cached]] = {}
 
     async def resolve(self, service: CompiledService, token: str, resource: str = "") -> Principal:
         """Raises:
@@ -64,22 +69,34 @@ class TokenResolver:
         key = (service.name, hashlib.sha256(token.encode()).hexdigest())
         cached = self._cache.get(key)
         if cached is not None and cached.until > self._clock():
-            if cached.principal is not None:
-                return cached.principal
-            assert cached.refusal is not None  # noqa: S101 - an entry holds one or the other
-            raise cached.refusal
-        claims = await self._introspect(spec.introspection_url, token)
+            return _answer(cached)
+        asking = self._asking.get(key)
+        if asking is None:
+            asking = asyncio.create_task(self._ask(key, service, token, spec.introspection_url))
+            if not asking.done():
+                self._asking[key] = asking
+        # Shielded: a waiter that gives up (its client went away) leaves the answer to the others.
+        return _answer(await asyncio.shield(asking))
+
+    async def _ask(self, key: tuple[str, str], service: CompiledService, token: str,
+                   url: str) -> _Cached:
+        """Introspect once and remember the answer; a failure (AuthUnavailable) is not cached."""
+        try:
+            claims = await self._introspect(url, token)
+        finally:
+            self._asking.pop(key, None)
         now = self._clock()
         try:
             principal = principal_from_claims(service, token, claims, now)
         except AuthError as refusal:
-            self._remember(key, _Cached(None, refusal, now + NEGATIVE_CACHE_S))
-            raise
-        until = now + spec.cache_ttl_s
-        if principal.expires_at is not None:
-            until = min(until, principal.expires_at)
-        self._remember(key, _Cached(principal, None, until))
-        return principal
+            entry = _Cached(None, refusal, now + NEGATIVE_CACHE_S)
+        else:
+            until = now + service.spec.auth.cache_ttl_s
+            if principal.expires_at is not None:
+                until = min(until, principal.expires_at)
+            entry = _Cached(principal, None, until)
+        self._remember(key, entry)
+        return entry
 
     def _remember(self, key: tuple[str, str], entry: _Cached) -> None:
         """Store an answer; when full, forget the expired ones, then the oldest tenth."""
@@ -93,3 +110,13 @@ class TokenResolver:
                 for oldest in list(itertools.islice(cache, max(1, self._max_entries // 10))):
                     del cache[oldest]
         cache[key] = entry
+
+
+def _answer(entry: _Cached) -> Principal:
+    """Raises:
+        AuthError: the remembered refusal.
+    """
+    if entry.principal is not None:
+        return entry.principal
+    assert entry.refusal is not None  # noqa: S101 - an entry holds one or the other
+    raise entry.refusal
