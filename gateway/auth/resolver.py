@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from gateway.auth.principal import (
     Principal,
@@ -19,8 +20,9 @@ from gateway.auth.principal import (
     passthrough_principal,
     principal_from_claims,
 )
-from gateway.errors import AuthError
+from gateway.errors import AuthError, AuthUnavailable
 from gateway.spec.compiled import CompiledService
+from gateway.writes.limits import refill
 
 NEGATIVE_CACHE_S: Final = 30.0
 """How long a refused token is remembered, so a flood of bad tokens does not reach the AS."""
@@ -28,6 +30,31 @@ NEGATIVE_CACHE_S: Final = 30.0
 
 Introspect = Callable[[str, str], Awaitable[Mapping[str, Any]]]
 """(introspection URL, token) -> the RFC 7662 answer. Raises AuthUnavailable."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntrospectionBounds:
+    """Introspections of tokens not yet known, per minute (and in one burst): by one client
+    address, and by the whole process; and how many addresses are remembered."""
+
+    per_address: int
+    per_process: int
+    addresses: int
+
+    def __post_init__(self) -> None:
+        if min(self.per_address, self.per_process, self.addresses) < 1:
+            raise ValueError(f"introspection bounds must be at least 1: {self}")
+
+
+class IntrospectionThrottled(AuthUnavailable):
+    """Too many tokens not yet known were checked lately: the token was not looked at, so this is
+    no verdict on it. `bound` says whose budget ran out; `retry_after_s` when it has room."""
+
+    def __init__(self, message: str, *, bound: Literal["address", "process"],
+                 retry_after_s: float) -> None:
+        self.bound = bound
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +67,8 @@ class _Cached:
 class TokenResolver:
     """token -> Principal per the service's resolver, with a bounded cache keyed by token hash."""
 
-    def __init__(self, introspect: Introspect, clock: Callable[[], float], *,
-                 max_entries: int = 10_000) -> None:
+    def __init__(self, introspect: Introspect, clock: Callable[[], float],
+                 bounds: IntrospectionBounds, *, max_entries: int = 10_000) -> None:
         self._introspect = introspect
         self._clock = clock
         self._max_entries = max_entries
@@ -51,27 +78,37 @@ class TokenResolver:
         # The introspection under way per token hash: concurrent first calls with one token
         # wait for it rather than each asking the authorization server.
         self._asking: dict[tuple[str, str], asyncio.Task[_Cached]] = {}
+        self._budget = _Budget(bounds)
 
-    async def resolve(self, service: CompiledService, token: str, resource: str = "") -> Principal:
+    async def resolve(self, service: CompiledService, token: str, resource: str = "", *,
+                      address: str | None) -> Principal:
         """Raises:
             AuthError: the token is malformed for the service, inactive, expired or foreign.
             AuthUnavailable: the authorization server could not be asked.
+            IntrospectionThrottled: the token is not known, and the bound on introspections of
+                such tokens (for the client address, or the process) is reached.
         """
-        principal = await self._resolve(service, token)
+        principal = await self._resolve(service, token, address)
         check_audience(service, principal, resource)
         return principal
 
-    async def _resolve(self, service: CompiledService, token: str) -> Principal:
+    async def _resolve(self, service: CompiledService, token: str,
+                       address: str | None) -> Principal:
         check_format(service, token)
         spec = service.spec.auth
         if spec.resolver == "passthrough" or spec.introspection_url is None:
             return passthrough_principal(service, token)
         key = (service.name, hashlib.sha256(token.encode()).hexdigest())
         cached = self._cache.get(key)
-        if cached is not None and cached.until > self._clock():
+        now = self._clock()
+        if cached is not None and cached.until > now:
             return _answer(cached)
         asking = self._asking.get(key)
         if asking is None:
+            # Checking again a token that was valid is never bounded: a flood of guesses must
+            # not lock out the callers already known. Anything else spends the budget.
+            if cached is None or cached.principal is None:
+                self._budget.spend(address or "", now)
             asking = asyncio.create_task(self._ask(key, service, token, spec.introspection_url))
             if not asking.done():
                 self._asking[key] = asking
@@ -120,3 +157,45 @@ def _answer(entry: _Cached) -> Principal:
         return entry.principal
     assert entry.refusal is not None  # noqa: S101 - an entry holds one or the other
     raise entry.refusal
+
+
+class _Budget:
+    """Token buckets of introspections: one per client address (past the bound the least
+    recently seen is forgotten, and starts again full) and one for the process."""
+
+    def __init__(self, bounds: IntrospectionBounds) -> None:
+        self._bounds = bounds
+        self._addresses: dict[str, tuple[float, float]] = {}  # address -> (tokens, at)
+        self._process = (float(bounds.per_process), 0.0)
+
+    def spend(self, address: str, now: float) -> None:
+        """Take one introspection from both buckets, or from neither.
+
+        Raises:
+            IntrospectionThrottled: a bucket is empty; says which, and when it has room again.
+        """
+        per_address, per_process = self._bounds.per_address, self._bounds.per_process
+        tokens, at = self._addresses.pop(address, (float(per_address), now))
+        here = refill(tokens, at, per_address, per_address / 60, now)
+        everywhere = refill(*self._process, per_process, per_process / 60, now)
+        if here < 1:
+            self._keep(address, here, now)
+            raise _throttled("address", (1 - here) * 60 / per_address)
+        if everywhere < 1:
+            self._keep(address, here, now)
+            raise _throttled("process", (1 - everywhere) * 60 / per_process)
+        self._keep(address, here - 1, now)
+        self._process = (everywhere - 1, now)
+
+    def _keep(self, address: str, tokens: float, now: float) -> None:
+        self._addresses[address] = (tokens, now)  # last in the dict: the most recently seen
+        if len(self._addresses) > self._bounds.addresses:
+            del self._addresses[next(iter(self._addresses))]
+
+
+def _throttled(bound: Literal["address", "process"], wait_s: float) -> IntrospectionThrottled:
+    whose = ("Too many unknown tokens were checked from this address" if bound == "address"
+             else "The gateway is checking too many unknown tokens")
+    return IntrospectionThrottled(
+        f"{whose} in the last minute; this token was not checked. Retry in "
+        f"{math.ceil(wait_s)} seconds.", bound=bound, retry_after_s=wait_s)
