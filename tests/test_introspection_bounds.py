@@ -9,6 +9,7 @@ endpoint, for what a flooding client is answered.
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -170,6 +171,19 @@ async def test_a_cancelled_waiter_does_not_cancel_the_introspection_of_the_other
     assert [a.subject if isinstance(a, Principal) else a for a in answers] == ["valid"] * 4
     assert authority.asked == [VALID]
 
+
+
+async def test_a_remembered_refusal_does_not_grow_with_each_request(
+        service: CompiledService) -> None:
+    resolver = TokenResolver(Authority(), Clock(), BOUNDS)
+    depths = []
+    for _ in range(100):
+        try:
+            await resolver.resolve(service, REVOKED, address=HERE)
+        except AuthError as refusal:  # its traceback holds the frames (and requests) it crossed
+            depths.append(len(traceback.extract_tb(refusal.__traceback__)))
+    assert len(depths) == 100
+    assert depths[-1] == depths[1]
 
 # --- bounds on introspections of unknown tokens -------------------------------------------------
 

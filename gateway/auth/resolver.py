@@ -6,6 +6,7 @@ so it comes in as an injected callable.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import itertools
 import math
@@ -151,12 +152,13 @@ class TokenResolver:
 
 def _answer(entry: _Cached) -> Principal:
     """Raises:
-        AuthError: the remembered refusal.
+        AuthError: a copy of the remembered refusal. Raising the one object again would add
+            each request's frames to its traceback, keeping them alive as long as the entry.
     """
     if entry.principal is not None:
         return entry.principal
     assert entry.refusal is not None  # noqa: S101 - an entry holds one or the other
-    raise entry.refusal
+    raise copy.copy(entry.refusal)
 
 
 class _Budget:
