@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     know yet (up to this many at once, then one every 60/N seconds). Past it such a request is
     answered 429 with Retry-After and the authorization server is not asked. Tokens known to be
     valid, and their re-checks once their cache entry expires, are never counted. The address is
-    the peer's: behind a reverse proxy every client shares the proxy's, so raise this there."""
+    the peer's, an IPv6 one counted by its /64: behind a reverse proxy every client shares the
+    proxy's, so raise this there."""
     introspections_per_minute: int = Field(1200, ge=1, le=10_000_000)
     """Introspections this process may cause per minute for tokens it does not know yet, whatever
     their addresses (up to this many at once). Past it such a request is answered 503 with

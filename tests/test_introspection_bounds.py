@@ -318,6 +318,25 @@ async def test_an_unknown_address_is_bounded_too(service: CompiledService) -> No
     assert len(authority.asked) == BOUNDS.per_address
 
 
+
+async def test_the_addresses_of_one_ipv6_network_share_one_budget(
+        service: CompiledService) -> None:
+    authority = Authority()
+    resolver = TokenResolver(authority, Clock(), BOUNDS)
+    throttled = await flood(resolver, service, 100, lambda n: f"2001:db8:1:2::{n:x}")
+    assert len(authority.asked) == BOUNDS.per_address  # one /64: every address is its holder's
+    assert {refusal.bound for refusal in throttled} == {"address"}
+    principal = await resolver.resolve(service, VALID, address="2001:db8:1:3::1")
+    assert principal.subject == "valid"  # the next /64 is someone else
+
+
+async def test_an_ipv4_address_seen_over_ipv6_is_its_own_client(
+        service: CompiledService) -> None:
+    authority = Authority()
+    resolver = TokenResolver(authority, Clock(), BOUNDS)
+    await flood(resolver, service, 100, lambda n: f"::ffff:192.0.2.{n}")
+    assert len(authority.asked) == 100
+
 async def test_the_address_table_stays_bounded(service: CompiledService) -> None:
     authority = Authority()
     resolver = TokenResolver(authority, Clock(), IntrospectionBounds(10, 10_000, 100))

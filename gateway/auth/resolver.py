@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import hashlib
+import ipaddress
 import itertools
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -109,7 +110,7 @@ class TokenResolver:
             # Checking again a token that was valid is never bounded: a flood of guesses must
             # not lock out the callers already known. Anything else spends the budget.
             if cached is None or cached.principal is None:
-                self._budget.spend(address or "", now)
+                self._budget.spend(_client(address), now)
             asking = asyncio.create_task(self._ask(key, service, token, spec.introspection_url))
             if not asking.done():
                 self._asking[key] = asking
@@ -160,6 +161,22 @@ def _answer(entry: _Cached) -> Principal:
     assert entry.refusal is not None  # noqa: S101 - an entry holds one or the other
     raise copy.copy(entry.refusal)
 
+
+
+def _client(address: str | None) -> str:
+    """Whose budget a peer address spends: an IPv4 address's own, or its IPv6 /64's (one
+    holder's network, in which every address is theirs to pick). None: no address is known."""
+    if address is None:
+        return ""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv4Address):
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False))
 
 class _Budget:
     """Token buckets of introspections: one per client address (past the bound the least
