@@ -81,6 +81,21 @@ class Settings(BaseSettings):
     """Upstream bodies larger than this are refused instead of read into memory."""
     introspection_timeout_s: float = Field(3.0, gt=0, le=30)
     """Bound on one token introspection; past it the request is answered 503, never let in."""
+    introspections_per_address_per_minute: int = Field(60, ge=1, le=1_000_000)
+    """Introspections one client address may cause per minute for tokens the gateway does not
+    know yet (up to this many at once, then one every 60/N seconds). Past it such a request is
+    answered 429 with Retry-After and the authorization server is not asked. Tokens known to be
+    valid, and their re-checks once their cache entry expires, are never counted. The address is
+    the peer's, an IPv6 one counted by its /64: behind a reverse proxy every client shares the
+    proxy's, so raise this there."""
+    introspections_per_minute: int = Field(1200, ge=1, le=10_000_000)
+    """Introspections this process may cause per minute for tokens it does not know yet, whatever
+    their addresses (up to this many at once). Past it such a request is answered 503 with
+    Retry-After: what a flood from many addresses costs the authorization server. Each worker
+    process has its own."""
+    introspection_addresses: int = Field(10_000, ge=1, le=10_000_000)
+    """Client addresses whose introspection budget is remembered; past it the least recently
+    seen is forgotten (and starts again with a full budget). Bounds the memory of a flood."""
     upstream_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     """The upstream HTTP client: aiohttp's (about a third of httpx's CPU per call, see
     bench/README.md) or httpx's."""

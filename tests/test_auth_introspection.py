@@ -20,7 +20,7 @@ import pytest
 import respx
 from aiohttp.test_utils import TestClient
 
-from gateway.auth.resolver import TokenResolver
+from gateway.auth.resolver import IntrospectionBounds, TokenResolver
 from gateway.server.app import create_app
 from gateway.settings import SHIPPED_SPECS, Settings
 from gateway.spec.loader import load_tree
@@ -523,13 +523,15 @@ async def test_the_token_cache_stays_bounded_and_keeps_recent_answers() -> None:
         return {"active": True, "scope": "feedback:read", "sub": token, "exp": now[0] + 3600,
                 "aud": "urn:mcp-gateway:retently"}
 
-    resolver = TokenResolver(introspect, lambda: now[0], max_entries=50)
+    resolver = TokenResolver(introspect, lambda: now[0], IntrospectionBounds(1_000, 1_000, 10),
+                             max_entries=50)
     for number in range(200):
-        await resolver.resolve(service, f"rtly_mcp_pat_t{number}_x")
+        await resolver.resolve(service, f"rtly_mcp_pat_t{number}_x", address=None)
     assert len(resolver._cache) <= 50
     asked.clear()
-    await resolver.resolve(service, "rtly_mcp_pat_t199_x")  # the newest answers are still known
+    # the newest answers are still known
+    await resolver.resolve(service, "rtly_mcp_pat_t199_x", address=None)
     assert asked == []
     now[0] += 3601  # past every token's expiry: asked again, never served stale
-    await resolver.resolve(service, "rtly_mcp_pat_t199_x")
+    await resolver.resolve(service, "rtly_mcp_pat_t199_x", address=None)
     assert asked == ["rtly_mcp_pat_t199_x"]

@@ -14,7 +14,7 @@ import structlog
 from aiohttp import web
 from cachetools import LRUCache, TTLCache
 
-from gateway.auth.resolver import TokenResolver
+from gateway.auth.resolver import IntrospectionBounds, TokenResolver
 from gateway.calls.pipeline import Calls
 from gateway.server.connections import set_server_header
 from gateway.server.discovery import AS_METADATA_TTL_S, add_discovery_routes
@@ -105,7 +105,9 @@ async def edges(app: web.Application) -> AsyncIterator[None]:
     app[UPSTREAM] = upstream
     app[AS_METADATA] = TTLCache(maxsize=64, ttl=AS_METADATA_TTL_S)
     app[SHAPED] = LRUCache(maxsize=SHAPED_RESULTS)
-    app[RESOLVER] = TokenResolver(upstream.introspect, seconds)
+    app[RESOLVER] = TokenResolver(upstream.introspect, seconds, IntrospectionBounds(
+        settings.introspections_per_address_per_minute, settings.introspections_per_minute,
+        settings.introspection_addresses))
     try:
         yield
     finally:

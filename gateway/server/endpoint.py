@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Iterator
 from typing import Any, Final
@@ -21,6 +22,7 @@ from aiohttp import web
 
 from gateway.auth.bearer import bearer_token, challenge
 from gateway.auth.principal import ANONYMOUS, Principal
+from gateway.auth.resolver import IntrospectionThrottled
 from gateway.calls.context import Caller
 from gateway.errors import (
     INTERNAL_ERROR,
@@ -127,6 +129,9 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
     except AuthError as exc:
         event.log(exc.error or "unauthenticated")
         return _auth_failure(request, service, exc, envelope.id)
+    except IntrospectionThrottled as exc:
+        event.log(f"introspection_throttled_{exc.bound}")
+        return _throttled(exc, envelope.id)
     except AuthUnavailable as exc:
         event.log("auth_unavailable")
         return _json(error_reply(INTERNAL_ERROR, str(exc), envelope.id), 503,
@@ -155,7 +160,8 @@ async def _principal(request: web.Request, service: CompiledService,
         token = bearer_token(request.headers.get("Authorization"))
         if token is not None:
             return await request.app[RESOLVER].resolve(
-                service, token, public_base(request) + service.spec.endpoint)
+                service, token, public_base(request) + service.spec.endpoint,
+                address=request.remote)
     except (AuthError, AuthUnavailable):
         if needed:
             raise
@@ -176,6 +182,15 @@ def _auth_failure(request: web.Request, service: CompiledService, exc: AuthError
     body = error_reply(INVALID_REQUEST, exc.description, request_id, data)
     return _json(body, status, {"WWW-Authenticate": challenge(
         exc, resource_metadata_url(request, service), default_scope)})
+
+
+def _throttled(exc: IntrospectionThrottled, request_id: Any) -> web.Response:
+    """A token left unchecked for lack of budget: 429 when its address ran out (that client
+    should slow down), 503 when the process did (as when the authorization server cannot be
+    asked). Never 401: that would tell the client to drop a token nobody looked at."""
+    status, code = (429, INVALID_REQUEST) if exc.bound == "address" else (503, INTERNAL_ERROR)
+    return _json(error_reply(code, str(exc), request_id), status,
+                 {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))})
 
 
 def _raw_headers(request: web.Request) -> Iterator[tuple[str, str]]:
