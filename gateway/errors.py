@@ -6,6 +6,7 @@
     ├── AuthError               no usable credential -> HTTP 401 + WWW-Authenticate
     │   └── InsufficientScope   a scope is missing -> HTTP 403 + WWW-Authenticate
     ├── AuthUnavailable         the token could not be checked (introspection down) -> HTTP 503
+    │   └── IntrospectionThrottled  too many unknown tokens lately -> HTTP 429/503 + Retry-After
     ├── WireError               an upstream exchange failed (upstream/*_wire.py)
     └── ToolExecutionError      a tool call failed -> CallToolResult(isError=true)
         ├── UpstreamError       the upstream answered with a non-2xx status
@@ -113,6 +114,17 @@ class InsufficientScope(AuthError):
 
 class AuthUnavailable(GatewayError):
     """The authorization server could not be asked about a token; never treated as valid."""
+
+
+class IntrospectionThrottled(AuthUnavailable):
+    """Too many tokens not yet known were checked lately: the token was not looked at, so this is
+    no verdict on it. `bound` says whose budget ran out; `retry_after_s` when it has room."""
+
+    def __init__(self, message: str, *, bound: Literal["address", "process"],
+                 retry_after_s: float) -> None:
+        self.bound = bound
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
 
 
 WireFailure = Literal["timeout", "connect", "broken", "too_large"]

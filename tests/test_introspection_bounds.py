@@ -18,8 +18,14 @@ import pytest
 import respx
 
 from gateway.auth.principal import Principal
-from gateway.auth.resolver import IntrospectionBounds, IntrospectionThrottled, TokenResolver
-from gateway.errors import INTERNAL_ERROR, INVALID_REQUEST, AuthError, AuthUnavailable
+from gateway.auth.resolver import IntrospectionBounds, TokenResolver
+from gateway.errors import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    AuthError,
+    AuthUnavailable,
+    IntrospectionThrottled,
+)
 from gateway.server.app import create_app
 from gateway.settings import SHIPPED_SPECS, Settings
 from gateway.spec.compiled import CompiledService

@@ -22,7 +22,7 @@ from gateway.auth.principal import (
     passthrough_principal,
     principal_from_claims,
 )
-from gateway.errors import AuthError, AuthUnavailable
+from gateway.errors import AuthError, IntrospectionThrottled
 from gateway.spec.compiled import CompiledService
 from gateway.writes.limits import refill
 
@@ -46,17 +46,6 @@ class IntrospectionBounds:
     def __post_init__(self) -> None:
         if min(self.per_address, self.per_process, self.addresses) < 1:
             raise ValueError(f"introspection bounds must be at least 1: {self}")
-
-
-class IntrospectionThrottled(AuthUnavailable):
-    """Too many tokens not yet known were checked lately: the token was not looked at, so this is
-    no verdict on it. `bound` says whose budget ran out; `retry_after_s` when it has room."""
-
-    def __init__(self, message: str, *, bound: Literal["address", "process"],
-                 retry_after_s: float) -> None:
-        self.bound = bound
-        self.retry_after_s = retry_after_s
-        super().__init__(message)
 
 
 @dataclass(frozen=True, slots=True)

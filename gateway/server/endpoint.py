@@ -22,7 +22,6 @@ from aiohttp import web
 
 from gateway.auth.bearer import bearer_token, challenge
 from gateway.auth.principal import ANONYMOUS, Principal
-from gateway.auth.resolver import IntrospectionThrottled
 from gateway.calls.context import Caller
 from gateway.errors import (
     INTERNAL_ERROR,
@@ -30,6 +29,7 @@ from gateway.errors import (
     AuthError,
     AuthUnavailable,
     InsufficientScope,
+    IntrospectionThrottled,
     ProtocolError,
 )
 from gateway.protocol.envelope import Envelope, Era, decode, parse
