@@ -76,7 +76,7 @@ class Authority:
             raise AuthUnavailable("The authorization server could not be reached")
         if token == VALID:
             return {"active": True, "scope": "feedback:read", "sub": "valid",
-                    "exp": NOW + 86_400}
+                    "exp": NOW + 86_400, "aud": "urn:mcp-gateway:retently"}
         return {"active": False}
 
 
