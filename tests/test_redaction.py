@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from gateway.calls.redaction import PSEUDONYM_DOMAIN, Pseudonymiser, RedactionRules, redact
+from gateway.keys import derive_key
 from gateway.server.app import create_app
 from gateway.settings import Settings
 from tests.conftest import AiohttpClient, auth, rpc
@@ -212,7 +213,8 @@ async def test_without_the_pii_scope_identities_become_pseudonyms_and_nothing_el
 async def test_the_pseudonym_is_keyed_and_scoped_to_the_callers_account(
         gateway: TestClient[Any, Any]) -> None:
     seen = await structured(gateway, ANALYST, "get_customer", {"id": "c1"})
-    assert seen["email"] == Pseudonymiser(KEY, "acc_1")("Ann.Lee@Example.com")
+    assert seen["email"] == Pseudonymiser(derive_key(KEY, "pseudonyms"), "acc_1")(
+        "Ann.Lee@Example.com")
     assert seen["email"] != Pseudonymiser(b"another key", "acc_1")("Ann.Lee@Example.com")
 
 

@@ -61,8 +61,12 @@ def _answers(case: ToolTestCase) -> list[httpx.Response]:
 
 def _introspection(service: CompiledService, case: ToolTestCase) -> dict[str, Any]:
     scopes = case.scopes if case.scopes is not None else [s.name for s in service.spec.scopes]
+    wanted = service.spec.auth.audience
+    named = [a for a in ([wanted] if isinstance(wanted, str) else wanted or [])
+             if "{resource}" not in a]
+    audience = {"aud": named[0]} if named else {}
     return {"active": True, "scope": " ".join(scopes), "sub": "user_case",
-            "account_id": "acc_case", "exp": 4102444800, **case.claims}
+            "account_id": "acc_case", "exp": 4102444800, **audience, **case.claims}
 
 
 async def _call(client: TestClient[Any, Any], service: CompiledService, tool: CompiledTool,

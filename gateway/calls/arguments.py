@@ -32,7 +32,27 @@ def validated_arguments(tool: CompiledTool, arguments: Any) -> dict[str, Any]:
     if problems:
         raise ProtocolError(INVALID_PARAMS, f"Invalid arguments for tool {tool.name}",
                             {"tool": tool.name, "problems": problems})
+    if any(type(v) is float or type(v) is list for v in merged.values()):
+        return _whole_numbers(merged, tool.input_schema.get("properties") or {})
     return merged
+
+
+def _whole_numbers(arguments: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
+    """Integer arguments sent as 1.0 (valid JSON Schema integers) become 1, so an upstream that
+    parses integers gets one."""
+    fixed = dict(arguments)
+    for name, value in arguments.items():
+        schema = properties.get(name) or {}
+        if _integer(schema) and type(value) is float and value.is_integer():
+            fixed[name] = int(value)
+        elif type(value) is list and _integer(schema.get("items") or {}):
+            fixed[name] = [int(v) if type(v) is float and v.is_integer() else v for v in value]
+    return fixed
+
+
+def _integer(schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    return kind == "integer" or (isinstance(kind, list) and "integer" in kind)
 
 
 def _problem(error: Any) -> str:

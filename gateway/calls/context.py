@@ -6,15 +6,30 @@ whole principal or the whole service, and no value a model sends can stand in fo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from gateway.auth.principal import Principal
 from gateway.spec.compiled import CompiledService
 from gateway.spec.models import UpstreamSpec, WritePolicy
 from gateway.spec.templates import RenderContext
+
+_TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+
+
+def valid_traceparent(value: str | None) -> str | None:
+    """A W3C trace context worth carrying upstream, or None: malformed, oversized, version ff
+    or all-zero ids are dropped rather than forwarded (the header is the caller's text)."""
+    if value is None or len(value) != 55:
+        return None
+    found = _TRACEPARENT.fullmatch(value)
+    if found is None or value.startswith("ff") or set(found[1]) == {"0"} or set(
+            found[2]) == {"0"}:
+        return None
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +55,7 @@ class Caller:
         return cls(service.name, service.spec.upstream, service.spec.writes, principal.token,
                    principal.subject, principal.account, principal.scopes,
                    {**principal.extra, "account": principal.account,
-                    "subject": principal.subject}, traceparent)
+                    "subject": principal.subject}, valid_traceparent(traceparent))
 
     @property
     def anonymous(self) -> bool:

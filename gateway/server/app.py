@@ -16,6 +16,7 @@ from cachetools import LRUCache, TTLCache
 
 from gateway.auth.resolver import IntrospectionBounds, TokenResolver
 from gateway.calls.pipeline import Calls
+from gateway.keys import derive_key
 from gateway.server.connections import set_server_header
 from gateway.server.discovery import AS_METADATA_TTL_S, add_discovery_routes
 from gateway.server.endpoint import mcp_endpoint
@@ -95,13 +96,13 @@ async def edges(app: web.Application) -> AsyncIterator[None]:
     def seconds() -> float:
         return clock().timestamp()
 
-    key = settings.secret_key.get_secret_value().encode() or secrets.token_bytes(32)
+    secret = settings.secret_key.get_secret_value().encode() or secrets.token_bytes(32)
     wire = app.get(WIRE) or create_wire(settings)
     upstream = Upstream(wire, settings)
     limits = await open_limits(settings)
     audit = AuditLog.open(settings.audit_log_path, clock)
-    writes = WriteCalls(upstream, limits, audit, key, seconds)
-    app[CALLS] = Calls(settings, upstream, writes, key, clock)
+    writes = WriteCalls(upstream, limits, audit, derive_key(secret, "confirmations"), seconds)
+    app[CALLS] = Calls(settings, upstream, writes, derive_key(secret, "pseudonyms"), clock)
     app[UPSTREAM] = upstream
     app[AS_METADATA] = TTLCache(maxsize=64, ttl=AS_METADATA_TTL_S)
     app[SHAPED] = LRUCache(maxsize=SHAPED_RESULTS)

@@ -7,7 +7,6 @@ per tool after the cross-field checks (checks.py) passed, and reports what it ra
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
@@ -22,9 +21,7 @@ from gateway.spec.compiled import (
     CompiledCheck,
     CompiledCondition,
     CompiledLookup,
-    CompiledPrompt,
     CompiledRequest,
-    CompiledResource,
     CompiledTool,
     PathPart,
     PiiRules,
@@ -45,16 +42,13 @@ from gateway.spec.tools import (
     CheckSpec,
     CollectSpec,
     LookupSpec,
-    PromptSpec,
     RequestSpec,
-    ResourceSpec,
     ToolSpec,
     WriteSpec,
 )
 
 METRIC_FUNCTIONS: Final = frozenset({"count", "distinct", "nps", "avg", "sum", "min", "max",
                                      "count_if", "first"})
-_URI_VARIABLE: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class CompileProblem(ValueError):
@@ -221,10 +215,38 @@ def compile_pii(tool: ToolSpec, service: ServiceSpec) -> PiiRules | None:
         for key, inner in (nested or {}).items():
             if inner.pii is not None:
                 arguments[(name, key)] = scopes[inner.pii]
+    for name in filtered_personal_arguments(tool, {*policy.fields, *policy.drop,
+                                                   *tool.pii.fields, *tool.pii.drop}):
+        arguments.setdefault((name,), policy.scope)
     rules = RedactionRules(pseudonymise=frozenset([*policy.fields, *tool.pii.fields]),
                            drop=frozenset([*policy.drop, *tool.pii.drop]),
                            scrub_text=policy.scrub_text)
     return PiiRules(policy.scope, rules, tool.pii.required, arguments)
+
+
+def filtered_personal_arguments(tool: ToolSpec, personal: set[str]) -> set[str]:
+    """The arguments that filter collected items on a field the PII policy hides: giving them
+    needs the PII scope, or a caller could find hidden values by trying them (binary search on
+    `gt` included)."""
+    hidden = {key.casefold() for key in personal}
+    found: set[str] = set()
+    for condition in tool.filter:
+        if field_names(compile_expression(condition.field).parsed) & hidden:
+            found.update(ref.name for ref in value_refs(compile_value(condition.value))
+                         if ref.source == "arg")
+    return found
+
+
+def field_names(node: Any) -> set[str]:
+    """Every field name a JMESPath parse tree reads, case-folded."""
+    if isinstance(node, dict):
+        names = {str(node["value"]).casefold()} if node.get("type") == "field" else set()
+        for child in node.get("children", []):
+            names |= field_names(child)
+        return names
+    if isinstance(node, list):
+        return set().union(*(field_names(child) for child in node)) if node else set()
+    return set()
 
 
 def paging_hint(argument_names: set[str]) -> str:
@@ -325,49 +347,6 @@ def parse_metric(text: str) -> tuple[str, str | None]:
         raise ValueError(f"metric {text!r} must be count or one of "
                          f"{', '.join(sorted(METRIC_FUNCTIONS - {'count'}))}(field)")
     return name, rest[:-1].strip()
-
-
-def compile_resource(resource: ResourceSpec, service: ServiceSpec) -> CompiledResource:
-    """Raises:
-        ValueError, TemplateSyntaxError, jmespath errors: reported by the loader.
-    """
-    variables = tuple(_URI_VARIABLE.findall(resource.uri))
-    pieces = _URI_VARIABLE.split(resource.uri)
-    regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/?#]+)"
-                    for i, p in enumerate(pieces))
-    wire: dict[str, Any] = {"name": resource.name, "mimeType": resource.mime_type}
-    wire["uriTemplate" if variables else "uri"] = resource.uri
-    if resource.title:
-        wire["title"] = resource.title
-    if resource.description:
-        wire["description"] = resource.description
-    read = compile_tool(resource.as_tool(), service)
-    with located("text"):
-        text = compile_template(resource.text) if resource.text is not None else None
-    with located("blob"):
-        blob = compile_template(resource.blob) if resource.blob is not None else None
-    return CompiledResource(resource, read, re.compile(regex), variables, wire, text, blob)
-
-
-def compile_prompt(prompt: PromptSpec) -> CompiledPrompt:
-    """Raises:
-        TemplateSyntaxError, re.error: reported by the loader.
-    """
-    wire: dict[str, Any] = {"name": prompt.name, "arguments": [
-        {"name": a.name, "description": a.description, "required": a.required}
-        for a in prompt.arguments]}
-    if prompt.title:
-        wire["title"] = prompt.title
-    if prompt.description:
-        wire["description"] = prompt.description
-    messages = []
-    for index, message in enumerate(prompt.messages):
-        with located("messages", index, "text" if message.text is not None else "content"):
-            messages.append((message.role, compile_template(message.text)
-                             if message.text is not None else compile_value(message.content)))
-    return CompiledPrompt(prompt, wire, tuple(messages),
-                          {a.name: re.compile(a.pattern) for a in prompt.arguments if a.pattern},
-                          frozenset(prompt.scopes))
 
 
 def _first(budget: Budget | None, key: str, fallback: int | None) -> int | None:

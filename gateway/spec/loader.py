@@ -25,6 +25,7 @@ from gateway.spec.checks import (
     check_resource_uri,
     check_service,
 )
+from gateway.spec.compile_resources import compile_prompt, compile_resource
 from gateway.spec.compiled import (
     CompiledPrompt,
     CompiledResource,
@@ -32,7 +33,7 @@ from gateway.spec.compiled import (
     CompiledTool,
     Registry,
 )
-from gateway.spec.compiler import CompileProblem, compile_prompt, compile_resource, compile_tool
+from gateway.spec.compiler import CompileProblem, compile_tool
 from gateway.spec.models import ServiceSpec
 from gateway.spec.source import (
     SERVICE_FILE,

@@ -150,6 +150,9 @@ class WritePolicy(SpecModel):
     """How long a preview's confirmation token stays valid."""
     per_account_per_minute: int = Field(30, ge=1, le=100_000)
     """Write executions allowed per account per minute (token bucket)."""
+    previews_per_account_per_minute: int = Field(120, ge=1, le=1_000_000)
+    """Previews allowed per account per minute: they send nothing, but each reads upstream
+    state and issues a token, so they are bounded too (more loosely than executions)."""
 
 
 class ServiceSpec(SpecModel):

@@ -92,6 +92,17 @@ class WriteCalls:
     async def _preview(self, call: _Call, ctx: RenderContext,
                        redact: Redactor) -> WriteOutcome:
         tool, caller = call.tool, call.caller
+        policy = caller.writes
+        wait = await self._limits.take(f"previews:{caller.service}:{caller.tenant}",
+                                       policy.previews_per_account_per_minute,
+                                       policy.previews_per_account_per_minute / 60.0,
+                                       self._clock())
+        if wait > 0:
+            self._record(call, "preview", "refused", reason="rate_limited")
+            raise ToolExecutionError(
+                f"Not previewed. This account's preview limit "
+                f"({policy.previews_per_account_per_minute} a minute) is reached; retry in "
+                f"{max(1, round(wait))} seconds.", retry_after_s=wait)
         ctx = await self._prepared(call, ctx)
         would_send = build_request(_write_request(tool), caller.upstream, ctx, None)
         confirmation = issue(self._key, tool=tool.name, arguments=call.arguments,
@@ -102,7 +113,7 @@ class WriteCalls:
         result: dict[str, Any] = {
             "status": "preview",
             "changed": False,
-            "would_send": redact(_describe(would_send)),
+            "would_send": as_given(_describe(would_send), redact, call.arguments),
             "confirmation_token": confirmation.token,
             "expires_at": expires.isoformat().replace("+00:00", "Z"),
             "next_step": (f"Nothing has been changed. To apply exactly this change, call "
@@ -165,6 +176,36 @@ class WriteCalls:
                                    **{"upstream_status": None, "reason": None, **extra})
         if not self._audit.to_file:
             structlog.get_logger("gateway.writes.audit").info("audit", **record)
+
+
+def as_given(described: Any, redact: Redactor, arguments: dict[str, Any]) -> Any:
+    """The request a preview shows: de-identified like any result, except that what the caller
+    typed is shown as typed. Mapping a caller's guess onto the pseudonym that reads show for
+    the real person would confirm the guess; the caller's own input reveals nothing new, and
+    anything the upstream supplied (a lookup, the current state) stays de-identified."""
+    return _restore(described, redact(described), frozenset(_strings(arguments)))
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
+def _restore(original: Any, redacted: Any, given: frozenset[str]) -> Any:
+    if isinstance(original, str) and original in given:
+        return original
+    if isinstance(original, dict) and isinstance(redacted, dict):
+        return {key: _restore(original[key], value, given) if key in original else value
+                for key, value in redacted.items()}
+    if isinstance(original, list) and isinstance(redacted, list) and len(original) == len(
+            redacted):
+        return [_restore(o, r, given) for o, r in zip(original, redacted, strict=True)]
+    return redacted
 
 
 def _write_request(tool: CompiledTool) -> CompiledRequest:
