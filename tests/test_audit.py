@@ -8,6 +8,7 @@ the network edge.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,8 +39,9 @@ TITLE = "Zanzibar-Quokka-Title"
 LABEL = "Marmalade-Otter-Label"
 ARGS: dict[str, Any] = {"id": NOTE, "title": TITLE, "labels": [LABEL]}
 RAW_VALUES = (NOTE, TITLE, LABEL)
-FIELDS = {"time", "request_id", "subject", "account", "tool", "arguments_digest", "outcome",
-          "upstream_status"}
+FIELDS = {"time", "request_id", "correlation_id", "subject", "account", "tool",
+          "arguments_digest", "outcome", "upstream_status"}
+OUR_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 SERVICE = """
 version: 1
@@ -174,7 +176,7 @@ async def test_a_preview_writes_one_record_naming_who_did_what(
     await preview_token(gateway, request_id="req-preview-1")
     [record] = records(log_path)
     assert record["phase"] == "preview" and record["outcome"] == "previewed"
-    assert record["request_id"] == "req-preview-1"
+    assert record["correlation_id"] == "req-preview-1"
     assert (record["subject"], record["account"]) == ("u_auditor", "acc_audit")
     assert (record["service"], record["tool"]) == ("desk", "retitle_note")
     assert record["arguments_digest"] == arguments_digest("retitle_note", ARGS)
@@ -187,7 +189,7 @@ async def test_a_confirmed_execution_writes_a_done_record_with_the_upstream_stat
     await execute(gateway, token, request_id="req-execute-1")
     preview, done = records(log_path)
     assert (done["phase"], done["outcome"], done["upstream_status"]) == ("execute", "done", 200)
-    assert done["request_id"] == "req-execute-1"
+    assert done["correlation_id"] == "req-execute-1"
     assert done["arguments_digest"] == preview["arguments_digest"]
 
 
@@ -349,6 +351,35 @@ async def test_reopening_a_log_continues_its_chain(
     assert len(written) == 4
     assert written[3]["prev"] == written[2]["hash"] != GENESIS
     assert code == 0 and "4 record(s), chain intact" in out
+
+
+# --- our request id, and the client's kept apart ----------------------------------------------
+
+
+async def test_the_client_request_id_is_kept_apart_as_the_correlation_id(
+        gateway: TestClient[Any, Any], log_path: Path) -> None:
+    response = await gateway.post(URL, headers={**auth(WRITER), "X-Request-Id": "req-client-7"},
+                                  json=rpc("tools/call", {"name": "retitle_note",
+                                                          "arguments": ARGS}))
+    await preview_token(gateway, request_id="req-client-7")
+    first, second = records(log_path)
+    assert first["correlation_id"] == second["correlation_id"] == "req-client-7"
+    assert OUR_REQUEST_ID.fullmatch(first["request_id"])
+    assert OUR_REQUEST_ID.fullmatch(second["request_id"])
+    assert first["request_id"] != second["request_id"]
+    assert response.headers["X-Request-Id"] == first["request_id"]
+
+
+@pytest.mark.parametrize("sent", ["x" * 65, "tab\tinside", None],
+                         ids=["too long", "not printable", "absent"])
+async def test_a_client_request_id_that_is_long_unprintable_or_absent_is_not_recorded(
+        gateway: TestClient[Any, Any], log_path: Path, sent: str | None) -> None:
+    headers = auth(WRITER) if sent is None else {**auth(WRITER), "X-Request-Id": sent}
+    await gateway.post(URL, headers=headers,
+                       json=rpc("tools/call", {"name": "retitle_note", "arguments": ARGS}))
+    [record] = records(log_path)
+    assert record["correlation_id"] is None
+    assert OUR_REQUEST_ID.fullmatch(record["request_id"])
 
 
 # --- the chain itself (pure) ------------------------------------------------------------------

@@ -133,12 +133,15 @@ async def tune_collector(_app: web.Application) -> None:
 
 @web.middleware
 async def request_context(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Bind a request id to every log line of the request and echo it to the caller."""
+    """Bind our own request id to every log line of the request and tell it to the caller. A
+    caller's `X-Request-Id` (short and printable) is kept apart as `correlation_id`: a value the
+    caller chose must never pass for ours in the logs or the audit records."""
     incoming = request.headers.get("X-Request-Id", "")
-    request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else (
-        secrets.token_hex(16))
+    request_id = secrets.token_hex(16)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    if 0 < len(incoming) <= 64 and incoming.isprintable():
+        structlog.contextvars.bind_contextvars(correlation_id=incoming)
     response: web.StreamResponse = await handler(request)
     response.headers["X-Request-Id"] = request_id
     return response
