@@ -90,7 +90,17 @@ async def edges(app: web.Application) -> AsyncIterator[None]:
     wire = app.get(WIRE) or create_wire(settings)
     upstream = Upstream(wire, settings)
     limits = await open_limits(settings)
-    audit = AuditLog.open(settings.audit_log_path, clock)
+    audit_key = settings.audit_key.get_secret_value().encode()
+    if settings.audit_log_path is not None and not audit_key:
+        # Warn, and chain under the empty key; no random key as for confirmations: a key that
+        # dies with the process leaves no one able to verify the file, and each worker would
+        # chain under its own. This way the structure stays checkable by anyone; only
+        # authenticity needs the key, so refusing to start would buy nothing for that log.
+        structlog.get_logger("gateway").warning(
+            "audit_log_without_key", path=str(settings.audit_log_path),
+            detail="audit records can be rewritten by anyone able to edit the file; set "
+                   "GATEWAY_AUDIT_KEY so that `mcp-gateway audit verify` can tell")
+    audit = AuditLog.open(settings.audit_log_path, audit_key, clock)
     writes = WriteCalls(upstream, limits, audit, key, seconds)
     app[CALLS] = Calls(settings, upstream, writes, key, clock)
     app[UPSTREAM] = upstream
