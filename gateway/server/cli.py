@@ -139,27 +139,30 @@ def run_schema(_args: argparse.Namespace) -> int:
 
 
 def run_audit_verify(args: argparse.Namespace) -> int:
-    """Exit 0 when every record is authentic under the audit key and follows the one before; 1
-    at the first break; 2 when a file or the key cannot be read; 3 when nothing was found wrong
-    but not everything could be checked (without a key, only the structure is)."""
+    """Exit 0 when every record is authentic under the audit key, follows the one before, and
+    the chain ends where the head beside the last file says; 1 at the first break; 2 when a file
+    or the key cannot be read; 3 when nothing was found wrong but not everything could be
+    checked (without a key only the structure is; without a head, not the end)."""
     try:
         key = _audit_key(args.key_file)
     except (OSError, ValueError) as exc:
         print(f"mcp-gateway audit verify: {exc}", file=sys.stderr)
         return 2
     files: list[Path] = args.files
+    head_path = files[-1].with_name(files[-1].name + ".head")
     try:
         with ExitStack() as stack:
             opened = [stack.enter_context(f.open(encoding="utf-8", errors="replace"))
                       for f in files]
-            verdict = verify_chain(opened, key)
+            head = head_path.read_bytes() if head_path.exists() else None
+            verdict = verify_chain(opened, key, head)
     except OSError as exc:
         print(f"{exc.filename}: cannot read: {exc.strerror}", file=sys.stderr)
         return 2
     label = ", ".join(map(str, files))
     broken = verdict.broken
     if broken is not None:
-        where = f"{files[broken.file]}:{broken.line}" if broken.file is not None else label
+        where = f"{files[broken.file]}:{broken.line}" if broken.file is not None else head_path
         print(f"{where}: chain broken: {broken.what}", file=sys.stderr)
         return 1
     for note in verdict.notes:

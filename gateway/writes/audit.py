@@ -1,9 +1,10 @@
 """The audit log: one JSON line per write phase, each MACed (HMAC-SHA256 under the audit key) over
 its content and the previous line's MAC, so a changed, removed or reordered line shows and no one
-without the key can write a line that passes.
+without the key can write a line that passes; and a signed head beside the file naming the last
+record, so removing lines from the end shows too.
 
-An edge module (it writes a file). Records never hold a token; arguments appear only as a digest;
-identities only as the principal's subject and account.
+An edge module (it writes files and, on a broken chain, the log stream). Records never hold a
+token; arguments appear only as a digest; identities only as the principal's subject and account.
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ import fcntl
 import hmac
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 import orjson
+import structlog
 
 GENESIS: Final = "0" * 64
 """The `prev` of a chain's first record."""
 _RECORD_TAG: Final = b"mcp-gateway audit record\n"
+_HEAD_TAG: Final = b"mcp-gateway audit head\n"
+"""Domain tags: a record's MAC never passes for a head's, nor the reverse."""
 
 Clock = Callable[[], datetime]
 Link = tuple[int, str]
@@ -41,13 +45,63 @@ def record_mac(key: bytes, record: Mapping[str, Any]) -> str:
     return hmac.new(key, _RECORD_TAG + body, sha256).hexdigest()
 
 
+@dataclass(frozen=True)
+class Head:
+    """The chain's signed end, in `<file>.head`: how many records the chain has had (`records`,
+    the last one's seq), the last one's MAC, and the (device, inode) of the file it went to.
+    Replaced whole (a new file renamed over it) under the append lock after every append."""
+
+    records: int
+    last: str
+    file: tuple[int, int]
+    mac: str = ""
+
+    def signed(self, key: bytes) -> Head:
+        return replace(self, mac=self._mac(key))
+
+    def authentic(self, key: bytes) -> bool:
+        return hmac.compare_digest(self.mac.encode(), self._mac(key).encode())
+
+    def _mac(self, key: bytes) -> str:
+        body = orjson.dumps({"records": self.records, "last": self.last, "file": self.file},
+                            option=orjson.OPT_SORT_KEYS)
+        return hmac.new(key, _HEAD_TAG + body, sha256).hexdigest()
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"records": self.records, "last": self.last, "file": self.file,
+                             "mac": self.mac}) + b"\n"
+
+    @classmethod
+    def decode(cls, data: bytes) -> Head:
+        """Raises:
+            ValueError: the bytes are not a head.
+        """
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError("the head is not JSON") from exc
+        if not isinstance(raw, dict):
+            raise ValueError("the head is not a JSON object")
+        records, last, file, mac = (raw.get(k) for k in ("records", "last", "file", "mac"))
+        if (type(records) is not int or records < 0 or not isinstance(last, str)
+                or not isinstance(mac, str) or not isinstance(file, list) or len(file) != 2
+                or not all(type(n) is int for n in file)):
+            raise ValueError("the head lacks records, last, file or mac")
+        return cls(records, last, (file[0], file[1]), mac)
+
+
 class AuditLog:
     """Appends chained records to a file, or keeps the chain in memory only (records then go
     to the log stream).
 
     Several processes may append to one file (`serve --workers`, or two gateways on a host):
-    each append holds an exclusive lock on `<file>.lock` and chains onto the file's last
-    record, read again under that lock, so the file stays one intact chain.
+    each append holds an exclusive lock on `<file>.lock`, chains onto the chain's end as the
+    file and its head say under that lock, and replaces the head before letting go, so the
+    file stays one intact chain and the head always names its last record.
+
+    When the end found is short of what the head (or this process) last saw, the log was cut:
+    the record is chained onto the later end, so the gap stays visible to `audit verify`, and
+    an `audit_chain_anomaly` error goes to the log stream.
     """
 
     def __init__(self, key: bytes, clock: Clock, path: Path | None) -> None:
@@ -61,6 +115,7 @@ class AuditLog:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._lock = _beside(path, ".lock").open("a+b")
             self._file = path.open("a+b", buffering=0)
+            self._head_path = _beside(path, ".head")
 
     @classmethod
     def open(cls, path: Path | None, key: bytes, clock: Clock = _utc_now) -> AuditLog:
@@ -78,12 +133,51 @@ class AuditLog:
             return self._chained(self._last, fields)
         fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX)
         try:
-            descriptor = self._file.fileno()
-            record = self._chained(_last_link(descriptor) or (0, GENESIS), fields)
-            self._file.write(orjson.dumps(record) + b"\n")
+            file = self._file
+            identity = _identity(os.fstat(file.fileno()))
+            record = self._chained(self._chain_end(file.fileno()), fields)
+            file.write(orjson.dumps(record) + b"\n")
+            self._replace_head(Head(record["seq"], record["mac"], identity).signed(self._key))
         finally:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
         return record
+
+    def _chain_end(self, descriptor: int) -> Link:
+        """Where the next record goes: after the latest of the file's last record, the head's,
+        and the last this process wrote. Read under the lock."""
+        tail = _last_link(descriptor)
+        head = self._read_head()
+        if tail is None and os.fstat(descriptor).st_size > 0:
+            _anomaly("the file's last line is not an audit record")
+        signed = (head.records, head.last) if head is not None else None
+        seen = [link for link in (tail, signed, self._last) if link is not None and link[0] > 0]
+        end = max(seen, key=lambda link: link[0], default=(0, GENESIS))
+        found = tail[0] if tail is not None else 0
+        if end[0] > found:
+            _anomaly("records were removed from the end of the file", expected=end[0],
+                     found=found)
+        return end
+
+    def _read_head(self) -> Head | None:
+        try:
+            data = self._head_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            head = Head.decode(data)
+        except ValueError:
+            head = None
+        if head is None or not head.authentic(self._key):
+            _anomaly("the head is not one this key signed; the file's own end is used")
+            return None
+        return head
+
+    def _replace_head(self, head: Head) -> None:
+        """Write the head to a file of its own and rename it over the old one, so a reader
+        (or a crash) never meets half a head."""
+        temporary = _beside(self._head_path, ".tmp")
+        temporary.write_bytes(head.encode())
+        os.replace(temporary, self._head_path)
 
     def _chained(self, after: Link, fields: Mapping[str, Any]) -> dict[str, Any]:
         record: dict[str, Any] = {"time": self._clock().isoformat(timespec="milliseconds"),
@@ -100,6 +194,15 @@ class AuditLog:
 
 def _beside(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
+
+
+def _anomaly(problem: str, **details: Any) -> None:
+    structlog.get_logger("gateway.writes.audit").error("audit_chain_anomaly", problem=problem,
+                                                       **details)
 
 
 _TAIL_BYTES: Final = 65_536
@@ -136,7 +239,8 @@ def _link_of(record: Any) -> Link | None:
 
 @dataclass(frozen=True)
 class Broken:
-    """Where the chain breaks: a line (1-based) of one of the files given (by index)."""
+    """Where the chain breaks: a line (1-based) of one of the files given (by index), or, with
+    neither, the head."""
 
     what: str
     file: int | None = None
@@ -150,7 +254,8 @@ class Verdict:
     records: int
     broken: Broken | None = None
     unchecked: tuple[str, ...] = ()
-    """What could not be checked (no key): nothing was found wrong, but it is not a full answer."""
+    """What could not be checked (no key, no head): nothing was found wrong, but it is not a
+    full answer."""
     notes: tuple[str, ...] = ()
     """Worth saying, not wrong."""
 
@@ -160,9 +265,11 @@ class _Walk:
     """The chain read so far, one record at a time."""
 
     key: bytes | None
+    head: Link | None
     records: int = 0
     end: Link | None = None
     file: int = -1
+    passed_head: bool = False
     notes: list[str] = field(default_factory=list)
 
     def step(self, file: int, line: str) -> str | None:
@@ -182,6 +289,7 @@ class _Walk:
                     "under another key")
         problem = self._follows(record, link[0], first_in_file)
         self.end = link
+        self.passed_head = self.passed_head or link == self.head
         return problem
 
     def _follows(self, record: dict[str, Any], seq: int, first_in_file: bool) -> str | None:
@@ -203,15 +311,43 @@ def _gap(end: int, seq: int) -> str:
 NO_KEY: Final = ("no audit key (GATEWAY_AUDIT_KEY or --key-file): the chain's structure was "
                  "checked, but the records are not authenticated; anyone able to edit the file "
                  "could have rewritten them")
+NO_HEAD: Final = "no head beside the last file: records removed from its end would not show"
 
 
-def verify(files: Sequence[Iterable[str]], key: bytes | None) -> Verdict:
+def verify(files: Sequence[Iterable[str]], key: bytes | None, head: bytes | None) -> Verdict:
     """Check the lines of one chain's files, oldest first: each record's MAC under `key` (None:
-    the structure only) and its link to the record before."""
-    walk = _Walk(key)
+    the structure only), its link to the record before, and that the chain ends where `head`
+    (the head file beside the last file; None when there is none) says it does."""
+    try:
+        signed = Head.decode(head) if head is not None else None
+    except ValueError as exc:
+        return Verdict(0, Broken(f"{exc}"))
+    walk = _Walk(key, (signed.records, signed.last) if signed is not None else None)
     for index, lines in enumerate(files):
         for number, line in enumerate(lines, start=1):
             if line.strip() and (problem := walk.step(index, line)) is not None:
                 return Verdict(walk.records, Broken(problem, index, number))
-    return Verdict(walk.records, unchecked=() if key is not None else (NO_KEY,),
-                   notes=tuple(walk.notes))
+    unchecked = () if key is not None else (NO_KEY,)
+    if signed is None:
+        return Verdict(walk.records, unchecked=(*unchecked, NO_HEAD), notes=tuple(walk.notes))
+    problem = _end_problem(walk, signed)
+    if problem is not None:
+        return Verdict(walk.records, Broken(problem))
+    return Verdict(walk.records, unchecked=unchecked, notes=tuple(walk.notes))
+
+
+def _end_problem(walk: _Walk, head: Head) -> str | None:
+    """What is wrong with the chain's end, given its head; notes what is odd but not wrong."""
+    if walk.key is not None and not head.authentic(walk.key):
+        return "the head was changed, or written under another key"
+    end = walk.end or (0, GENESIS)
+    if end == (head.records, head.last):
+        return None
+    if walk.passed_head:
+        walk.notes.append(f"the chain has {end[0] - head.records} record(s) past its head (a "
+                          "writer stopped between the two, or the head was put back)")
+        return None
+    if end[0] < head.records:
+        return (f"the last {head.records - end[0]} record(s) were removed: the head names "
+                f"record {head.records}, the chain ends at record {end[0]}")
+    return "the chain does not end at the record its head names"
