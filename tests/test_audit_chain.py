@@ -314,6 +314,120 @@ def test_a_head_one_record_behind_is_accepted_with_a_note(
     assert "1 record(s) past its head" in out
 
 
+# --- 3. rotation ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("create", [True, False], ids=["create", "nocreate"])
+def test_a_log_renamed_away_continues_in_a_new_file(
+        path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], create: bool) -> None:
+    log = AuditLog.open(path, KEY)
+    for number in range(3):
+        log.write(tool="t", n=number)
+    rotated = rotate(path, create=create)
+    for number in range(3, 5):
+        log.write(tool="t", n=number)
+    log.close()
+    old, new = records(rotated), records(path)
+    assert [r["seq"] for r in old] == [1, 2, 3]
+    assert [r["seq"] for r in new] == [4, 5, 6]
+    assert new[0]["rotation"] == {"previous_records": 3}
+    assert new[0]["prev"] == old[-1]["mac"]
+    assert "tool" not in new[0]
+    code, out, _ = run_verify(capsys, tmp_path, rotated, path)
+    assert code == 0
+    assert f"{rotated}, {path}: 6 record(s), chain intact" in out
+
+
+def test_the_newest_file_alone_verifies_and_says_it_continues_an_earlier_one(
+        path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_records(path, 3)
+    rotate(path)
+    write_records(path, 2)
+    code, out, _ = run_verify(capsys, tmp_path, path)
+    assert code == 0
+    assert "3 record(s), chain intact" in out
+    assert "continues the chain of an earlier file after record 3" in out
+
+
+@pytest.mark.parametrize(("damage", "where", "said"), [
+    ("shorten old", "new:1", "1 record(s) before it were removed"),
+    ("reverse order", "old:1", "does not follow"),
+    ("drop rotation record", "new:1", "before it were removed"),
+], ids=["old file shortened", "files out of order", "rotation record removed"])
+def test_damage_across_rotated_files_is_reported(
+        path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        damage: str, where: str, said: str) -> None:
+    write_records(path, 3)
+    rotated = rotate(path)
+    write_records(path, 2)
+    files = [rotated, path]
+    if damage == "shorten old":
+        rewrite(rotated, lines_of(rotated)[:-1])
+    elif damage == "reverse order":
+        files.reverse()
+    else:
+        rewrite(path, lines_of(path)[1:])
+    code, _, err = run_verify(capsys, tmp_path, *files)
+    named = {"old": rotated, "new": path}[where.split(":")[0]]
+    assert code == 1
+    assert f"{named}:{where.split(':')[1]}: chain broken: " in err
+    assert said in err
+
+
+def test_an_empty_file_just_after_rotation_needs_the_earlier_file(
+        path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_records(path, 3)
+    rotated = rotate(path)
+    alone = run_verify(capsys, tmp_path, path)
+    together = run_verify(capsys, tmp_path, rotated, path)
+    assert alone[0] == 3
+    assert "earlier file" in alone[2]
+    assert together[0] == 0
+    assert "3 record(s), chain intact" in together[1]
+
+
+def test_an_emptied_file_is_a_shortened_log_not_a_rotation(
+        path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_records(path, 3)
+    path.write_bytes(b"")  # same file, contents gone
+    code, _, err = run_verify(capsys, tmp_path, path)
+    assert code == 1
+    assert "the last 3 record(s) were removed" in err
+    write_records(path, 1)
+    assert "rotation" not in records(path)[0]
+    assert run_verify(capsys, tmp_path, path)[0] == 1
+
+
+def test_rotation_is_followed_when_the_head_went_with_the_file(
+        path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = AuditLog.open(path, KEY)
+    for number in range(3):
+        log.write(tool="t", n=number)
+    rotated = rotate(path)
+    head_of(path).rename(head_of(rotated))  # a rotation pattern that matched the head too
+    log.write(tool="t", n=3)
+    log.close()
+    assert records(path)[0]["rotation"] == {"previous_records": 3}
+    code, _, _ = run_verify(capsys, tmp_path, rotated, path)
+    assert code == 0
+
+
+def test_two_writers_across_a_rotation_keep_one_chain(
+        path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first, second = AuditLog.open(path, KEY), AuditLog.open(path, KEY)
+    first.write(tool="t", n=0)
+    second.write(tool="t", n=1)
+    rotated = rotate(path)
+    second.write(tool="t", n=2)
+    first.write(tool="t", n=3)
+    first.close()
+    second.close()
+    assert [r.get("n") for r in records(path)] == [None, 2, 3]
+    code, out, _ = run_verify(capsys, tmp_path, rotated, path)
+    assert code == 0
+    assert "5 record(s), chain intact" in out
+
+
 # --- 4. several processes ---------------------------------------------------------------------
 
 
@@ -346,3 +460,13 @@ def test_processes_appending_at_once_keep_one_chain(
     assert code == 0
     assert "120 record(s), chain intact" in out
     assert orjson.loads(head_of(path).read_bytes())["records"] == 120
+
+
+def test_processes_appending_through_a_rotation_keep_one_chain(
+        path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    append_in_processes(path, workers=3, each=40, rotate_after=20)
+    rotated = path.with_name(path.name + ".1")
+    code, out, _ = run_verify(capsys, tmp_path, rotated, path)
+    assert code == 0
+    assert "121 record(s), chain intact" in out  # 120 and the rotation record
+    assert sum(1 for r in records(path) + records(rotated) if "rotation" in r) == 1

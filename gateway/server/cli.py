@@ -155,7 +155,8 @@ def run_audit_verify(args: argparse.Namespace) -> int:
             opened = [stack.enter_context(f.open(encoding="utf-8", errors="replace"))
                       for f in files]
             head = head_path.read_bytes() if head_path.exists() else None
-            verdict = verify_chain(opened, key, head)
+            identities = [_identity(os.fstat(f.fileno())) for f in opened]
+            verdict = verify_chain(opened, key, head, identities)
     except OSError as exc:
         print(f"{exc.filename}: cannot read: {exc.strerror}", file=sys.stderr)
         return 2
@@ -174,6 +175,10 @@ def run_audit_verify(args: argparse.Namespace) -> int:
         return 3
     print(f"{label}: {verdict.records} record(s), chain intact")
     return 0
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
 
 
 def _audit_key(key_file: Path | None) -> bytes | None:

@@ -1,7 +1,8 @@
 """The audit log: one JSON line per write phase, each MACed (HMAC-SHA256 under the audit key) over
 its content and the previous line's MAC, so a changed, removed or reordered line shows and no one
 without the key can write a line that passes; and a signed head beside the file naming the last
-record, so removing lines from the end shows too.
+record, so removing lines from the end shows too. A file renamed away (log rotation) is followed
+by a new one at the path whose first record continues the chain.
 
 An edge module (it writes files and, on a broken chain, the log stream). Records never hold a
 token; arguments appear only as a digest; identities only as the principal's subject and account.
@@ -99,6 +100,14 @@ class AuditLog:
     file and its head say under that lock, and replaces the head before letting go, so the
     file stays one intact chain and the head always names its last record.
 
+    The lock has a file of its own because the log's inode changes when it is rotated: a
+    lock on the log itself would let a writer still holding the renamed file and one on the
+    new file append at once. When the file at the path is no longer the one this process has
+    open (renamed away or removed: logrotate `create` or `nocreate`, not `copytruncate`), the
+    append reopens the path and, the new file being empty, first writes a rotation record
+    (`rotation: {previous_records: N}`, `prev` the MAC of record N in the old file), so
+    `audit verify OLD NEW` checks the chain across both.
+
     When the end found is short of what the head (or this process) last saw, the log was cut:
     the record is chained onto the later end, so the gap stays visible to `audit verify`, and
     an `audit_chain_anomaly` error goes to the log stream.
@@ -130,33 +139,60 @@ class AuditLog:
     def write(self, **fields: Any) -> dict[str, Any]:
         """Append one record and return it as written."""
         if self._file is None or self._lock is None:
-            return self._chained(self._last, fields)
+            record = self._chained(self._last, fields)
+            self._last = (record["seq"], record["mac"])
+            return record
         fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX)
         try:
-            file = self._file
-            identity = _identity(os.fstat(file.fileno()))
-            record = self._chained(self._chain_end(file.fileno()), fields)
-            file.write(orjson.dumps(record) + b"\n")
-            self._replace_head(Head(record["seq"], record["mac"], identity).signed(self._key))
+            file, identity = self._live_file()
+            end, rotated = self._chain_end(file.fileno(), identity)
+            lines = []
+            if rotated:
+                rotation = self._chained(end, {"rotation": {"previous_records": end[0]}})
+                lines.append(orjson.dumps(rotation) + b"\n")
+                end = (rotation["seq"], rotation["mac"])
+            record = self._chained(end, fields)
+            file.write(b"".join((*lines, orjson.dumps(record) + b"\n")))
+            self._last = (record["seq"], record["mac"])
+            self._replace_head(Head(*self._last, identity).signed(self._key))
         finally:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
         return record
 
-    def _chain_end(self, descriptor: int) -> Link:
-        """Where the next record goes: after the latest of the file's last record, the head's,
-        and the last this process wrote. Read under the lock."""
+    def _live_file(self) -> tuple[BinaryIO, tuple[int, int]]:
+        """The file now at the path and its identity, reopened (created if need be) when the
+        one this process holds was renamed away or removed."""
+        if self._file is None or self._path is None:
+            raise ValueError("the audit log has no file")
+        held = _identity(os.fstat(self._file.fileno()))
+        try:
+            at_path: tuple[int, int] | None = _identity(os.stat(self._path))
+        except FileNotFoundError:
+            at_path = None
+        if at_path != held:
+            self._file.close()
+            self._file = self._path.open("a+b", buffering=0)
+            held = _identity(os.fstat(self._file.fileno()))
+        return self._file, held
+
+    def _chain_end(self, descriptor: int, identity: tuple[int, int]) -> tuple[Link, bool]:
+        """Where the next record goes, after the latest of the file's last record, the head's
+        and the last this process wrote; and whether the file is a new one after rotation (empty,
+        and not the file the head names). Read under the lock."""
         tail = _last_link(descriptor)
         head = self._read_head()
-        if tail is None and os.fstat(descriptor).st_size > 0:
+        empty = os.fstat(descriptor).st_size == 0
+        if tail is None and not empty:
             _anomaly("the file's last line is not an audit record")
         signed = (head.records, head.last) if head is not None else None
         seen = [link for link in (tail, signed, self._last) if link is not None and link[0] > 0]
         end = max(seen, key=lambda link: link[0], default=(0, GENESIS))
+        rotated = empty and end[0] > 0 and (head is None or head.file != identity)
         found = tail[0] if tail is not None else 0
-        if end[0] > found:
+        if end[0] > found and not rotated:
             _anomaly("records were removed from the end of the file", expected=end[0],
                      found=found)
-        return end
+        return end, rotated
 
     def _read_head(self) -> Head | None:
         try:
@@ -183,7 +219,6 @@ class AuditLog:
         record: dict[str, Any] = {"time": self._clock().isoformat(timespec="milliseconds"),
                                   "seq": after[0] + 1, **fields, "prev": after[1]}
         record["mac"] = record_mac(self._key, record)
-        self._last = (record["seq"], record["mac"])
         return record
 
     def close(self) -> None:
@@ -262,14 +297,15 @@ class Verdict:
 
 @dataclass
 class _Walk:
-    """The chain read so far, one record at a time."""
+    """The chain read so far, one record at a time, and its head."""
 
     key: bytes | None
-    head: Link | None
+    head: Head | None
     records: int = 0
-    end: Link | None = None
+    end: Link = (0, GENESIS)
     file: int = -1
     passed_head: bool = False
+    unchecked: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def step(self, file: int, line: str) -> str | None:
@@ -289,23 +325,48 @@ class _Walk:
                     "under another key")
         problem = self._follows(record, link[0], first_in_file)
         self.end = link
-        self.passed_head = self.passed_head or link == self.head
+        head = self.head
+        self.passed_head |= head is not None and link == (head.records, head.last)
         return problem
 
     def _follows(self, record: dict[str, Any], seq: int, first_in_file: bool) -> str | None:
-        if self.end is not None:
-            if (seq, record["prev"]) == (self.end[0] + 1, self.end[1]):
-                return None
-            return _gap(self.end[0], seq)
-        if (seq, record["prev"]) == (1, GENESIS):
+        if (seq, record["prev"]) == (self.end[0] + 1, self.end[1]):
             return None
-        return _gap(0, seq)
+        if self.records == 1 and first_in_file and isinstance(record.get("rotation"), dict):
+            # Only the writer, holding the key, starts a file this way; older files may be gone.
+            self.notes.append(f"it continues the chain of an earlier file after record "
+                              f"{seq - 1} (give that file first to check the link)")
+            return None
+        if seq > self.end[0] + 1:
+            return f"{seq - self.end[0] - 1} record(s) before it were removed"
+        return "it does not follow the previous record (a line was moved, repeated or replaced)"
 
-
-def _gap(end: int, seq: int) -> str:
-    if seq > end + 1:
-        return f"{seq - end - 1} record(s) before it were removed"
-    return "it does not follow the previous record (a line was moved, repeated or replaced)"
+    def finish(self, last_file: int, identities: Sequence[tuple[int, int]]) -> str | None:
+        """What is wrong with the chain's end, given its head; what could not be checked."""
+        head = self.head
+        if self.key is None:
+            self.unchecked.append(NO_KEY)
+        if head is None:
+            self.unchecked.append(NO_HEAD)
+            return None
+        if self.key is not None and not head.authentic(self.key):
+            return "the head was changed, or written under another key"
+        if self.end == (head.records, head.last):
+            return None
+        if self.passed_head:
+            self.notes.append(f"the chain has {self.end[0] - head.records} record(s) past its "
+                              "head (a writer stopped between the two, or the head was put back)")
+            return None
+        if self.end[0] > head.records:
+            return "the chain does not end at the record its head names"
+        if self.file < last_file and head.file not in identities:
+            self.unchecked.append(
+                f"the last file has no records, and the head names record {head.records} in an "
+                "earlier file not given here (the log was rotated, or the file replaced): give "
+                "the files in order, ending with this one")
+            return None
+        return (f"the last {head.records - self.end[0]} record(s) were removed: the head names "
+                f"record {head.records}, the chain ends at record {self.end[0]}")
 
 
 NO_KEY: Final = ("no audit key (GATEWAY_AUDIT_KEY or --key-file): the chain's structure was "
@@ -314,40 +375,20 @@ NO_KEY: Final = ("no audit key (GATEWAY_AUDIT_KEY or --key-file): the chain's st
 NO_HEAD: Final = "no head beside the last file: records removed from its end would not show"
 
 
-def verify(files: Sequence[Iterable[str]], key: bytes | None, head: bytes | None) -> Verdict:
+def verify(files: Sequence[Iterable[str]], key: bytes | None, head: bytes | None,
+           identities: Sequence[tuple[int, int]] = ()) -> Verdict:
     """Check the lines of one chain's files, oldest first: each record's MAC under `key` (None:
     the structure only), its link to the record before, and that the chain ends where `head`
-    (the head file beside the last file; None when there is none) says it does."""
+    (the head file beside the last file; None when there is none) says it does. `identities`,
+    the files' (device, inode), tell a new empty file after rotation from an emptied one."""
     try:
-        signed = Head.decode(head) if head is not None else None
+        walk = _Walk(key, Head.decode(head) if head is not None else None)
     except ValueError as exc:
         return Verdict(0, Broken(f"{exc}"))
-    walk = _Walk(key, (signed.records, signed.last) if signed is not None else None)
     for index, lines in enumerate(files):
         for number, line in enumerate(lines, start=1):
             if line.strip() and (problem := walk.step(index, line)) is not None:
                 return Verdict(walk.records, Broken(problem, index, number))
-    unchecked = () if key is not None else (NO_KEY,)
-    if signed is None:
-        return Verdict(walk.records, unchecked=(*unchecked, NO_HEAD), notes=tuple(walk.notes))
-    problem = _end_problem(walk, signed)
-    if problem is not None:
-        return Verdict(walk.records, Broken(problem))
-    return Verdict(walk.records, unchecked=unchecked, notes=tuple(walk.notes))
-
-
-def _end_problem(walk: _Walk, head: Head) -> str | None:
-    """What is wrong with the chain's end, given its head; notes what is odd but not wrong."""
-    if walk.key is not None and not head.authentic(walk.key):
-        return "the head was changed, or written under another key"
-    end = walk.end or (0, GENESIS)
-    if end == (head.records, head.last):
-        return None
-    if walk.passed_head:
-        walk.notes.append(f"the chain has {end[0] - head.records} record(s) past its head (a "
-                          "writer stopped between the two, or the head was put back)")
-        return None
-    if end[0] < head.records:
-        return (f"the last {head.records - end[0]} record(s) were removed: the head names "
-                f"record {head.records}, the chain ends at record {end[0]}")
-    return "the chain does not end at the record its head names"
+    problem = walk.finish(len(files) - 1, identities)
+    return Verdict(walk.records, Broken(problem) if problem is not None else None,
+                   tuple(walk.unchecked), tuple(walk.notes))
