@@ -92,10 +92,10 @@ async def edges(app: web.Application) -> AsyncIterator[None]:
     limits = await open_limits(settings)
     audit_key = settings.audit_key.get_secret_value().encode()
     if settings.audit_log_path is not None and not audit_key:
-        # Warn, and chain under the empty key; no random key as for confirmations: a key that
-        # dies with the process leaves no one able to verify the file, and each worker would
-        # chain under its own. This way the structure stays checkable by anyone; only
-        # authenticity needs the key, so refusing to start would buy nothing for that log.
+        # Warn, and chain under the empty key. Not a random key, as for confirmations: a key
+        # that dies with the process leaves no one able to verify the file, and each worker
+        # would chain under one of its own. Not a refusal to start: the records keep being
+        # written and their structure stays checkable; only their authenticity needs the key.
         structlog.get_logger("gateway").warning(
             "audit_log_without_key", path=str(settings.audit_log_path),
             detail="audit records can be rewritten by anyone able to edit the file; set "
