@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     audit_log_path: Path | None = None
     """Append-only, hash-chained audit file (one JSON line per write phase). Without it the
     records go to the log stream as `audit` events."""
+    audit_key: SecretStr = SecretStr("")
+    """HMAC key the audit records are chained under, kept apart from `secret_key` so whoever
+    verifies the log (`mcp-gateway audit verify`) needs no key that could mint confirmations.
+    Every process writing one file must share it. When empty the chain is keyed by nothing:
+    anyone can check its structure, and anyone able to edit it can rewrite it; the gateway
+    warns at startup when an audit file is configured without it."""
 
     workers: int = Field(1, ge=1, le=64)
     """Serving processes sharing the port (SO_REUSEPORT); one per core suits a dedicated host.

@@ -1,5 +1,7 @@
-"""The audit log: one hash-chained JSON line per write phase, holding no token and no raw argument,
-and `mcp-gateway audit verify FILE` telling an intact chain from a changed or shortened one.
+"""The audit log: one chained JSON line per write phase, holding no token and no raw argument,
+under our own request id with the client's kept apart, and `mcp-gateway audit verify FILE`
+telling an intact chain from a changed or shortened one. (Attacks on the chain itself, rotation
+and concurrent appenders: test_audit_chain.py.)
 
 A small spec tree of its own (tmp_path); the authorization server and the upstream are faked at
 the network edge.
@@ -7,7 +9,7 @@ the network edge.
 
 from __future__ import annotations
 
-import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from structlog.testing import capture_logs
 from gateway.server.app import create_app
 from gateway.server.cli import main
 from gateway.settings import Settings
-from gateway.writes.audit import GENESIS, AuditLog, chain_hash, verify
+from gateway.writes.audit import GENESIS
 from gateway.writes.confirmations import arguments_digest
 from tests.conftest import auth, rpc
 
@@ -38,8 +40,11 @@ TITLE = "Zanzibar-Quokka-Title"
 LABEL = "Marmalade-Otter-Label"
 ARGS: dict[str, Any] = {"id": NOTE, "title": TITLE, "labels": [LABEL]}
 RAW_VALUES = (NOTE, TITLE, LABEL)
-FIELDS = {"time", "request_id", "subject", "account", "tool", "arguments_digest", "outcome",
-          "upstream_status"}
+FIELDS = {"time", "seq", "request_id", "correlation_id", "subject", "account", "tool",
+          "arguments_digest", "outcome", "upstream_status", "prev", "mac"}
+AUDIT_KEY = "audit-key-of-the-desk-gateway-5c1d"
+SECRET_KEY = "confirmation-key-of-the-desk-8e2a"
+OUR_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 SERVICE = """
 version: 1
@@ -111,10 +116,11 @@ def log_path(tmp_path: Path) -> Path:
 
 
 @asynccontextmanager
-async def running(specs: Path, log_path: Path | None) -> AsyncIterator[TestClient[Any, Any]]:
+async def running(specs: Path, log_path: Path | None,
+                  audit_key: str = AUDIT_KEY) -> AsyncIterator[TestClient[Any, Any]]:
     """The gateway from start to stop, so its audit file is opened and closed once."""
     settings = Settings(upstream_transport="httpx", specs_dir=specs, log_json=True,
-                        audit_log_path=log_path)
+                        audit_log_path=log_path, audit_key=audit_key, secret_key=SECRET_KEY)
     async with TestClient(TestServer(create_app(settings))) as client:
         yield client
 
@@ -157,9 +163,12 @@ def records(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in lines_of(path) if line.strip()]
 
 
-def verify_exit(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+def verify_exit(path: Path, capsys: pytest.CaptureFixture[str],
+                key: str = AUDIT_KEY) -> tuple[int, str, str]:
+    key_file = path.with_name("audit.key")
+    key_file.write_text(key)
     with pytest.raises(SystemExit) as stopped:
-        main(["audit", "verify", str(path)])
+        main(["audit", "verify", str(path), "--key-file", str(key_file)])
     out, err = capsys.readouterr()
     code = stopped.value.code
     assert isinstance(code, int)
@@ -174,7 +183,7 @@ async def test_a_preview_writes_one_record_naming_who_did_what(
     await preview_token(gateway, request_id="req-preview-1")
     [record] = records(log_path)
     assert record["phase"] == "preview" and record["outcome"] == "previewed"
-    assert record["request_id"] == "req-preview-1"
+    assert record["correlation_id"] == "req-preview-1"
     assert (record["subject"], record["account"]) == ("u_auditor", "acc_audit")
     assert (record["service"], record["tool"]) == ("desk", "retitle_note")
     assert record["arguments_digest"] == arguments_digest("retitle_note", ARGS)
@@ -187,7 +196,7 @@ async def test_a_confirmed_execution_writes_a_done_record_with_the_upstream_stat
     await execute(gateway, token, request_id="req-execute-1")
     preview, done = records(log_path)
     assert (done["phase"], done["outcome"], done["upstream_status"]) == ("execute", "done", 200)
-    assert done["request_id"] == "req-execute-1"
+    assert done["correlation_id"] == "req-execute-1"
     assert done["arguments_digest"] == preview["arguments_digest"]
 
 
@@ -268,6 +277,7 @@ async def test_records_hold_no_token_and_no_raw_argument_value(
     text = "\n".join(lines_of(log_path))
     assert len(records(log_path)) == 3
     assert WRITER not in text
+    assert AUDIT_KEY not in text and SECRET_KEY not in text
     assert token not in text and token.partition(".")[0] not in text
     for value in RAW_VALUES:
         assert value not in text
@@ -347,62 +357,65 @@ async def test_reopening_a_log_continues_its_chain(
     written = records(log_path)
     code, out, _ = verify_exit(log_path, capsys)
     assert len(written) == 4
-    assert written[3]["prev"] == written[2]["hash"] != GENESIS
+    assert written[3]["prev"] == written[2]["mac"] != GENESIS
+    assert [r["seq"] for r in written] == [1, 2, 3, 4]
     assert code == 0 and "4 record(s), chain intact" in out
 
 
-# --- the chain itself (pure) ------------------------------------------------------------------
+async def test_the_chain_is_keyed_by_the_audit_key_not_the_secret_key(
+        gateway: TestClient[Any, Any], log_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    await write_three(gateway)
+    assert verify_exit(log_path, capsys)[0] == 0
+    code, _, err = verify_exit(log_path, capsys, key=SECRET_KEY)
+    assert code == 1
+    assert f"{log_path}:1: chain broken: " in err
 
 
-def test_a_record_hash_covers_the_previous_hash_and_every_field() -> None:
-    record = {"tool": "t", "outcome": "done", "prev": GENESIS}
-    assert chain_hash(GENESIS, record) != chain_hash("1" * 64, record)
-    assert chain_hash(GENESIS, record) != chain_hash(GENESIS, {**record, "outcome": "failed"})
-    assert chain_hash(GENESIS, record) == chain_hash(GENESIS, {**record, "hash": "ignored"})
+@pytest.mark.parametrize(("audit_key", "warned"), [("", True), (AUDIT_KEY, False)],
+                         ids=["without a key", "with a key"])
+async def test_an_audit_file_without_a_key_is_warned_of_at_startup(
+        specs: Path, log_path: Path, upstream: Upstream, audit_key: str, warned: bool) -> None:
+    with capture_logs() as events:
+        async with running(specs, log_path, audit_key=audit_key):
+            pass
+    warnings = [e for e in events if e["event"] == "audit_log_without_key"]
+    assert len(warnings) == (1 if warned else 0)
+    assert all(e["log_level"] == "warning" for e in warnings)
 
 
-@pytest.mark.parametrize(("mutate", "line", "reason"), [
-    (lambda lines: lines, None, "intact"),
-    (lambda lines: [lines[0], "{not json", lines[2]], 2, "not a JSON record"),
-    (lambda lines: lines[1:], 1, "removed"),
-    (lambda lines: [lines[0], lines[2], lines[1]], 2, "removed"),
-    (lambda lines: [lines[0], "", lines[1], lines[2]], None, "intact"),
-], ids=["intact", "garbage", "first removed", "swapped", "blank line"])
-def test_verify_finds_the_first_broken_link(mutate: Any, line: int | None, reason: str) -> None:
-    log = AuditLog(None)
-    lines = [orjson.dumps(log.write(tool="t", n=i)).decode() for i in range(3)]
-    _, broken, said = verify(mutate(lines))
-    assert broken == line
-    assert reason in said
+async def test_a_log_stream_without_a_key_is_not_warned_of(
+        specs: Path, upstream: Upstream) -> None:
+    with capture_logs() as events:
+        async with running(specs, None, audit_key=""):
+            pass
+    assert [e for e in events if e["event"] == "audit_log_without_key"] == []
 
 
-def test_two_writers_on_one_file_keep_one_chain(tmp_path: Path) -> None:
-    path = tmp_path / "audit.log"
-    first, second = AuditLog.open(path), AuditLog.open(path)
-    for number in range(6):
-        (first if number % 2 else second).write(tool="t", n=number)
-    first.close()
-    second.close()
-    count, broken, said = verify(path.read_text().splitlines())
-    assert (count, broken, said) == (6, None, "intact")
+# --- our request id, and the client's kept apart ----------------------------------------------
 
 
-def test_processes_appending_at_once_keep_one_chain(tmp_path: Path) -> None:
-    path = tmp_path / "audit.log"
-    children = []
-    for worker in range(3):
-        pid = os.fork()
-        if pid == 0:  # a worker process: append 40 records as fast as it can
-            code = 1
-            try:
-                log = AuditLog.open(path)
-                for number in range(40):
-                    log.write(tool="t", worker=worker, n=number)
-                log.close()
-                code = 0
-            finally:
-                os._exit(code)
-        children.append(pid)
-    assert all(os.waitpid(pid, 0)[1] == 0 for pid in children)
-    count, broken, said = verify(path.read_text().splitlines())
-    assert (count, broken, said) == (120, None, "intact")
+async def test_the_client_request_id_is_kept_apart_as_the_correlation_id(
+        gateway: TestClient[Any, Any], log_path: Path) -> None:
+    response = await gateway.post(URL, headers={**auth(WRITER), "X-Request-Id": "req-client-7"},
+                                  json=rpc("tools/call", {"name": "retitle_note",
+                                                          "arguments": ARGS}))
+    await preview_token(gateway, request_id="req-client-7")
+    first, second = records(log_path)
+    assert first["correlation_id"] == second["correlation_id"] == "req-client-7"
+    assert OUR_REQUEST_ID.fullmatch(first["request_id"])
+    assert OUR_REQUEST_ID.fullmatch(second["request_id"])
+    assert first["request_id"] != second["request_id"]
+    assert response.headers["X-Request-Id"] == first["request_id"]
+
+
+@pytest.mark.parametrize("sent", ["x" * 65, "tab\tinside", None],
+                         ids=["too long", "not printable", "absent"])
+async def test_a_client_request_id_that_is_long_unprintable_or_absent_is_not_recorded(
+        gateway: TestClient[Any, Any], log_path: Path, sent: str | None) -> None:
+    headers = auth(WRITER) if sent is None else {**auth(WRITER), "X-Request-Id": sent}
+    await gateway.post(URL, headers=headers,
+                       json=rpc("tools/call", {"name": "retitle_note", "arguments": ARGS}))
+    [record] = records(log_path)
+    assert record["correlation_id"] is None
+    assert OUR_REQUEST_ID.fullmatch(record["request_id"])

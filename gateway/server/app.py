@@ -100,7 +100,17 @@ async def edges(app: web.Application) -> AsyncIterator[None]:
     wire = app.get(WIRE) or create_wire(settings)
     upstream = Upstream(wire, settings)
     limits = await open_limits(settings)
-    audit = AuditLog.open(settings.audit_log_path, clock)
+    audit_key = settings.audit_key.get_secret_value().encode()
+    if settings.audit_log_path is not None and not audit_key:
+        # Warn, and chain under the empty key. Not a random key, as for confirmations: a key
+        # that dies with the process leaves no one able to verify the file, and each worker
+        # would chain under one of its own. Not a refusal to start: the records keep being
+        # written and their structure stays checkable; only their authenticity needs the key.
+        structlog.get_logger("gateway").warning(
+            "audit_log_without_key", path=str(settings.audit_log_path),
+            detail="audit records can be rewritten by anyone able to edit the file; set "
+                   "GATEWAY_AUDIT_KEY so that `mcp-gateway audit verify` can tell")
+    audit = AuditLog.open(settings.audit_log_path, audit_key, clock)
     writes = WriteCalls(upstream, limits, audit, derive_key(secret, "confirmations"), seconds)
     app[CALLS] = Calls(settings, upstream, writes, derive_key(secret, "pseudonyms"), clock)
     app[UPSTREAM] = upstream
@@ -145,12 +155,15 @@ async def tune_collector(_app: web.Application) -> None:
 
 @web.middleware
 async def request_context(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Bind a request id to every log line of the request and echo it to the caller."""
+    """Bind our own request id to every log line of the request and tell it to the caller. A
+    caller's `X-Request-Id` (short and printable) is kept apart as `correlation_id`: a value the
+    caller chose must never pass for ours in the logs or the audit records."""
     incoming = request.headers.get("X-Request-Id", "")
-    request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else (
-        secrets.token_hex(16))
+    request_id = secrets.token_hex(16)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    if 0 < len(incoming) <= 64 and incoming.isprintable():
+        structlog.contextvars.bind_contextvars(correlation_id=incoming)
     response: web.StreamResponse = await handler(request)
     response.headers["X-Request-Id"] = request_id
     return response

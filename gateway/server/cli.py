@@ -14,9 +14,11 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
@@ -24,7 +26,7 @@ from gateway.server.catalog_docs import page_name, render_page
 from gateway.server.console import load_or_report
 from gateway.server.demo import run_demo
 from gateway.server.serve import run_sandbox, run_serve
-from gateway.settings import SHIPPED_SPECS
+from gateway.settings import SHIPPED_SPECS, Settings
 from gateway.spec.models import ServiceSpec
 from gateway.spec.tools import SpecFile
 from gateway.writes.audit import verify as verify_chain
@@ -85,8 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser("audit", help="work with audit logs")
     audit_commands = audit.add_subparsers(required=True, metavar="ACTION")
-    verify = audit_commands.add_parser("verify", help="check a log's hash chain")
-    verify.add_argument("file", type=Path)
+    verify = audit_commands.add_parser(
+        "verify", help="check audit log files (oldest first, as one chain) under the audit key")
+    verify.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    verify.add_argument("--key-file", type=Path, default=None,
+                        help="file holding the audit key (default: GATEWAY_AUDIT_KEY)")
     verify.set_defaults(run=run_audit_verify)
 
     sandbox = commands.add_parser("sandbox", help="serve the sandbox upstream alone")
@@ -140,18 +145,66 @@ def run_schema(_args: argparse.Namespace) -> int:
 
 
 def run_audit_verify(args: argparse.Namespace) -> int:
-    """Exit 0 when the chain is intact, 1 at the first broken link, 2 when unreadable."""
+    """Exit 0 when every record is authentic under the audit key, follows the one before, and
+    the chain ends where the head beside the last file says; 1 at the first break; 2 when a file
+    or the key cannot be read; 3 when nothing was found wrong but not everything could be
+    checked (without a key only the structure is; without a head, not the end)."""
     try:
-        with args.file.open(encoding="utf-8") as lines:
-            count, broken, reason = verify_chain(lines)
-    except OSError as exc:
-        print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
+        key = _audit_key(args.key_file)
+    except (OSError, ValueError) as exc:
+        print(f"mcp-gateway audit verify: {exc}", file=sys.stderr)
         return 2
-    if broken is None:
-        print(f"{args.file}: {count} record(s), chain intact")
-        return 0
-    print(f"{args.file}:{broken}: chain broken: {reason}", file=sys.stderr)
-    return 1
+    files: list[Path] = args.files
+    head_path = files[-1].with_name(files[-1].name + ".head")
+    try:
+        with ExitStack() as stack:
+            opened = [stack.enter_context(f.open(encoding="utf-8", errors="replace"))
+                      for f in files]
+            head = head_path.read_bytes() if head_path.exists() else None
+            identities = [_identity(os.fstat(f.fileno())) for f in opened]
+            verdict = verify_chain(opened, key, head, identities)
+    except OSError as exc:
+        print(f"{exc.filename}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 2
+    label = ", ".join(map(str, files))
+    broken = verdict.broken
+    if broken is not None:
+        where = f"{files[broken.file]}:{broken.line}" if broken.file is not None else head_path
+        print(f"{where}: chain broken: {broken.what}", file=sys.stderr)
+        return 1
+    for note in verdict.notes:
+        print(f"{label}: {note}")
+    if verdict.unchecked:
+        print(f"{label}: {verdict.records} record(s), nothing found wrong, not fully checked")
+        for unchecked in verdict.unchecked:
+            print(f"{label}: not checked: {unchecked}", file=sys.stderr)
+        return 3
+    print(f"{label}: {verdict.records} record(s), chain intact")
+    return 0
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
+
+
+def _audit_key(key_file: Path | None) -> bytes | None:
+    """The audit key: the contents of `key_file` (a trailing newline dropped), else
+    GATEWAY_AUDIT_KEY; None when neither is set.
+
+    Raises:
+        OSError: the key file cannot be read.
+        ValueError: the key file is empty, or the environment's settings are invalid.
+    """
+    if key_file is not None:
+        key = key_file.read_bytes().removesuffix(b"\n").removesuffix(b"\r")
+        if not key:
+            raise ValueError(f"{key_file}: the key file is empty")
+        return key
+    try:
+        configured = Settings().audit_key.get_secret_value()
+    except ValidationError as exc:
+        raise ValueError(f"the settings in the environment are invalid: {exc}") from exc
+    return configured.encode() or None
 
 
 def run_docs(args: argparse.Namespace) -> int:

@@ -167,8 +167,12 @@ class WriteCalls:
                             response.status)
 
     def _record(self, call: _Call, phase: str, outcome: str, **extra: Any) -> None:
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
-        record = self._audit.write(request_id=request_id, service=call.caller.service,
+        """One audit record: our request id and the caller's own (`correlation_id`) apart, the
+        arguments only as their digest, never a token."""
+        bound = structlog.contextvars.get_contextvars()
+        record = self._audit.write(request_id=bound.get("request_id"),
+                                   correlation_id=bound.get("correlation_id"),
+                                   service=call.caller.service,
                                    tool=call.tool.name, phase=phase, outcome=outcome,
                                    subject=call.caller.subject,
                                    account=call.caller.account,
