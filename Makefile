@@ -72,7 +72,7 @@ inspect: venv node        ## the MCP Inspector CLI lists and calls a tool of eac
 	$(BIN)/python conformance/inspect.py
 
 check-all: venv lint services node  ## everything, the slow external checks included
-	$(BIN)/pytest -q
+	HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -q
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
