@@ -65,8 +65,8 @@ params = st.one_of(
     json_values)
 envelopes = st.fixed_dictionaries(
     {"jsonrpc": st.sampled_from(["2.0", "2.0", "1.0"])},
-    optional={"id": st.none() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=10) | st.booleans()
-              | st.floats(allow_nan=False),
+    optional={"id": st.none() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=10)
+              | st.booleans() | st.floats(allow_nan=False),
               "method": st.sampled_from(METHODS) | st.text(max_size=20),
               "params": params, "result": json_values})
 headers = st.fixed_dictionaries({}, optional={
