@@ -8,7 +8,7 @@ the network edge.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,12 +22,11 @@ import respx
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
-from gateway.server.app import create_app
 from gateway.server.cli import main
-from gateway.settings import Settings
+from gateway.upstream.mock_wire import MockWire
 from gateway.writes.audit import GENESIS, AuditLog, chain_hash, verify
 from gateway.writes.confirmations import arguments_digest
-from tests.conftest import auth, rpc
+from tests.support import auth, gateway_app, rpc, service_tree
 
 URL = "/desk/mcp"
 API = "https://api.desk.test"
@@ -84,25 +83,20 @@ class Upstream:
 
 
 @pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    with respx.mock(assert_all_called=False, using="httpx") as router:
-        router.post(INTROSPECT).mock(return_value=httpx.Response(200, json={
-            "active": True, "scope": "notes:read notes:write", "sub": "u_auditor",
-            "account_id": "acc_audit", "exp": 4_102_444_800}))
-        read = router.get(f"{API}/notes/{NOTE}").mock(
-            return_value=httpx.Response(200, json={"id": NOTE}))
-        write = router.patch(f"{API}/notes/{NOTE}").mock(
-            return_value=httpx.Response(200, json={"id": NOTE}))
-        yield Upstream(read, write)
+def upstream(router: respx.MockRouter) -> Upstream:
+    router.post(INTROSPECT).mock(return_value=httpx.Response(200, json={
+        "active": True, "scope": "notes:read notes:write", "sub": "u_auditor",
+        "account_id": "acc_audit", "exp": 4_102_444_800}))
+    read = router.get(f"{API}/notes/{NOTE}").mock(
+        return_value=httpx.Response(200, json={"id": NOTE}))
+    write = router.patch(f"{API}/notes/{NOTE}").mock(
+        return_value=httpx.Response(200, json={"id": NOTE}))
+    return Upstream(read, write)
 
 
 @pytest.fixture
 def specs(tmp_path: Path) -> Path:
-    folder = tmp_path / "specs" / "desk"
-    folder.mkdir(parents=True)
-    (folder / "service.yaml").write_text(SERVICE)
-    (folder / "tools.yaml").write_text(TOOLS)
-    return folder.parent
+    return service_tree(tmp_path / "specs", "desk", SERVICE, TOOLS)
 
 
 @pytest.fixture
@@ -111,18 +105,18 @@ def log_path(tmp_path: Path) -> Path:
 
 
 @asynccontextmanager
-async def running(specs: Path, log_path: Path | None) -> AsyncIterator[TestClient[Any, Any]]:
+async def running(specs: Path, log_path: Path | None,
+                  wire: MockWire) -> AsyncIterator[TestClient[Any, Any]]:
     """The gateway from start to stop, so its audit file is opened and closed once."""
-    settings = Settings(upstream_transport="httpx", specs_dir=specs, log_json=True,
-                        audit_log_path=log_path)
-    async with TestClient(TestServer(create_app(settings))) as client:
+    app = gateway_app(wire, specs_dir=specs, audit_log_path=log_path)
+    async with TestClient(TestServer(app)) as client:
         yield client
 
 
 @pytest.fixture
-async def gateway(specs: Path, log_path: Path,
-                  upstream: Upstream) -> AsyncIterator[TestClient[Any, Any]]:
-    async with running(specs, log_path) as client:
+async def gateway(specs: Path, log_path: Path, upstream: Upstream,
+                  wire: MockWire) -> AsyncIterator[TestClient[Any, Any]]:
+    async with running(specs, log_path, wire) as client:
         yield client
 
 
@@ -274,8 +268,8 @@ async def test_records_hold_no_token_and_no_raw_argument_value(
 
 
 async def test_without_an_audit_file_the_records_go_to_the_log_stream(
-        specs: Path, upstream: Upstream) -> None:
-    async with running(specs, None) as client:
+        specs: Path, upstream: Upstream, wire: MockWire) -> None:
+    async with running(specs, None, wire) as client:
         with capture_logs() as events:
             await preview_token(client)
     audits = [e for e in events if e["event"] == "audit"]
@@ -338,11 +332,11 @@ def test_verify_of_a_missing_file_exits_2(tmp_path: Path,
 
 
 async def test_reopening_a_log_continues_its_chain(
-        specs: Path, log_path: Path, upstream: Upstream,
+        specs: Path, log_path: Path, upstream: Upstream, wire: MockWire,
         capsys: pytest.CaptureFixture[str]) -> None:
-    async with running(specs, log_path) as first:
+    async with running(specs, log_path, wire) as first:
         await write_three(first)
-    async with running(specs, log_path) as second:
+    async with running(specs, log_path, wire) as second:
         await preview_token(second)
     written = records(log_path)
     code, out, _ = verify_exit(log_path, capsys)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import respx
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import SHIPPED_SPECS
 from gateway.spec.loader import load_tree
-from tests.conftest import MCP_HEADERS, auth, rpc
+from gateway.upstream.mock_wire import MockWire
+from tests.support import MCP_HEADERS, auth, rpc
 
 URL = "/retently/mcp"
 
@@ -68,13 +68,13 @@ async def test_a_malformed_authorization_header_is_401(gateway: TestClient[Any, 
 @pytest.mark.parametrize("token", ["rtly_mcp_tap_demoadmin_s3cr3t", "rtly_mcp_pat_demoadmin_",
                                    "rtly_mcp_pat__s3cr3t", "short"])
 async def test_a_token_of_another_format_is_401_invalid_token_without_a_network_call(
-        gateway: TestClient[Any, Any], token: str) -> None:
-    with respx.mock(using="httpx"):  # any upstream or introspection request would fail the test
-        response = await gateway.post(URL, headers=auth(token), json=rpc("tools/list"))
+        gateway: TestClient[Any, Any], wire: MockWire, token: str) -> None:
+    response = await gateway.post(URL, headers=auth(token), json=rpc("tools/list"))
     challenge = response.headers["WWW-Authenticate"]
     assert response.status == 401
     assert 'error="invalid_token"' in challenge
     assert "not a Retently token" in challenge
+    assert wire.exchanges == []
 
 
 async def test_protected_resource_metadata_names_resource_and_scopes(

@@ -7,9 +7,9 @@ authorization server and the upstream are faked at the network edge, and the clo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,10 +21,18 @@ import respx
 from aiohttp.test_utils import TestClient
 
 from gateway.auth.principal import TokenResolver
-from gateway.server.app import create_app
-from gateway.settings import SHIPPED_SPECS, Settings
+from gateway.settings import SHIPPED_SPECS
 from gateway.spec.loader import load_tree
-from tests.conftest import MCP_HEADERS, AiohttpClient, auth, rpc
+from gateway.upstream.mock_wire import MockWire
+from tests.support import (
+    MCP_HEADERS,
+    AiohttpClient,
+    Clock,
+    auth,
+    gateway_app,
+    rpc,
+    service_tree,
+)
 
 URL = "/probe/mcp"
 INTROSPECT = "https://auth.probe.test/oauth/introspect"
@@ -114,19 +122,6 @@ TOKENS: dict[str, dict[str, Any]] = {
 }
 
 
-class Clock:
-    """The injected clock: moves only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @dataclass
 class Authority:
     """The authorization server: answers from TOKENS, or fails the way a test asks."""
@@ -159,37 +154,40 @@ class Network:
 
 
 @pytest.fixture
-def network() -> Iterator[Network]:
+def network(router: respx.MockRouter) -> Network:
     authority = Authority()
-    with respx.mock(assert_all_called=False, using="httpx") as router:
-        introspection = router.post(INTROSPECT).mock(side_effect=authority)
-        upstream = router.route(host=API).mock(
-            return_value=httpx.Response(200, json={"items": [{"id": 1}]}))
-        yield Network(router, authority, introspection, upstream)
+    introspection = router.post(INTROSPECT).mock(side_effect=authority)
+    upstream = router.route(host=API).mock(
+        return_value=httpx.Response(200, json={"items": [{"id": 1}]}))
+    return Network(router, authority, introspection, upstream)
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
-async def start(aiohttp_client: AiohttpClient, tmp_path: Path, clock: Clock, *,
-                audience: str | None = "urn:probe", cache_ttl_s: int = 60,
-                **settings: Any) -> TestClient[Any, Any]:
-    folder = tmp_path / "probe"
-    folder.mkdir()
-    line = f"  audience: {audience}" if audience is not None else ""
-    (folder / "service.yaml").write_text(SERVICE.format(cache_ttl_s=cache_ttl_s, audience=line))
-    (folder / "tools.yaml").write_text(TOOLS)
-    return await aiohttp_client(create_app(
-        Settings(upstream_transport="httpx", specs_dir=tmp_path, log_json=True, **settings),
-        clock=clock))
+Start = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 @pytest.fixture
-async def gateway(aiohttp_client: AiohttpClient, tmp_path: Path, clock: Clock,
-                  network: Network) -> TestClient[Any, Any]:
-    return await start(aiohttp_client, tmp_path, clock)
+def start(aiohttp_client: AiohttpClient, tmp_path: Path, clock: Clock, network: Network,
+          wire: MockWire) -> Start:
+    """The probe service's gateway, its audience and cache lifetime as a test asks."""
+
+    async def started(*, audience: str | None = "urn:probe", cache_ttl_s: int = 60,
+                      **settings: Any) -> TestClient[Any, Any]:
+        line = f"  audience: {audience}" if audience is not None else ""
+        specs = service_tree(tmp_path, "probe",
+                             SERVICE.format(cache_ttl_s=cache_ttl_s, audience=line), TOOLS)
+        return await aiohttp_client(gateway_app(wire, specs_dir=specs, clock=clock, **settings))
+
+    return started
+
+
+@pytest.fixture
+async def gateway(start: Start) -> TestClient[Any, Any]:
+    return await start()
 
 
 async def post(client: TestClient[Any, Any], message: dict[str, Any],
@@ -314,8 +312,8 @@ async def test_a_cached_result_never_outlives_the_token_exp(
 
 
 async def test_a_cache_ttl_of_zero_asks_every_time(
-        aiohttp_client: AiohttpClient, tmp_path: Path, clock: Clock, network: Network) -> None:
-    gateway = await start(aiohttp_client, tmp_path, clock, cache_ttl_s=0)
+        start: Start, network: Network) -> None:
+    gateway = await start(cache_ttl_s=0)
     for _ in range(3):
         status, _, _ = await post(gateway, rpc("tools/list"), auth(READER))
         assert status == 200
@@ -391,8 +389,8 @@ async def test_an_introspection_endpoint_that_cannot_answer_is_503_with_retry_af
 
 
 async def test_a_slow_introspection_endpoint_is_503_after_its_timeout_not_a_hang(
-        aiohttp_client: AiohttpClient, tmp_path: Path, clock: Clock, network: Network) -> None:
-    gateway = await start(aiohttp_client, tmp_path, clock, introspection_timeout_s=0.2)
+        start: Start, network: Network) -> None:
+    gateway = await start(introspection_timeout_s=0.2)
     network.authority.mode = "slow"
     status, headers, body = await post(gateway, call("list_items"), auth(READER))
     assert status == 503
@@ -416,9 +414,9 @@ async def test_an_unavailable_answer_is_not_cached(
 @pytest.mark.parametrize("message", [INITIALIZE, rpc("ping"), call("ping")],
                          ids=["initialize", "ping", "ping tool"])
 async def test_connecting_still_works_while_introspection_is_unavailable(
-        aiohttp_client: AiohttpClient, tmp_path: Path, clock: Clock, network: Network,
+        start: Start, network: Network,
         mode: str, message: dict[str, Any]) -> None:
-    gateway = await start(aiohttp_client, tmp_path, clock, introspection_timeout_s=0.1)
+    gateway = await start(introspection_timeout_s=0.1)
     network.authority.mode = mode
     status, _, body = await post(gateway, message, auth(READER))
     assert status == 200
@@ -449,17 +447,15 @@ async def test_the_audience_is_checked_when_the_service_sets_one(
     (NO_AUDIENCE, 200),
 ])
 async def test_an_audience_list_and_the_resource_placeholder(
-        aiohttp_client: AiohttpClient, tmp_path: Path, clock: Clock, network: Network,
-        token: str, expected: int) -> None:
-    gateway = await start(aiohttp_client, tmp_path, clock,
-                          audience="['{resource}', 'urn:alternate']", public_url=PUBLIC_URL)
+        start: Start, network: Network, token: str, expected: int) -> None:
+    gateway = await start(audience="['{resource}', 'urn:alternate']", public_url=PUBLIC_URL)
     status, _, _ = await post(gateway, rpc("tools/list"), auth(token))
     assert status == expected
 
 
 async def test_without_a_service_audience_any_aud_is_accepted(
-        aiohttp_client: AiohttpClient, tmp_path: Path, clock: Clock, network: Network) -> None:
-    gateway = await start(aiohttp_client, tmp_path, clock, audience=None)
+        start: Start, network: Network) -> None:
+    gateway = await start(audience=None)
     status, _, _ = await post(gateway, rpc("tools/list"), auth(FOREIGN))
     assert status == 200
 

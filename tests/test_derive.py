@@ -6,7 +6,6 @@ A small spec tree of its own (tmp_path), upstream pages faked at the network edg
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,10 +17,9 @@ import pytest
 import respx
 from aiohttp.test_utils import TestClient
 
-from gateway.server.app import create_app
-from gateway.settings import Settings
 from gateway.spec.jmes import compile_expression, search
-from tests.conftest import AiohttpClient, auth, rpc
+from gateway.upstream.mock_wire import MockWire
+from tests.support import AiohttpClient, auth, gateway_app, rpc, service_tree
 
 URL = "/shop/mcp"
 API = "https://api.shop.test"
@@ -287,37 +285,31 @@ class Upstream:
 
 
 @pytest.fixture
-def upstream() -> Iterator[Upstream]:
+def upstream(router: respx.MockRouter) -> Upstream:
     pages = Pages()
-    with respx.mock(assert_all_called=False, using="httpx") as router:
-        router.post("https://auth.shop.test/introspect").mock(return_value=httpx.Response(
-            200, json={"active": True, "scope": "rows:read", "sub": "u1",
-                       "account_id": "acc_shop", "exp": 4_102_444_800}))
-        router.get(f"{API}/rows").mock(side_effect=pages)
-        for path, rows in (("/filter-rows", FILTER_ROWS), ("/agg-rows", AGG_ROWS),
-                           ("/compare-rows", COMPARE_ROWS), ("/topic-rows", TOPIC_ROWS)):
-            router.get(API + path).mock(return_value=httpx.Response(200, json={"rows": rows}))
-        router.get(f"{API}/groups/default").mock(
-            return_value=httpx.Response(200, json={"data": {"id": "g-default"}}))
-        router.get(f"{API}/members").mock(
-            return_value=httpx.Response(200, json={"data": [{"email": "mia@shop.test"}]}))
-        router.get(url__regex=rf"^{API}/groups/[^/]+/notes").mock(
-            return_value=httpx.Response(200, json={"notes": []}))
-        router.get(f"{API}/recent").mock(return_value=httpx.Response(200, json={}))
-        router.post(f"{API}/lookup").mock(return_value=httpx.Response(200, json={}))
-        yield Upstream(router, pages)
+    router.post("https://auth.shop.test/introspect").mock(return_value=httpx.Response(
+        200, json={"active": True, "scope": "rows:read", "sub": "u1",
+                   "account_id": "acc_shop", "exp": 4_102_444_800}))
+    router.get(f"{API}/rows").mock(side_effect=pages)
+    for path, rows in (("/filter-rows", FILTER_ROWS), ("/agg-rows", AGG_ROWS),
+                       ("/compare-rows", COMPARE_ROWS), ("/topic-rows", TOPIC_ROWS)):
+        router.get(API + path).mock(return_value=httpx.Response(200, json={"rows": rows}))
+    router.get(f"{API}/groups/default").mock(
+        return_value=httpx.Response(200, json={"data": {"id": "g-default"}}))
+    router.get(f"{API}/members").mock(
+        return_value=httpx.Response(200, json={"data": [{"email": "mia@shop.test"}]}))
+    router.get(url__regex=rf"^{API}/groups/[^/]+/notes").mock(
+        return_value=httpx.Response(200, json={"notes": []}))
+    router.get(f"{API}/recent").mock(return_value=httpx.Response(200, json={}))
+    router.post(f"{API}/lookup").mock(return_value=httpx.Response(200, json={}))
+    return Upstream(router, pages)
 
 
 @pytest.fixture
-async def gateway(aiohttp_client: AiohttpClient, tmp_path: Path,
-                  upstream: Upstream) -> TestClient[Any, Any]:
-    folder = tmp_path / "shop"
-    folder.mkdir()
-    (folder / "service.yaml").write_text(SERVICE)
-    (folder / "tools.yaml").write_text(TOOLS)
-    return await aiohttp_client(create_app(Settings(upstream_transport="httpx",
-                                                    specs_dir=tmp_path, log_json=True),
-                                           clock=lambda: NOW))
+async def gateway(aiohttp_client: AiohttpClient, tmp_path: Path, upstream: Upstream,
+                  wire: MockWire) -> TestClient[Any, Any]:
+    specs = service_tree(tmp_path, "shop", SERVICE, TOOLS)
+    return await aiohttp_client(gateway_app(wire, specs_dir=specs, clock=lambda: NOW))
 
 
 async def call(client: TestClient[Any, Any], name: str,

@@ -10,9 +10,8 @@ import pytest
 import respx
 from aiohttp.test_utils import TestClient
 
-from gateway.server.app import create_app
-from gateway.settings import Settings
-from tests.conftest import MCP_HEADERS, AiohttpClient, rpc
+from gateway.upstream.mock_wire import MockWire
+from tests.support import MCP_HEADERS, AiohttpClient, gateway_app, rpc
 
 AS_METADATA = "https://app.refiner.io/.well-known/oauth-authorization-server"
 DOCUMENT = {"issuer": "https://app.refiner.io",
@@ -22,11 +21,9 @@ DOCUMENT = {"issuer": "https://app.refiner.io",
 
 
 @pytest.fixture
-async def rooted(aiohttp_client: AiohttpClient,
-                 upstream: respx.MockRouter) -> TestClient[Any, Any]:
-    settings = Settings(upstream_transport="httpx", log_json=True, root_service="refiner",
-                        public_url="https://mcp.example.test")
-    return await aiohttp_client(create_app(settings))
+async def rooted(aiohttp_client: AiohttpClient, wire: MockWire) -> TestClient[Any, Any]:
+    return await aiohttp_client(gateway_app(wire, root_service="refiner",
+                                            public_url="https://mcp.example.test"))
 
 
 @pytest.mark.parametrize("path", ["/.well-known/oauth-protected-resource",

@@ -12,7 +12,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from sandbox import FIXTURES_DIR
-from tests.conftest import MCP_HEADERS
+from tests.support import MCP_HEADERS
 from tests.e2e import MODES, Stack, mcp_client, running_stack
 
 FULL = "refiner_demo_full"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REFINER_FULL, RETENTLY_ADMIN
+from tests.support import REFINER_FULL, RETENTLY_ADMIN
 from tests.e2e import MODES, Stack, mcp_client, running_stack
 
 RETENTLY_SLICE = {"ping", "list_feedback", "get_feedback", "get_score", "list_campaigns",

@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from gateway.protocol.envelope import LEGACY_VERSIONS
-from tests.conftest import REFINER_FULL, RETENTLY_ADMIN
 from tests.e2e import Stack, mcp_client, running_stack
+from tests.support import REFINER_FULL, RETENTLY_ADMIN
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_DIR = REPO / ".node"

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from mcp_types.methods import validate_client_request
 
 from gateway.protocol.envelope import LEGACY_VERSIONS, plainly_valid
-from tests.conftest import MCP_HEADERS, RETENTLY_ADMIN, auth, rpc
+from tests.support import MCP_HEADERS, RETENTLY_ADMIN, auth, rpc
 
 URL = "/retently/mcp"
 MODERN = "2026-07-28"

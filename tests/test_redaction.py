@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import re
 from collections import OrderedDict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,9 +22,8 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from gateway.calls.redaction import PSEUDONYM_DOMAIN, Pseudonymiser, RedactionRules, redact
-from gateway.server.app import create_app
-from gateway.settings import Settings
-from tests.conftest import AiohttpClient, auth, rpc
+from gateway.upstream.mock_wire import MockWire
+from tests.support import AiohttpClient, auth, gateway_app, rpc, service_tree
 
 URL = "/crm/mcp"
 API = "https://api.crm.test"
@@ -140,33 +138,28 @@ def introspection(request: httpx.Request) -> httpx.Response:
 
 
 @pytest.fixture
-def upstream() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False, using="httpx") as router:
-        router.post(INTROSPECT).mock(side_effect=introspection)
-        router.get(f"{API}/customers/c1").mock(
-            return_value=httpx.Response(200, json={"data": CUSTOMER}))
-        router.get(f"{API}/customers/c404").mock(return_value=httpx.Response(
-            404, json={"message": "No customer with email ann.lee@example.com here"}))
-        router.get(f"{API}/customers").mock(
-            return_value=httpx.Response(200, json={"data": {"items": [SAME_PERSON]}}))
-        router.get(f"{API}/contacts").mock(
-            return_value=httpx.Response(200, json={"emails": ["ann.lee@example.com"]}))
-        router.get(f"{API}/customers/c1/notes").mock(
-            return_value=httpx.Response(200, json=NOTES))
-        router.patch(f"{API}/customers/c1").mock(return_value=httpx.Response(200, json={}))
-        yield router
+def upstream(router: respx.MockRouter) -> respx.MockRouter:
+    router.post(INTROSPECT).mock(side_effect=introspection)
+    router.get(f"{API}/customers/c1").mock(
+        return_value=httpx.Response(200, json={"data": CUSTOMER}))
+    router.get(f"{API}/customers/c404").mock(return_value=httpx.Response(
+        404, json={"message": "No customer with email ann.lee@example.com here"}))
+    router.get(f"{API}/customers").mock(
+        return_value=httpx.Response(200, json={"data": {"items": [SAME_PERSON]}}))
+    router.get(f"{API}/contacts").mock(
+        return_value=httpx.Response(200, json={"emails": ["ann.lee@example.com"]}))
+    router.get(f"{API}/customers/c1/notes").mock(
+        return_value=httpx.Response(200, json=NOTES))
+    router.patch(f"{API}/customers/c1").mock(return_value=httpx.Response(200, json={}))
+    return router
 
 
 @pytest.fixture
-async def gateway(aiohttp_client: AiohttpClient, tmp_path: Path,
-                  upstream: respx.MockRouter) -> TestClient[Any, Any]:
-    folder = tmp_path / "crm"
-    folder.mkdir()
-    (folder / "service.yaml").write_text(SERVICE)
-    (folder / "tools.yaml").write_text(TOOLS)
-    settings = Settings(upstream_transport="httpx", specs_dir=tmp_path, log_json=True,
-                        secret_key=SecretStr(KEY.decode()))
-    return await aiohttp_client(create_app(settings))
+async def gateway(aiohttp_client: AiohttpClient, tmp_path: Path, upstream: respx.MockRouter,
+                  wire: MockWire) -> TestClient[Any, Any]:
+    specs = service_tree(tmp_path, "crm", SERVICE, TOOLS)
+    return await aiohttp_client(gateway_app(wire, specs_dir=specs,
+                                            secret_key=SecretStr(KEY.decode())))
 
 
 async def send(client: TestClient[Any, Any], token: str, name: str,

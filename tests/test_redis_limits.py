@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,10 +17,9 @@ import respx
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
-from gateway.server.app import create_app
-from gateway.settings import Settings
+from gateway.upstream.mock_wire import MockWire
 from gateway.writes.redis_store import RedisLimits
-from tests.conftest import AiohttpClient, auth, rpc
+from tests.support import AiohttpClient, Clock, auth, gateway_app, rpc
 
 WRITER = "rtly_mcp_pat_demowriter_s3cr3t"
 FEEDBACK_ID = "5a9d595701c85b37224ab2d0"
@@ -93,17 +92,21 @@ async def test_a_claim_holds_once_across_replicas(redis_url: str, limits: RedisL
         await other.close()
 
 
+def shared(redis_url: str) -> dict[str, Any]:
+    """What replicas share: the Redis of their limits, and the key of their tokens."""
+    return {"redis_url": SecretStr(redis_url), "secret_key": SecretStr("shared-by-all-replicas")}
+
+
 @pytest.fixture
 async def replicas(aiohttp_client: AiohttpClient, redis_url: str, limits: RedisLimits,
-                   upstream: respx.MockRouter) -> tuple[TestClient[Any, Any], ...]:
+                   upstream: respx.MockRouter, wire: MockWire
+                   ) -> tuple[TestClient[Any, Any], ...]:
     upstream.get(FEEDBACK).mock(return_value=httpx.Response(200, json={
         "data": {"responses": [{"id": FEEDBACK_ID, "feedbackTags": ["vip"]}]}}))
     upstream.post(TAGS, name="write").mock(return_value=httpx.Response(
         200, json={"code": 200, "message": "Success."}))
-    settings = Settings(upstream_transport="httpx", log_json=True, redis_url=SecretStr(redis_url),
-                        secret_key=SecretStr("shared-by-all-replicas"))
-    first = await aiohttp_client(create_app(settings))
-    second = await aiohttp_client(create_app(settings))
+    first, second = [await aiohttp_client(gateway_app(wire, **shared(redis_url)))
+                     for _ in range(2)]
     return first, second
 
 
@@ -128,14 +131,12 @@ async def test_a_confirmation_is_single_use_across_replicas(
 
 async def test_the_write_limit_is_shared_by_replicas(
         aiohttp_client: AiohttpClient, redis_url: str, limits: RedisLimits,
-        upstream: respx.MockRouter) -> None:
+        upstream: respx.MockRouter, wire: MockWire) -> None:
     upstream.get(FEEDBACK).mock(return_value=httpx.Response(200, json={
         "data": {"responses": [{"id": FEEDBACK_ID, "feedbackTags": []}]}}))
     upstream.post(TAGS).mock(return_value=httpx.Response(200, json={"code": 200}))
-    clock = [datetime(2026, 11, 23, 12, 0, tzinfo=UTC)]
-    settings = Settings(upstream_transport="httpx", log_json=True, redis_url=SecretStr(redis_url),
-                        secret_key=SecretStr("shared-by-all-replicas"))
-    clients = [await aiohttp_client(create_app(settings, clock=lambda: clock[0]))
+    clock = Clock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))
+    clients = [await aiohttp_client(gateway_app(wire, clock=clock, **shared(redis_url)))
                for _ in range(2)]
 
     async def write(attempt: int) -> dict[str, Any]:
@@ -146,7 +147,7 @@ async def test_the_write_limit_is_shared_by_replicas(
 
     outcomes = [(await write(attempt))["isError"] for attempt in range(30)]
     refused = await write(30)
-    clock[0] += timedelta(seconds=3)  # 30 a minute: a token comes back every 2 seconds
+    clock.advance(3)  # 30 a minute: a token comes back every 2 seconds
     after = await write(31)
     assert outcomes == [False] * 30
     assert refused["isError"] is True

@@ -1,7 +1,8 @@
 """Every `tests:` case written in the shipped tool specs, run through the MCP endpoint.
 
 arguments -> expected upstream request -> upstream fixture -> expected tool result. The upstream
-(and the token introspection of services that use it) is faked at the network edge with respx.
+(and the token introspection of services that use it) is a respx router behind the in-memory
+wire.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from gateway.settings import SHIPPED_SPECS, Settings
 from gateway.spec.compiled import CompiledService, CompiledTool
 from gateway.spec.loader import load_tree
 from gateway.spec.models import ToolTestCase, UpstreamFixture
-from tests.conftest import AiohttpClient, auth, rpc
+from gateway.upstream.mock_wire import MockWire
+from tests.support import AiohttpClient, auth, rpc
 
 REGISTRY = load_tree(SHIPPED_SPECS, {"MCP_GATEWAY_CONFORMANCE": "true"})
 CASE_TIME = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -76,30 +78,30 @@ async def _call(client: TestClient[Any, Any], service: CompiledService, tool: Co
 
 @pytest.mark.parametrize(("service", "tool", "case"), CASES)
 async def test_spec_case(aiohttp_client: AiohttpClient, settings: Settings,
-                         service: CompiledService, tool: CompiledTool,
-                         case: ToolTestCase) -> None:
+                         router: respx.MockRouter, wire: MockWire, service: CompiledService,
+                         tool: CompiledTool, case: ToolTestCase) -> None:
     base = service.spec.upstream.base_url
     introspection_url = service.spec.auth.introspection_url
     answers = _answers(case)
-    gateway = await aiohttp_client(create_app(settings, REGISTRY, clock=lambda: CASE_TIME))
-    with respx.mock(assert_all_called=False, using="httpx") as mock:
-        if introspection_url:
-            mock.post(introspection_url).mock(
-                return_value=httpx.Response(200, json=_introspection(service, case)))
-        served: list[httpx.Request] = []
+    gateway = await aiohttp_client(create_app(settings, REGISTRY, clock=lambda: CASE_TIME,
+                                              wire=wire))
+    if introspection_url:
+        router.post(introspection_url).mock(
+            return_value=httpx.Response(200, json=_introspection(service, case)))
+    served: list[httpx.Request] = []
 
-        def answer(request: httpx.Request) -> httpx.Response:
-            served.append(request)
-            return answers[min(len(served), len(answers)) - 1]
+    def answer(request: httpx.Request) -> httpx.Response:
+        served.append(request)
+        return answers[min(len(served), len(answers)) - 1]
 
-        mock.route(host=urlsplit(base).hostname).mock(side_effect=answer)
-        status, body = await _call(gateway, service, tool, case.arguments)
-        if case.confirm:
-            preview = body["result"]["structuredContent"]
-            assert preview["status"] == "preview" and preview["changed"] is False
-            assert all(r.method == "GET" for r in served), "a preview changed something"
-            status, body = await _call(gateway, service, tool, {
-                **case.arguments, "confirmation_token": preview["confirmation_token"]})
+    router.route(host=urlsplit(base).hostname).mock(side_effect=answer)
+    status, body = await _call(gateway, service, tool, case.arguments)
+    if case.confirm:
+        preview = body["result"]["structuredContent"]
+        assert preview["status"] == "preview" and preview["changed"] is False
+        assert all(r.method == "GET" for r in served), "a preview changed something"
+        status, body = await _call(gateway, service, tool, {
+            **case.arguments, "confirmation_token": preview["confirmation_token"]})
 
     if case.protocol_error is not None:
         assert body["error"]["code"] == case.protocol_error, body

@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.server.app import create_app
 from gateway.settings import Settings
-from tests.conftest import RETENTLY_ADMIN, AiohttpClient, auth, rpc
+from gateway.upstream.mock_wire import MockWire
+from tests.support import RETENTLY_ADMIN, AiohttpClient, auth, gateway_app, rpc, service_tree
 
 URL = "/retently/mcp"
 FEEDBACK = "https://app.retently.com/api/v2/feedback"
@@ -27,8 +28,8 @@ async def call(client: TestClient[Any, Any], name: str = "list_feedback",
                                  json=rpc("tools/call", {"name": name,
                                                          "arguments": arguments or {}}))
     assert response.status == 200
-    body: dict[str, Any] = await response.json()
-    return body["result"]
+    result: dict[str, Any] = (await response.json())["result"]
+    return result
 
 
 async def test_upstream_500_is_a_tool_error_with_its_status_and_message(
@@ -86,12 +87,11 @@ async def test_upstream_connection_failure_is_a_tool_error(
 
 
 async def test_upstream_silent_past_the_timeout_is_a_tool_error_in_time(
-        aiohttp_client: AiohttpClient, upstream: respx.MockRouter) -> None:
-    gateway = await aiohttp_client(create_app(Settings(upstream_transport="httpx",
-                                                       upstream_timeout_s=0.3, log_json=True)))
+        aiohttp_client: AiohttpClient, upstream: respx.MockRouter, wire: MockWire) -> None:
+    gateway = await aiohttp_client(gateway_app(wire, upstream_timeout_s=0.3))
 
     async def stall(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # never set: only the gateway's timeout ends the wait
         return httpx.Response(200, json={})
 
     upstream.get(FEEDBACK).mock(side_effect=stall)
@@ -148,13 +148,16 @@ tools:
 
 
 @pytest.fixture
-async def probe(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient[Any, Any]:
-    folder = tmp_path / "probe"
-    folder.mkdir()
-    (folder / "service.yaml").write_text(SPEC)
-    (folder / "tools.yaml").write_text(TOOLS)
-    return await aiohttp_client(create_app(Settings(upstream_transport="httpx",
-                                                    specs_dir=tmp_path, log_json=True)))
+async def probe(aiohttp_client: AiohttpClient, tmp_path: Path,
+                wire: MockWire) -> TestClient[Any, Any]:
+    specs = service_tree(tmp_path, "probe", SPEC, TOOLS)
+    return await aiohttp_client(gateway_app(wire, specs_dir=specs))
+
+
+@pytest.fixture
+def api(router: respx.MockRouter) -> respx.Route:
+    """Every request to the probe's upstream host, answered with an empty object."""
+    return router.route(host="api.example.test").mock(return_value=httpx.Response(200, json={}))
 
 
 @pytest.mark.parametrize(("key", "raw_path"), [
@@ -166,15 +169,12 @@ async def probe(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient[Any
     ("../..", b"/base/things/..%2F../detail"),
 ])
 async def test_path_arguments_stay_inside_their_segment_on_the_same_host(
-        probe: TestClient[Any, Any], key: str, raw_path: bytes) -> None:
-    with respx.mock(using="httpx", assert_all_called=False) as router:
-        route = router.route(host="api.example.test").mock(
-            return_value=httpx.Response(200, json={}))
-        response = await probe.post("/probe/mcp", headers=auth("sometoken"),
-                                    json=rpc("tools/call", {"name": "fetch",
-                                                            "arguments": {"key": key}}))
-        assert (await response.json())["result"]["isError"] is False
-        sent = route.calls.last.request
+        probe: TestClient[Any, Any], api: respx.Route, key: str, raw_path: bytes) -> None:
+    response = await probe.post("/probe/mcp", headers=auth("sometoken"),
+                                json=rpc("tools/call", {"name": "fetch",
+                                                        "arguments": {"key": key}}))
+    assert (await response.json())["result"]["isError"] is False
+    sent = api.calls.last.request
     assert sent.url.host == "api.example.test"
     assert sent.url.raw_path == raw_path
     assert sent.headers["X-Api-Key"] == "sometoken"
@@ -182,38 +182,31 @@ async def test_path_arguments_stay_inside_their_segment_on_the_same_host(
 
 @pytest.mark.parametrize("key", ["..", ".", "a\r\nb", "tab\there"])
 async def test_path_arguments_that_would_change_the_path_are_refused(
-        probe: TestClient[Any, Any], key: str) -> None:
-    with respx.mock(using="httpx", assert_all_called=False) as router:
-        route = router.route(host="api.example.test").mock(
-            return_value=httpx.Response(200, json={}))
-        response = await probe.post("/probe/mcp", headers=auth("sometoken"),
-                                    json=rpc("tools/call", {"name": "fetch",
-                                                            "arguments": {"key": key}}))
-        body = await response.json()
+        probe: TestClient[Any, Any], wire: MockWire, key: str) -> None:
+    response = await probe.post("/probe/mcp", headers=auth("sometoken"),
+                                json=rpc("tools/call", {"name": "fetch",
+                                                        "arguments": {"key": key}}))
+    body = await response.json()
     assert body["error"]["code"] == -32602
-    assert not route.called
+    assert wire.exchanges == []
 
 
 async def test_query_arrays_and_booleans_follow_the_service_style(
-        probe: TestClient[Any, Any]) -> None:
-    with respx.mock(using="httpx", assert_all_called=False) as router:
-        route = router.route(host="api.example.test").mock(
-            return_value=httpx.Response(200, json={}))
-        await probe.post("/probe/mcp", headers=auth("sometoken"),
-                         json=rpc("tools/call", {"name": "fetch", "arguments": {
-                             "key": "k", "tags": ["a", "b"], "flag": True}}))
-        sent = route.calls.last.request
+        probe: TestClient[Any, Any], api: respx.Route) -> None:
+    await probe.post("/probe/mcp", headers=auth("sometoken"),
+                     json=rpc("tools/call", {"name": "fetch", "arguments": {
+                         "key": "k", "tags": ["a", "b"], "flag": True}}))
+    sent = api.calls.last.request
     assert sent.url.query == b"tags%5B%5D=a&tags%5B%5D=b&flag=1"
 
 
 async def test_a_result_over_budget_is_trimmed_to_valid_json_saying_what_was_cut(
-        probe: TestClient[Any, Any]) -> None:
+        probe: TestClient[Any, Any], api: respx.Route) -> None:
     rows = [{"n": i, "text": "y" * 500} for i in range(1000)]
-    with respx.mock(using="httpx", assert_all_called=False) as router:
-        router.route(host="api.example.test").mock(return_value=httpx.Response(200, json=rows))
-        response = await probe.post("/probe/mcp", headers=auth("sometoken"),
-                                    json=rpc("tools/call", {"name": "fetch",
-                                                            "arguments": {"key": "k"}}))
+    api.mock(return_value=httpx.Response(200, json=rows))
+    response = await probe.post("/probe/mcp", headers=auth("sometoken"),
+                                json=rpc("tools/call", {"name": "fetch",
+                                                        "arguments": {"key": "k"}}))
     result = (await response.json())["result"]
     text = result["content"][0]["text"]
     structured = orjson.loads(text)
@@ -243,12 +236,10 @@ async def test_on_the_wire_the_encoded_segment_is_sent_as_built(
     upstream_app = web.Application()
     upstream_app.router.add_route("*", "/{tail:.*}", record)
     upstream = await aiohttp_server(upstream_app)
-    folder = tmp_path / "probe"
-    folder.mkdir()
-    (folder / "service.yaml").write_text(
-        SPEC.replace("https://api.example.test/base", f"http://127.0.0.1:{upstream.port}/base"))
-    (folder / "tools.yaml").write_text(TOOLS)
-    probe = await aiohttp_client(create_app(Settings(specs_dir=tmp_path, log_json=True,
+    base = f"http://127.0.0.1:{upstream.port}/base"
+    specs = service_tree(tmp_path, "probe", SPEC.replace("https://api.example.test/base", base),
+                         TOOLS)
+    probe = await aiohttp_client(create_app(Settings(specs_dir=specs, log_json=True,
                                                      upstream_transport=transport)))
     response = await probe.post("/probe/mcp", headers=auth("sometoken"), json=rpc(
         "tools/call", {"name": "fetch", "arguments": {"key": key}}))

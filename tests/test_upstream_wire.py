@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.server.app import create_app
 from gateway.settings import Settings
-from tests.conftest import AiohttpClient, auth, rpc
+from tests.support import AiohttpClient, auth, rpc, service_tree
 from tests.test_upstream_failures import SPEC
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -60,13 +60,11 @@ def probe(aiohttp_client: AiohttpClient, aiohttp_server: Any, tmp_path: Path,
             upstream_app.router.add_route("*", "/{tail:.*}", handler)
             server: TestServer = await aiohttp_server(upstream_app)
             port = server.port
-        folder = tmp_path / "probe"
-        folder.mkdir(exist_ok=True)
-        (folder / "service.yaml").write_text(
-            SPEC.replace("https://api.example.test", f"http://127.0.0.1:{port}"))
-        (folder / "tools.yaml").write_text(TOOLS)
+        specs = service_tree(tmp_path, "probe",
+                             SPEC.replace("https://api.example.test", f"http://127.0.0.1:{port}"),
+                             TOOLS)
         return await aiohttp_client(create_app(Settings(
-            specs_dir=tmp_path, log_json=True, upstream_transport=transport,
+            specs_dir=specs, log_json=True, upstream_transport=transport,
             upstream_timeout_s=timeout_s, upstream_max_response_bytes=MAX_BYTES)))
 
     return start
@@ -172,7 +170,7 @@ async def test_a_refused_connection_is_a_tool_error(probe: Probe) -> None:
 
 async def test_a_silent_upstream_is_cut_off_at_the_timeout(probe: Probe) -> None:
     async def stall(_request: web.Request) -> web.Response:
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # never set: only the gateway's timeout ends the wait
         return web.json_response({})
 
     client = await probe(stall, timeout_s=0.3)

@@ -8,9 +8,8 @@ the sandbox upstream with the official client, in both eras.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,10 +20,9 @@ import pytest
 import respx
 from aiohttp.test_utils import TestClient
 
-from gateway.server.app import create_app
-from gateway.settings import Settings
-from tests.conftest import AiohttpClient, auth, rpc
+from gateway.upstream.mock_wire import MockWire
 from tests.e2e import MODES, mcp_client, running_stack
+from tests.support import AiohttpClient, Clock, auth, gateway_app, rpc, service_tree
 
 URL = "/desk/mcp"
 API = "api.desk.test"
@@ -94,17 +92,6 @@ tools:
 ARGS: dict[str, Any] = {"id": "n1", "title": "New title", "labels": ["b"]}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 def introspection(request: httpx.Request) -> httpx.Response:
     token = parse_qs(request.content.decode()).get("token", [""])[0]
     known = TOKENS.get(token)
@@ -125,33 +112,27 @@ class Upstream:
 
 
 @pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    with respx.mock(assert_all_called=False, using="httpx") as router:
-        router.post(INTROSPECT).mock(side_effect=introspection)
-        read = router.get(f"https://{API}/v1/notes/n1").mock(return_value=httpx.Response(
-            200, json={"note": {"id": "n1", "title": "Old title", "labels": ["a"]}}))
-        patch = router.patch(f"https://{API}/v1/notes/n1").mock(return_value=httpx.Response(
-            200, json={"note": {"id": "n1", "title": "New title", "labels": ["a", "b"]}}))
-        archive = router.post(f"https://{API}/v1/notes/n1/archive").mock(
-            return_value=httpx.Response(200, json={"archived": True}))
-        yield Upstream(router, read, patch, archive)
+def upstream(router: respx.MockRouter) -> Upstream:
+    router.post(INTROSPECT).mock(side_effect=introspection)
+    read = router.get(f"https://{API}/v1/notes/n1").mock(return_value=httpx.Response(
+        200, json={"note": {"id": "n1", "title": "Old title", "labels": ["a"]}}))
+    patch = router.patch(f"https://{API}/v1/notes/n1").mock(return_value=httpx.Response(
+        200, json={"note": {"id": "n1", "title": "New title", "labels": ["a", "b"]}}))
+    archive = router.post(f"https://{API}/v1/notes/n1/archive").mock(
+        return_value=httpx.Response(200, json={"archived": True}))
+    return Upstream(router, read, patch, archive)
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
 @pytest.fixture
 async def gateway(aiohttp_client: AiohttpClient, tmp_path: Path, clock: Clock,
-                  upstream: Upstream) -> TestClient[Any, Any]:
-    folder = tmp_path / "desk"
-    folder.mkdir()
-    (folder / "service.yaml").write_text(SERVICE)
-    (folder / "tools.yaml").write_text(TOOLS)
-    return await aiohttp_client(create_app(Settings(upstream_transport="httpx",
-                                                    specs_dir=tmp_path, log_json=True),
-                                           clock=clock))
+                  upstream: Upstream, wire: MockWire) -> TestClient[Any, Any]:
+    specs = service_tree(tmp_path, "desk", SERVICE, TOOLS)
+    return await aiohttp_client(gateway_app(wire, specs_dir=specs, clock=clock))
 
 
 async def send(client: TestClient[Any, Any], name: str, arguments: dict[str, Any],
