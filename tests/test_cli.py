@@ -23,6 +23,7 @@ from gateway.server.cli import DEMO_UPSTREAM_VARIABLES, main
 from gateway.settings import SHIPPED_SPECS
 from gateway.spec.compiled import Registry
 from gateway.spec.loader import load_tree
+from tests.support import write_tree
 
 PROBLEM_LINE = re.compile(r"^(?P<file>.+):(?P<line>\d+): (?P<message>.+)$")
 SHIPPED_FILES = sorted(SHIPPED_SPECS.glob("*/*.yaml"))
@@ -73,15 +74,12 @@ def shipped() -> Registry:
 
 def broken_tree(root: Path) -> Path:
     """A tree with three problems: an unknown key, an undeclared scope and a bad path."""
-    folder = root / "demo"
-    folder.mkdir()
-    (folder / "service.yaml").write_text(SERVICE, encoding="utf-8")
-    (folder / "items.yaml").write_text(
-        TOOL.replace('["items:read"]', '["items:write"]').replace("{id}'}", "{item}'}"),
-        encoding="utf-8")
-    (folder / "more.yaml").write_text(TOOL.replace("    kind: read", "    kind: read\n    x: 1"),
-                                      encoding="utf-8")
-    return root
+    return write_tree(root, {
+        "demo/service.yaml": SERVICE,
+        "demo/items.yaml": TOOL.replace('["items:read"]', '["items:write"]')
+                               .replace("{id}'}", "{item}'}"),
+        "demo/more.yaml": TOOL.replace("    kind: read", "    kind: read\n    x: 1"),
+    })
 
 
 def test_check_on_the_shipped_tree_exits_0_with_a_summary(

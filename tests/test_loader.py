@@ -16,6 +16,7 @@ from gateway.errors import SpecError, SpecProblem
 from gateway.settings import SHIPPED_SPECS
 from gateway.spec.compiled import DEFAULT_MAX_ITEMS, DEFAULT_MAX_STRING
 from gateway.spec.loader import load_tree
+from tests.support import write_tree
 
 SERVICE = textwrap.dedent("""\
     version: 1
@@ -49,15 +50,6 @@ GET_ITEM = textwrap.dedent("""\
 """A valid tool file. Line 2: name, 5: scopes, 7: id, 11: path, 12: query, 15: select."""
 
 
-def write(root: Path, files: Mapping[str, str]) -> Path:
-    """Write files (paths relative to root, text dedented) and return root."""
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return root
-
-
 def problems_of(root: Path, env: Mapping[str, str] | None = None) -> list[SpecProblem]:
     """The problems load_tree reports for a tree that must not load."""
     with pytest.raises(SpecError) as caught:
@@ -78,7 +70,7 @@ def only(problems: list[SpecProblem], root: Path) -> tuple[str, int, str]:
 
 
 def test_a_minimal_tree_loads_into_compiled_services_and_tools(tmp_path: Path) -> None:
-    write(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yaml": GET_ITEM})
+    write_tree(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yaml": GET_ITEM})
 
     registry = load_tree(tmp_path, {})
 
@@ -100,7 +92,7 @@ def test_a_minimal_tree_loads_into_compiled_services_and_tools(tmp_path: Path) -
 
 
 def test_a_service_folder_given_directly_loads_as_the_only_service(tmp_path: Path) -> None:
-    write(tmp_path, {"service.yaml": SERVICE, "items.yaml": GET_ITEM})
+    write_tree(tmp_path, {"service.yaml": SERVICE, "items.yaml": GET_ITEM})
 
     registry = load_tree(tmp_path, {})
 
@@ -109,7 +101,7 @@ def test_a_service_folder_given_directly_loads_as_the_only_service(tmp_path: Pat
 
 
 def test_tool_files_may_end_in_yml_and_other_files_are_ignored(tmp_path: Path) -> None:
-    write(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yml": GET_ITEM,
+    write_tree(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yml": GET_ITEM,
                      "demo/README.md": "tools: {not: [valid"})
 
     registry = load_tree(tmp_path, {})
@@ -118,7 +110,7 @@ def test_tool_files_may_end_in_yml_and_other_files_are_ignored(tmp_path: Path) -
 
 
 def test_an_empty_tool_file_adds_no_tools(tmp_path: Path) -> None:
-    write(tmp_path, {"demo/service.yaml": SERVICE, "demo/empty.yaml": ""})
+    write_tree(tmp_path, {"demo/service.yaml": SERVICE, "demo/empty.yaml": ""})
 
     registry = load_tree(tmp_path, {})
 
@@ -134,7 +126,7 @@ def test_a_yaml_syntax_error_is_reported_with_its_file_and_line(
         tmp_path: Path, file: str, text: str, line: int) -> None:
     files = {"demo/service.yaml": SERVICE, f"demo/{file}": text}
 
-    found = only(problems_of(write(tmp_path, files)), tmp_path)
+    found = only(problems_of(write_tree(tmp_path, files)), tmp_path)
 
     assert found[:2] == (f"demo/{file}", line)
     assert found[2].startswith("YAML syntax error: ")
@@ -159,7 +151,7 @@ def test_an_unknown_key_is_reported_at_its_own_line(
         tmp_path: Path, file: str, text: str, line: int, key_path: str) -> None:
     files = {"demo/service.yaml": SERVICE, "demo/items.yaml": GET_ITEM, f"demo/{file}": text}
 
-    found = only(problems_of(write(tmp_path, files)), tmp_path)
+    found = only(problems_of(write_tree(tmp_path, files)), tmp_path)
 
     assert found == (f"demo/{file}", line, f"{key_path}: unknown key")
 
@@ -169,7 +161,7 @@ def test_a_snake_case_spelling_of_a_camel_case_key_is_unknown(tmp_path: Path) ->
                             "{type: string, required: true, max_length: 5}")
     files = {"demo/service.yaml": SERVICE, "demo/items.yaml": tool}
 
-    found = only(problems_of(write(tmp_path, files)), tmp_path)
+    found = only(problems_of(write_tree(tmp_path, files)), tmp_path)
 
     assert found == ("demo/items.yaml", 7, "tools.0.input.id.max_length: unknown key")
 
@@ -185,7 +177,7 @@ def test_a_key_given_twice_is_reported_at_its_second_occurrence(
         tmp_path: Path, file: str, text: str, line: int, key: str) -> None:
     files = {"demo/service.yaml": SERVICE, "demo/items.yaml": GET_ITEM, f"demo/{file}": text}
 
-    found = only(problems_of(write(tmp_path, files)), tmp_path)
+    found = only(problems_of(write_tree(tmp_path, files)), tmp_path)
 
     assert found == (f"demo/{file}", line, f"key {key!r} is given twice")
 
@@ -194,14 +186,14 @@ def test_a_tool_name_used_in_two_files_of_one_service_is_reported_in_the_second(
         tmp_path: Path) -> None:
     files = {"demo/service.yaml": SERVICE, "demo/a.yaml": GET_ITEM, "demo/b.yaml": GET_ITEM}
 
-    found = only(problems_of(write(tmp_path, files)), tmp_path)
+    found = only(problems_of(write_tree(tmp_path, files)), tmp_path)
 
     assert found == ("demo/b.yaml", 2, "tool 'get_item' is defined twice in this service")
 
 
 def test_the_same_tool_name_in_two_services_is_allowed(tmp_path: Path) -> None:
     other = SERVICE.replace("name: demo", "name: other").replace("/demo/mcp", "/other/mcp")
-    write(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yaml": GET_ITEM,
+    write_tree(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yaml": GET_ITEM,
                      "other/service.yaml": other, "other/items.yaml": GET_ITEM})
 
     registry = load_tree(tmp_path, {})
@@ -238,7 +230,7 @@ def test_a_cross_field_problem_of_a_tool_is_reported_at_the_key_concerned(
         tmp_path: Path, text: str, line: int, fragment: str) -> None:
     files = {"demo/service.yaml": SERVICE, "demo/items.yaml": text}
 
-    file, found_line, message = only(problems_of(write(tmp_path, files)), tmp_path)
+    file, found_line, message = only(problems_of(write_tree(tmp_path, files)), tmp_path)
 
     assert (file, found_line) == ("demo/items.yaml", line)
     assert message.startswith(fragment), message
@@ -246,7 +238,7 @@ def test_a_cross_field_problem_of_a_tool_is_reported_at_the_key_concerned(
 
 def test_a_path_argument_with_a_default_need_not_be_required(tmp_path: Path) -> None:
     tool = GET_ITEM.replace("{type: string, required: true}", "{type: string, default: first}")
-    write(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yaml": tool})
+    write_tree(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yaml": tool})
 
     registry = load_tree(tmp_path, {})
 
@@ -257,7 +249,7 @@ def test_tool_scopes_are_free_when_the_service_declares_no_scope_vocabulary(
         tmp_path: Path) -> None:
     service = SERVICE.split("scopes:")[0]
     tool = GET_ITEM.replace('["items:read"]', '["anything:goes"]')
-    write(tmp_path, {"demo/service.yaml": service, "demo/items.yaml": tool})
+    write_tree(tmp_path, {"demo/service.yaml": service, "demo/items.yaml": tool})
 
     registry = load_tree(tmp_path, {})
 
@@ -280,7 +272,7 @@ RESULT_TOOL = textwrap.dedent("""\
 def test_a_tool_needs_exactly_one_of_request_and_result(tmp_path: Path, text: str) -> None:
     files = {"demo/service.yaml": SERVICE, "demo/items.yaml": text}
 
-    found = only(problems_of(write(tmp_path, files)), tmp_path)
+    found = only(problems_of(write_tree(tmp_path, files)), tmp_path)
 
     assert found == ("demo/items.yaml", 2, "tools.0: Value error, a tool needs exactly one of "
                      "`request` (one upstream call), `collect` (paged reads) or `result` "
@@ -288,7 +280,7 @@ def test_a_tool_needs_exactly_one_of_request_and_result(tmp_path: Path, text: st
 
 
 def test_a_tool_with_only_a_result_loads_without_a_request(tmp_path: Path) -> None:
-    write(tmp_path, {"demo/service.yaml": SERVICE, "demo/server.yaml": RESULT_TOOL})
+    write_tree(tmp_path, {"demo/service.yaml": SERVICE, "demo/server.yaml": RESULT_TOOL})
 
     tool = load_tree(tmp_path, {}).services[0].tools["ping"]
 
@@ -302,7 +294,7 @@ def test_two_services_with_the_same_endpoint_are_refused(tmp_path: Path) -> None
         return (f"endpoint: /shared/mcp\nname: {name}\ntitle: T\n"
                 "upstream: {base_url: 'https://api.example.test'}\n")
 
-    write(tmp_path, {"a/service.yaml": service("alpha"), "b/service.yaml": service("beta")})
+    write_tree(tmp_path, {"a/service.yaml": service("alpha"), "b/service.yaml": service("beta")})
 
     file, line, message = only(problems_of(tmp_path), tmp_path)
 
@@ -312,7 +304,7 @@ def test_two_services_with_the_same_endpoint_are_refused(tmp_path: Path) -> None
 
 def test_two_services_with_the_same_name_are_refused(tmp_path: Path) -> None:
     other = SERVICE.replace("/demo/mcp", "/other/mcp")
-    write(tmp_path, {"a/service.yaml": SERVICE, "b/service.yaml": other})
+    write_tree(tmp_path, {"a/service.yaml": SERVICE, "b/service.yaml": other})
 
     file, _, message = only(problems_of(tmp_path), tmp_path)
 
@@ -335,7 +327,7 @@ def with_base_url(value: str) -> str:
 ])
 def test_service_yaml_interpolates_environment_variables(
         tmp_path: Path, base_url: str, env: dict[str, str], expected: str) -> None:
-    write(tmp_path, {"demo/service.yaml": with_base_url(base_url)})
+    write_tree(tmp_path, {"demo/service.yaml": with_base_url(base_url)})
 
     registry = load_tree(tmp_path, env)
 
@@ -344,7 +336,7 @@ def test_service_yaml_interpolates_environment_variables(
 
 def test_interpolation_reaches_nested_lists_of_service_yaml(tmp_path: Path) -> None:
     service = SERVICE + "auth:\n  authorization_servers: ['${AS_URL:-https://as.example.test}']\n"
-    write(tmp_path, {"demo/service.yaml": service})
+    write_tree(tmp_path, {"demo/service.yaml": service})
 
     registry = load_tree(tmp_path, {"AS_URL": "https://login.example.test"})
 
@@ -353,7 +345,7 @@ def test_interpolation_reaches_nested_lists_of_service_yaml(tmp_path: Path) -> N
 
 def test_an_unset_variable_without_default_leaves_an_empty_value_that_is_reported(
         tmp_path: Path) -> None:
-    write(tmp_path, {"demo/service.yaml": with_base_url("${API_URL}")})
+    write_tree(tmp_path, {"demo/service.yaml": with_base_url("${API_URL}")})
 
     file, line, message = only(problems_of(tmp_path, {}), tmp_path)
 
@@ -364,7 +356,7 @@ def test_an_unset_variable_without_default_leaves_an_empty_value_that_is_reporte
 
 def test_tool_files_are_not_interpolated(tmp_path: Path) -> None:
     tool = GET_ITEM.replace("Get one item by id.", "'Reads ${API_URL} items.'")
-    write(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yaml": tool})
+    write_tree(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yaml": tool})
 
     registry = load_tree(tmp_path, {"API_URL": "https://env.example.test"})
 
@@ -383,7 +375,7 @@ def test_a_template_with_unbalanced_braces_is_reported(
         tmp_path: Path, file: str, text: str, line: int, template: str) -> None:
     files = {"demo/service.yaml": SERVICE, f"demo/{file}": text}
 
-    found = only(problems_of(write(tmp_path, files)), tmp_path)
+    found = only(problems_of(write_tree(tmp_path, files)), tmp_path)
 
     assert found[:2] == (f"demo/{file}", line)
     assert found[2].endswith(f"unbalanced brace in template {template!r}")
@@ -391,7 +383,7 @@ def test_a_template_with_unbalanced_braces_is_reported(
 
 def test_doubled_braces_are_literal_text_not_a_template(tmp_path: Path) -> None:
     tool = GET_ITEM.replace("tag: '{tags}'", "tag: '{{literal}}'")
-    write(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yaml": tool})
+    write_tree(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yaml": tool})
 
     compiled = load_tree(tmp_path, {}).services[0].tools["get_item"]
 
@@ -400,7 +392,7 @@ def test_doubled_braces_are_literal_text_not_a_template(tmp_path: Path) -> None:
 
 
 def test_every_problem_of_a_broken_tree_is_reported_at_once(tmp_path: Path) -> None:
-    write(tmp_path, {
+    write_tree(tmp_path, {
         "alpha/service.yaml": SERVICE.replace("name: demo", "name: alpha").replace(
             "/demo/mcp", "/alpha/mcp"),
         "alpha/a_syntax.yaml": "tools:\n  - name: [oops\n",
@@ -436,7 +428,7 @@ def test_every_problem_of_a_broken_tree_is_reported_at_once(tmp_path: Path) -> N
 
 def test_problems_of_several_tool_files_are_all_reported_with_a_valid_service(
         tmp_path: Path) -> None:
-    write(tmp_path, {
+    write_tree(tmp_path, {
         "demo/service.yaml": SERVICE,
         "demo/a.yaml": GET_ITEM.replace("kind: read", "kind: delete"),
         "demo/b.yaml": GET_ITEM.replace("/items/{id}", "/items/{nope}"),
@@ -453,7 +445,7 @@ def test_problems_of_several_tool_files_are_all_reported_with_a_valid_service(
 
 
 def test_every_missing_required_key_of_service_yaml_is_reported(tmp_path: Path) -> None:
-    write(tmp_path, {"demo/service.yaml": "name: demo\n"})
+    write_tree(tmp_path, {"demo/service.yaml": "name: demo\n"})
 
     found = problems_of(tmp_path)
 
@@ -475,7 +467,7 @@ def test_every_missing_required_key_of_service_yaml_is_reported(tmp_path: Path) 
 ])
 def test_a_bad_value_in_service_yaml_is_reported_at_its_key(
         tmp_path: Path, text: str, line: int, message: str) -> None:
-    write(tmp_path, {"demo/service.yaml": text, "demo/items.yaml": GET_ITEM})
+    write_tree(tmp_path, {"demo/service.yaml": text, "demo/items.yaml": GET_ITEM})
 
     found = only(problems_of(tmp_path), tmp_path)
 
@@ -485,7 +477,7 @@ def test_a_bad_value_in_service_yaml_is_reported_at_its_key(
 
 def test_an_anonymous_tool_that_does_not_exist_is_reported(tmp_path: Path) -> None:
     service = SERVICE + "auth:\n  anonymous_tools: [pong]\n"
-    write(tmp_path, {"demo/service.yaml": service, "demo/items.yaml": GET_ITEM})
+    write_tree(tmp_path, {"demo/service.yaml": service, "demo/items.yaml": GET_ITEM})
 
     found = only(problems_of(tmp_path), tmp_path)
 
@@ -499,7 +491,7 @@ def test_an_empty_folder_has_no_service(tmp_path: Path) -> None:
 
 
 def test_a_folder_of_tool_files_without_service_yaml_is_not_a_service(tmp_path: Path) -> None:
-    write(tmp_path, {"demo/items.yaml": GET_ITEM})
+    write_tree(tmp_path, {"demo/items.yaml": GET_ITEM})
 
     found = only(problems_of(tmp_path), tmp_path)
 
@@ -532,7 +524,7 @@ def test_the_shipped_tree_loads_without_problems() -> None:
 def test_a_select_calling_an_unknown_function_or_with_wrong_arity_is_reported(
         tmp_path: Path, select: str, fragment: str) -> None:
     tool = GET_ITEM.replace("select: data", f"select: '{select}'")
-    write(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yaml": tool})
+    write_tree(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yaml": tool})
 
     file, _, message = only(problems_of(tmp_path), tmp_path)
 

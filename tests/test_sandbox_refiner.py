@@ -10,7 +10,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,8 +19,7 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from sandbox import DEMO_TOKENS, FIXTURES_DIR, create_sandbox_app
-
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+from tests.support import AiohttpClient, Clock
 
 ANCHOR = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 PRODUCTION = "a1b2c3d0-1111-11ee-8c3a-3f2b1e2d4c5a"
@@ -42,14 +41,6 @@ FORMS: list[dict[str, Any]] = table("forms")[PRODUCTION]
 CONTACTS: list[dict[str, Any]] = table("contacts")[PRODUCTION]
 TAGS: list[dict[str, Any]] = table("tags")[PRODUCTION]
 RESPONSE_TAGS: dict[str, list[str]] = table("response_tags")[PRODUCTION]
-
-
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def bearer(token: str = KEY, project: str | None = None) -> dict[str, str]:
@@ -859,11 +850,11 @@ async def test_rate_limits_count_per_key_and_per_contact(aiohttp_client: Aiohttp
     assert other.status == 200
     for _ in range(4000 - 102):
         await client.get("/v1/", headers=bearer())
-    clock.now += timedelta(seconds=20)
+    clock.advance(20)
     key_refused = await client.get("/v1/", headers=bearer())
     assert (key_refused.status, key_refused.headers["Retry-After"]) == (429, "40")
     assert (await client.get("/v1/", headers=bearer("refiner_key_testing"))).status == 200
-    clock.now += timedelta(seconds=40)
+    clock.advance(40)
     assert (await client.get("/v1/", headers=bearer())).status == 200
 
 

@@ -9,7 +9,6 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,8 +17,7 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from sandbox import DEMO_TOKENS, FIXTURES_DIR, create_sandbox_app
-
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+from tests.support import AiohttpClient, Clock
 
 ANCHOR = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 ADMIN = "rtly_mcp_pat_demoadmin_s3cr3t"
@@ -49,16 +47,6 @@ FEEDBACK: list[dict[str, Any]] = table("feedback")
 CUSTOMERS: list[dict[str, Any]] = table("customers")
 CAMPAIGNS: list[dict[str, Any]] = table("campaigns")
 OUTBOX: list[dict[str, Any]] = table("outbox")
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def key(token: str = ADMIN) -> dict[str, str]:
@@ -1207,13 +1195,13 @@ async def test_rate_limit_allows_150_a_minute_per_token_then_429(
         last.headers["X-RateLimit-Remaining"],
         last.headers["X-RateLimit-Limit"],
     ) == (200, "0", "150")
-    clock.now += timedelta(seconds=15)
+    clock.advance(15)
     refused = await client.get(f"{V2}/ping", headers=key())
     assert refused.status == 429
     assert await refused.json() == {"message": "Too many requests.", "code": 429, "data": None}
     assert refused.headers["Retry-After"] == "45"
     assert (await client.get(f"{V2}/ping", headers=key(WRITER))).status == 200
-    clock.now += timedelta(seconds=45)
+    clock.advance(45)
     assert (await client.get(f"{V2}/ping", headers=key())).status == 200
 
 
