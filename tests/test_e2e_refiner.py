@@ -10,10 +10,11 @@ from typing import Any
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
+from mcp.types import ReadResourceResult, TextContent, TextResourceContents
 
 from sandbox import FIXTURES_DIR
-from tests.support import MCP_HEADERS
 from tests.e2e import MODES, Stack, mcp_client, running_stack
+from tests.support import MCP_HEADERS
 
 FULL = "refiner_demo_full"
 REPORTING = "refiner_demo_reporting"
@@ -24,6 +25,12 @@ TOOLS = {"get-projects", "get-forms", "get-responses", "get-segments", "get-tags
 PROMPTS = {"nps_get_score_and_counts", "csat_get_score_and_counts",
            "multiple_choice_response_distribution", "retrieve_survey_responses",
            "nps_analyze_verbatim", "csat_analyze_verbatim", "analyze_open_ended_text_responses"}
+
+
+def text_of(read: ReadResourceResult) -> str:
+    content = read.contents[0]
+    assert isinstance(content, TextResourceContents)
+    return content.text
 
 
 def contact_secrets() -> set[str]:
@@ -59,7 +66,8 @@ async def test_the_full_token_sees_and_uses_the_whole_catalog(stack: Stack, mode
         templates = await client.list_resource_templates()
         prompts = await client.list_prompts()
         forms = await client.call_tool("get-forms", {"project_uuid": PRODUCTION})
-        form = forms.structured_content["items"][0]["uuid"]  # type: ignore[index]
+        assert isinstance(forms.structured_content, dict)
+        form = forms.structured_content["items"][0]["uuid"]
         uris = [
             "refiner://projects",
             f"refiner://project/{PRODUCTION}/forms",
@@ -83,12 +91,15 @@ async def test_the_full_token_sees_and_uses_the_whole_catalog(stack: Stack, mode
     assert {p.name for p in prompts.prompts} == PROMPTS
     for uri, read in reads.items():
         content = read.contents[0]
+        assert isinstance(content, TextResourceContents)
         assert content.mime_type == "application/json"
-        assert json.loads(content.text)  # type: ignore[union-attr]
+        assert json.loads(content.text)
         assert str(content.uri) == uri
-    assert json.loads(reads[uris[2]].contents[0].text)["uuid"] == form  # type: ignore[union-attr]
+    assert json.loads(text_of(reads[uris[2]]))["uuid"] == form
     for name, prompt in got.items():
-        text = prompt.messages[0].content.text  # type: ignore[union-attr]
+        message = prompt.messages[0].content
+        assert isinstance(message, TextContent)
+        text = message.text
         assert PRODUCTION in text, name
         assert "get-" in text, name  # it steers through the tools
 
@@ -132,7 +143,7 @@ async def test_no_contact_data_leaves_any_tool_or_resource(stack: Stack, mode: s
                 texts.append(json.dumps(result.structured_content))
             for suffix in ("forms", "segments", "tags"):
                 read = await client.read_resource(f"refiner://project/{project}/{suffix}")
-                texts.append(read.contents[0].text)  # type: ignore[union-attr]
+                texts.append(text_of(read))
     everything = "\n".join(texts)
     assert '"items"' in everything and "nps" in everything
     leaked = sorted(s for s in secrets if s in everything)

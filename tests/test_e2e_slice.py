@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from mcp.types import TextContent
 
-from tests.support import REFINER_FULL, RETENTLY_ADMIN
 from tests.e2e import MODES, Stack, mcp_client, running_stack
+from tests.support import REFINER_FULL, RETENTLY_ADMIN
 
 RETENTLY_SLICE = {"ping", "list_feedback", "get_feedback", "get_score", "list_campaigns",
                   "list_customers"}
@@ -86,4 +87,6 @@ async def test_upstream_refusal_reaches_the_model_as_a_tool_error(stack: Stack, 
     async with mcp_client(stack.endpoint("retently"), RETENTLY_ADMIN, mode) as client:
         result = await client.call_tool("get_feedback", {"id": "0" * 24})
     assert result.is_error is True
-    assert "404" in result.content[0].text  # type: ignore[union-attr]
+    content = result.content[0]
+    assert isinstance(content, TextContent)
+    assert "404" in content.text
