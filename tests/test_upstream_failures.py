@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,58 +33,37 @@ async def call(client: TestClient[Any, Any], name: str = "list_feedback",
     return result
 
 
-async def test_upstream_500_is_a_tool_error_with_its_status_and_message(
-        gateway: TestClient[Any, Any], upstream: respx.MockRouter) -> None:
-    upstream.get(FEEDBACK).mock(return_value=httpx.Response(
-        500, json={"message": "Database unavailable", "code": 500, "data": None}))
-    result = await call(gateway)
-    assert result["isError"] is True
-    text = result["content"][0]["text"]
-    assert "HTTP 500" in text and "Database unavailable" in text and "retry" in text
+def huge(_request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, content=b'{"data":{"responses":[{"comment":"' + b"x" * 20_000_000
+                          + b'"}]}}')
 
 
-async def test_upstream_429_says_when_to_retry(
-        gateway: TestClient[Any, Any], upstream: respx.MockRouter) -> None:
-    upstream.get(FEEDBACK).mock(return_value=httpx.Response(
-        429, json={"message": "Too many requests.", "code": 429}, headers={"Retry-After": "17"}))
-    result = await call(gateway)
-    assert result["isError"] is True
-    assert "retry in 17 seconds" in result["content"][0]["text"]
-
-
-async def test_upstream_html_instead_of_json_is_a_tool_error(
-        gateway: TestClient[Any, Any], upstream: respx.MockRouter) -> None:
-    upstream.get(FEEDBACK).mock(return_value=httpx.Response(
-        200, text="<html><body>Maintenance</body></html>", headers={"content-type": "text/html"}))
-    result = await call(gateway)
-    assert result["isError"] is True
-    assert "text/html instead of JSON" in result["content"][0]["text"]
-
-
-async def test_upstream_html_error_page_is_described_not_echoed(
-        gateway: TestClient[Any, Any], upstream: respx.MockRouter) -> None:
-    upstream.get(FEEDBACK).mock(return_value=httpx.Response(
-        502, text="<html><body><script>x</script>Bad gateway</body></html>"))
+@pytest.mark.parametrize(("answer", "says", "hides"), [
+    (lambda _r: httpx.Response(500, json={"message": "Database unavailable", "code": 500}),
+     ["HTTP 500", "Database unavailable", "retry"], []),
+    (lambda _r: httpx.Response(429, json={"message": "Too many requests.", "code": 429},
+                               headers={"Retry-After": "17"}),
+     ["retry in 17 seconds"], []),
+    (lambda _r: httpx.Response(200, text="<html><body>Maintenance</body></html>",
+                               headers={"content-type": "text/html"}),
+     ["text/html instead of JSON"], []),
+    (lambda _r: httpx.Response(502, text="<html><body><script>x</script>Bad gateway</body></html>"),
+     ["HTTP 502"], ["<script>"]),
+    (huge, ["larger than"], []),
+    (httpx.ConnectError("refused"), ["could not be reached"], []),
+], ids=["500 with its message", "429 says when to retry", "html instead of json",
+        "html error page described not echoed", "20 MB body refused not read",
+        "connection failure"])
+async def test_a_failing_upstream_is_a_tool_error_the_model_can_read(
+        gateway: TestClient[Any, Any], upstream: respx.MockRouter,
+        answer: Callable[[httpx.Request], httpx.Response] | Exception, says: list[str],
+        hides: list[str]) -> None:
+    upstream.get(FEEDBACK).mock(side_effect=answer)
     result = await call(gateway)
     text = result["content"][0]["text"]
-    assert result["isError"] is True and "HTTP 502" in text and "<script>" not in text
-
-
-async def test_upstream_20mb_body_is_refused_not_read(
-        gateway: TestClient[Any, Any], upstream: respx.MockRouter) -> None:
-    huge = b'{"data":{"responses":[' + b'{"comment":"' + b"x" * 20_000_000 + b'"}]}}'
-    upstream.get(FEEDBACK).mock(return_value=httpx.Response(200, content=huge))
-    result = await call(gateway)
     assert result["isError"] is True
-    assert "larger than" in result["content"][0]["text"]
-
-
-async def test_upstream_connection_failure_is_a_tool_error(
-        gateway: TestClient[Any, Any], upstream: respx.MockRouter) -> None:
-    upstream.get(FEEDBACK).mock(side_effect=httpx.ConnectError("refused"))
-    result = await call(gateway)
-    assert result["isError"] is True
-    assert "could not be reached" in result["content"][0]["text"]
+    assert [needle for needle in says if needle not in text] == []
+    assert [needle for needle in hides if needle in text] == []
 
 
 async def test_upstream_silent_past_the_timeout_is_a_tool_error_in_time(

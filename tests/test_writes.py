@@ -277,18 +277,12 @@ async def test_a_token_is_good_until_its_expiry_and_refused_after(
         assert refused(result, "expired")
 
 
-async def test_a_token_presented_by_another_user_of_the_account_is_refused(
-        gateway: TestClient[Any, Any], upstream: Upstream) -> None:
+@pytest.mark.parametrize("presenter", [COLLEAGUE, OTHER_ACCOUNT],
+                         ids=["another user of the account", "the same user in another account"])
+async def test_a_token_presented_by_anyone_but_its_previewer_is_refused(
+        gateway: TestClient[Any, Any], upstream: Upstream, presenter: str) -> None:
     token = (await preview(gateway, token=WRITER))["confirmation_token"]
-    result = await confirm(gateway, token, token=COLLEAGUE)
-    assert refused(result, "another user or account")
-    assert not upstream.patch.called
-
-
-async def test_a_token_presented_from_another_account_is_refused(
-        gateway: TestClient[Any, Any], upstream: Upstream) -> None:
-    token = (await preview(gateway, token=WRITER))["confirmation_token"]
-    result = await confirm(gateway, token, token=OTHER_ACCOUNT)
+    result = await confirm(gateway, token, token=presenter)
     assert refused(result, "another user or account")
     assert not upstream.patch.called
 
