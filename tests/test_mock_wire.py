@@ -85,6 +85,7 @@ def test_headers_are_read_in_any_case_and_keep_their_spelling() -> None:
     assert headers.get("Content-Type") == "application/json"
     assert list(headers) == ["Retry-After", "content-type"]
     assert "X-Missing" not in headers and len(headers) == 2
+    assert repr(headers) == "Headers({'Retry-After': '7', 'content-type': 'application/json'})"
 
 
 def test_the_mock_wire_imports_neither_http_client() -> None:
