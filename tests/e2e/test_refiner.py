@@ -13,7 +13,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import ReadResourceResult, TextContent, TextResourceContents
 
 from sandbox import FIXTURES_DIR
-from tests.e2e import MODES, Stack, mcp_client, running_stack
+from tests.e2e.stack import MODES, Stack, mcp_client, running_stack
 from tests.support import MCP_HEADERS
 
 FULL = "refiner_demo_full"

@@ -21,7 +21,7 @@ import respx
 from aiohttp.test_utils import TestClient
 
 from gateway.upstream.mock_wire import MockWire
-from tests.e2e import MODES, mcp_client, running_stack
+from tests.e2e.stack import MODES, mcp_client, running_stack
 from tests.support import AiohttpClient, Clock, auth, gateway_app, rpc, service_tree
 
 URL = "/desk/mcp"

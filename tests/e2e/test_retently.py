@@ -13,7 +13,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from sandbox import FIXTURES_DIR
-from tests.e2e import MODES, Stack, mcp_client, running_stack
+from tests.e2e.stack import MODES, Stack, mcp_client, running_stack
 from tests.support import MCP_HEADERS, RETENTLY_ADMIN, RETENTLY_ANALYST
 
 WRITER = "rtly_mcp_pat_demowriter_s3cr3t"

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-RUNNER = ROOT / "conformance" / "run.py"
-SUITES = ROOT / ".node" / "node_modules"
+from tests.support import REPO
+
+RUNNER = REPO / "conformance" / "run.py"
+SUITES = REPO / ".node" / "node_modules"
 BOUNDED_2025 = ["server-initialize", "ping", "tools-list", "tools-call-simple-text",
                 "tools-call-error", "dns-rebinding-protection"]
 BOUNDED_2026 = ["server-stateless", "tools-list", "tools-call-simple-text",
@@ -28,7 +28,7 @@ def run(*arguments: str) -> tuple[int, dict[str, dict[str, dict[str, object]]]]:
         pytest.skip("the conformance suites are not installed in .node/ (make node installs them)")
     finished = subprocess.run([sys.executable, str(RUNNER), *arguments],  # noqa: S603
                               capture_output=True, text=True, timeout=900, check=False)
-    report = json.loads((ROOT / "build" / "conformance" / "report.json").read_text())
+    report = json.loads((REPO / "build" / "conformance" / "report.json").read_text())
     return finished.returncode, report
 
 

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.server.app import create_app
 from gateway.settings import Settings
 from tests.support import AiohttpClient, auth, rpc, service_tree
-from tests.test_upstream_failures import SPEC
+from tests.upstream.test_failures import SPEC
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOOLS = """

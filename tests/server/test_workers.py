@@ -20,7 +20,7 @@ from aiohttp import web
 
 from bench.run import free_port
 from sandbox import create_sandbox_app
-from tests.e2e import _serve
+from tests.e2e.stack import _serve
 
 ANALYST = "rtly_mcp_pat_demoanalyst_s3cr3t"
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",

@@ -19,7 +19,7 @@ from mcp.shared.auth import (
     OAuthToken,
 )
 
-from tests.e2e import MODES, running_stack
+from tests.e2e.stack import MODES, running_stack
 
 
 class MemoryStorage:

@@ -13,14 +13,13 @@ import orjson
 import pytest
 
 from gateway.protocol.envelope import LEGACY_VERSIONS
-from tests.e2e import Stack, mcp_client, running_stack
-from tests.support import REFINER_FULL, RETENTLY_ADMIN
+from tests.e2e.stack import Stack, mcp_client, running_stack
+from tests.support import REFINER_FULL, REPO, RETENTLY_ADMIN
 
-REPO = Path(__file__).resolve().parent.parent
 NODE_DIR = REPO / ".node"
 NODE = NODE_DIR / "node_modules" / ".bin" / "node"
 SDK = NODE_DIR / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
-CLIENT_SCRIPT = Path(__file__).resolve().parent / "ts" / "client.mjs"
+CLIENT_SCRIPT = REPO / "tests" / "ts" / "client.mjs"
 RUN_TIMEOUT_S = 30.0
 """Above the script's own 20 s bound, so its stderr message is what a hang reports."""
 

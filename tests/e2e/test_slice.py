@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from mcp.types import TextContent
 
-from tests.e2e import MODES, Stack, mcp_client, running_stack
+from tests.e2e.stack import MODES, Stack, mcp_client, running_stack
 from tests.support import REFINER_FULL, RETENTLY_ADMIN
 
 RETENTLY_SLICE = {"ping", "list_feedback", "get_feedback", "get_score", "list_campaigns",

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import REPO
 
 
 def test_the_benchmark_smoke_run_measures_every_workload_without_errors() -> None:
     finished = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--no-peer", "--workers", "2"], cwd=ROOT,
+        [sys.executable, "-m", "bench.run", "--smoke", "--no-peer", "--workers", "2"], cwd=REPO,
         capture_output=True, text=True, timeout=600, check=False)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    report = json.loads((ROOT / "bench" / "results" / "smoke.json").read_text())
+    report = json.loads((REPO / "bench" / "results" / "smoke.json").read_text())
     keys = {f"{w}@{c}" for w in ("list_feedback", "get_responses", "tools_list", "write_preview")
             for c in (1, 50)}
     assert set(report["workloads"]) == keys
