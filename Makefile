@@ -35,7 +35,7 @@ sandbox: venv             ## the sandbox upstream alone
 	$(BIN)/mcp-gateway sandbox
 
 test: venv lint services node-if-possible  ## the whole suite (bounded versions of the slow checks)
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" --cov --cov-report=term
 
 node-if-possible:         # tests that need Node say they were skipped when it cannot be installed
 	@$(MAKE) --no-print-directory node || echo "note: Node 22 could not be installed from the npm registry; the Node-based tests will report a skip"

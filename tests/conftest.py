@@ -1,8 +1,9 @@
-"""Shared fixtures: settings built directly, the gateway app under aiohttp's test client."""
+"""Shared fixtures: settings built directly, the gateway app under aiohttp's test client, and the
+upstream network faked by a respx router behind an in-memory wire."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -15,15 +16,13 @@ from aiohttp.test_utils import TestClient
 
 from gateway.server.app import create_app
 from gateway.settings import SHIPPED_SPECS, Settings
+from gateway.upstream.mock_wire import MockWire
 from sandbox import FIXTURES_DIR
+from tests.support import AiohttpClient, RouterUpstream
 
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
-
-RETENTLY_ADMIN = "rtly_mcp_pat_demoadmin_s3cr3t"
-RETENTLY_ANALYST = "rtly_mcp_pat_demoanalyst_s3cr3t"
-REFINER_FULL = "refiner_demo_full"
-MCP_HEADERS = {"Content-Type": "application/json",
-               "Accept": "application/json, text/event-stream"}
+RETENTLY_INTROSPECTION = "https://app.retently.com/api/oauth/introspect"
+REFINER_INTROSPECTION = "https://app.refiner.io/api/oauth/introspect"
+DEMO_TOKENS = orjson.loads((FIXTURES_DIR / "tokens.json").read_bytes())
 
 
 @pytest.fixture(autouse=True)
@@ -35,13 +34,9 @@ def _reset_structlog() -> Iterator[None]:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(specs_dir=SHIPPED_SPECS, log_json=True, upstream_timeout_s=2.0,
-                    upstream_transport="httpx")
-
-
-RETENTLY_INTROSPECTION = "https://app.retently.com/api/oauth/introspect"
-REFINER_INTROSPECTION = "https://app.refiner.io/api/oauth/introspect"
-DEMO_TOKENS = orjson.loads((FIXTURES_DIR / "tokens.json").read_bytes())
+    """The defaults a deployment gets (the default upstream client included), over the shipped
+    spec tree."""
+    return Settings(specs_dir=SHIPPED_SPECS, log_json=True, upstream_timeout_s=2.0)
 
 
 def introspection_answer(request: httpx.Request) -> httpx.Response:
@@ -61,27 +56,31 @@ def introspection_answer(request: httpx.Request) -> httpx.Response:
 
 
 @pytest.fixture
-def upstream() -> Iterator[respx.MockRouter]:
+def router() -> respx.MockRouter:
     """The network edge, faked: every test adds its upstream routes; token introspection of the
-    demo tokens is already there. An unmatched request fails the test."""
-    with respx.mock(assert_all_called=False, using="httpx") as router:
-        router.post(RETENTLY_INTROSPECTION).mock(side_effect=introspection_answer)
-        router.post(REFINER_INTROSPECTION).mock(side_effect=introspection_answer)
-        yield router
+    demo tokens is already there. Nothing is patched: the `wire` fixture asks this router."""
+    router = respx.MockRouter(assert_all_called=False)
+    router.post(RETENTLY_INTROSPECTION).mock(side_effect=introspection_answer)
+    router.post(REFINER_INTROSPECTION).mock(side_effect=introspection_answer)
+    return router
+
+
+@pytest.fixture
+def upstream(router: respx.MockRouter) -> respx.MockRouter:
+    """The router, by the name the tests of the shipped services use for it."""
+    return router
+
+
+@pytest.fixture
+def wire(router: respx.MockRouter) -> Iterator[MockWire]:
+    """The gateway's upstream wire, in memory and answered by `router`. A request that no route
+    answers fails the test."""
+    answers = RouterUpstream(router)
+    yield MockWire(answers)
+    assert answers.unmatched == [], f"no route answered {answers.unmatched}"
 
 
 @pytest.fixture
 async def gateway(aiohttp_client: AiohttpClient, settings: Settings,
-                  upstream: respx.MockRouter) -> AsyncIterator[TestClient[Any, Any]]:
-    yield await aiohttp_client(create_app(settings))
-
-
-def rpc(method: str, params: dict[str, Any] | None = None, id_: int | str = 1) -> dict[str, Any]:
-    message: dict[str, Any] = {"jsonrpc": "2.0", "id": id_, "method": method}
-    if params is not None:
-        message["params"] = params
-    return message
-
-
-def auth(token: str) -> dict[str, str]:
-    return {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+                  wire: MockWire) -> TestClient[Any, Any]:
+    return await aiohttp_client(create_app(settings, wire=wire))

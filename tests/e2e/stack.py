@@ -1,0 +1,66 @@
+"""The whole stack on loopback for end-to-end tests: the sandbox upstream and the gateway as real
+servers on free ports, and the official `mcp` SDK client connected to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from aiohttp import web
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from gateway.server.app import create_app
+from gateway.settings import SHIPPED_SPECS, Settings
+from gateway.spec.loader import load_tree
+from sandbox import create_sandbox_app
+
+MODES = ("legacy", "2026-07-28")
+"""The two protocol eras: the initialize handshake, and the per-request envelope."""
+
+
+@dataclass(frozen=True)
+class Stack:
+    gateway_url: str
+    sandbox_url: str
+
+    def endpoint(self, service: str) -> str:
+        return f"{self.gateway_url}/{service}/mcp"
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site.port}"
+
+
+@asynccontextmanager
+async def running_stack(**settings: Any) -> AsyncIterator[Stack]:
+    sandbox_runner, sandbox_url = await _serve(create_sandbox_app())
+    try:
+        registry = load_tree(SHIPPED_SPECS, {"RETENTLY_API_URL": sandbox_url,
+                                             "REFINER_API_URL": sandbox_url,
+                                             "REFINER_AUTH_URL": sandbox_url})
+        gateway_settings = Settings(log_json=True, log_level="warning", **settings)
+        gateway_runner, gateway_url = await _serve(create_app(gateway_settings, registry))
+        try:
+            yield Stack(gateway_url, sandbox_url)
+        finally:
+            await gateway_runner.cleanup()
+    finally:
+        await sandbox_runner.cleanup()
+
+
+@asynccontextmanager
+async def mcp_client(url: str, token: str | None, mode: str) -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        async with Client(streamable_http_client(url, http_client=http), mode=mode,
+                          cache=None) as client:
+            yield client

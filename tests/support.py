@@ -1,0 +1,113 @@
+"""What many test modules share: requests to the MCP endpoint, a hand-moved clock, spec trees in
+tmp_path, and the gateway app over an in-memory wire whose upstream is a respx router.
+
+The wire is the gateway's own request path with only the network replaced: each exchange becomes
+an `httpx.Request` for the router, and its `httpx.Response` (or the httpx error a side effect
+raises) comes back the way the real clients report it.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import respx
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from respx.models import AllMockedAssertionError
+
+from gateway.errors import WireError
+from gateway.server.app import create_app, utc_now
+from gateway.settings import Settings
+from gateway.spec.compiled import Registry
+from gateway.upstream.mock_wire import Exchange, MockWire
+from gateway.upstream.wire import Answer
+
+REPO = Path(__file__).resolve().parent.parent
+"""The checkout: where bench/, conformance/ and .node/ are."""
+
+AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+RETENTLY_ADMIN = "rtly_mcp_pat_demoadmin_s3cr3t"
+RETENTLY_ANALYST = "rtly_mcp_pat_demoanalyst_s3cr3t"
+REFINER_FULL = "refiner_demo_full"
+MCP_HEADERS = {"Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream"}
+
+
+def rpc(method: str, params: dict[str, Any] | None = None, id_: int | str = 1) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": id_, "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+def auth(token: str) -> dict[str, str]:
+    return {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+
+
+class Clock:
+    """The injected clock: it moves only when a test says so."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def write_tree(root: Path, files: Mapping[str, str]) -> Path:
+    """Write files (paths relative to root, text dedented) and return root."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return root
+
+
+def service_tree(root: Path, name: str, service: str, tools: str) -> Path:
+    """A spec tree of one service, `<root>/<name>/` holding service.yaml and tools.yaml."""
+    return write_tree(root, {f"{name}/service.yaml": service, f"{name}/tools.yaml": tools})
+
+
+class RouterUpstream:
+    """A MockWire handler that asks a respx router for each answer.
+
+    A request no route matches fails its exchange and is kept in `unmatched`, so the fixture that
+    owns the router can fail the test that made it.
+    """
+
+    def __init__(self, router: respx.Router) -> None:
+        self.router = router
+        self.unmatched: list[httpx.Request] = []
+
+    async def __call__(self, exchange: Exchange) -> Answer:
+        request = httpx.Request(exchange.method, exchange.url, headers=dict(exchange.headers),
+                                content=exchange.body)
+        try:
+            response = await self.router.async_handler(request)
+            body = await response.aread()
+        except AllMockedAssertionError:
+            self.unmatched.append(request)
+            raise
+        except httpx.TimeoutException as exc:
+            raise WireError("timeout", type(exc).__name__) from exc
+        except httpx.ConnectError as exc:
+            raise WireError("connect", type(exc).__name__) from exc
+        except httpx.HTTPError as exc:
+            raise WireError("broken", type(exc).__name__) from exc
+        return Answer(response.status_code, response.headers, body)
+
+
+def gateway_app(wire: MockWire, registry: Registry | None = None, *,
+                clock: Callable[[], datetime] = utc_now, **settings: Any) -> web.Application:
+    """The gateway over `wire`, with default settings (JSON logs) but for `settings`. Without a
+    registry it loads `specs_dir`, the shipped tree unless given."""
+    return create_app(Settings(log_json=True, **settings), registry, clock=clock, wire=wire)
