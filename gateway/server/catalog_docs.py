@@ -1,15 +1,16 @@
 """The catalog of a service as Markdown: its tools, scopes, resources and prompts, rendered from a
 loaded spec tree, and spliced between two markers of a hand-written page. Pure: text in, text out.
 
-It reads only the public face of a loaded service (names, titles, descriptions, kinds, scopes), so
-the Protocols below say exactly what it needs; `mcp-gateway docs` does the reading and writing.
+It reads only the public face of a compiled service (names, titles, descriptions, kinds, scopes);
+`mcp-gateway docs` does the reading and writing.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Sequence
+
+from gateway.spec.compiled import CompiledService
 
 BEGIN = ("<!-- BEGIN GENERATED CATALOG: `mcp-gateway docs` writes this section from the specs; "
          "edit them, not this -->")
@@ -17,105 +18,12 @@ END = "<!-- END GENERATED CATALOG -->"
 KINDS = ("read", "write", "meta")
 
 
-class Scope(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def description(self) -> str: ...
-
-
-class ServiceSpec(Protocol):
-    @property
-    def title(self) -> str: ...
-    @property
-    def endpoint(self) -> str: ...
-    @property
-    def scopes(self) -> Sequence[Scope]: ...
-
-
-class ToolSpec(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def title(self) -> str | None: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def description(self) -> str: ...
-
-
-class Tool(Protocol):
-    @property
-    def spec(self) -> ToolSpec: ...
-    @property
-    def scopes(self) -> Collection[str]:
-        """Every scope a call needs, the ones the gateway adds (a PII scope) included."""
-
-
-class ResourceSpec(Protocol):
-    @property
-    def uri(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def title(self) -> str | None: ...
-    @property
-    def description(self) -> str: ...
-    @property
-    def mime_type(self) -> str: ...
-    @property
-    def scopes(self) -> Sequence[str]: ...
-
-
-class Resource(Protocol):
-    @property
-    def spec(self) -> ResourceSpec: ...
-
-
-class PromptArgument(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def description(self) -> str: ...
-    @property
-    def required(self) -> bool: ...
-
-
-class PromptSpec(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def title(self) -> str | None: ...
-    @property
-    def description(self) -> str: ...
-    @property
-    def arguments(self) -> Sequence[PromptArgument]: ...
-
-
-class Prompt(Protocol):
-    @property
-    def spec(self) -> PromptSpec: ...
-
-
-class Service(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def spec(self) -> ServiceSpec: ...
-    @property
-    def tools(self) -> Mapping[str, Tool]: ...
-    @property
-    def resources(self) -> Mapping[str, Resource]: ...
-    @property
-    def prompts(self) -> Mapping[str, Prompt]: ...
-
-
-def page_name(service: Service) -> str:
+def page_name(service: CompiledService) -> str:
     """The page a service's catalog lives on, relative to the docs folder."""
     return f"{service.name}.md"
 
 
-def render_page(page: str | None, service: Service) -> str:
+def render_page(page: str | None, service: CompiledService) -> str:
     """`page` with its generated section replaced by the catalog of `service`. A page without
     the markers gets the section appended; no page at all (None) becomes a new one.
 
@@ -136,7 +44,7 @@ def render_page(page: str | None, service: Service) -> str:
     return "".join(lines[:begins[0]]) + section + "".join(lines[ends[0] + 1:])
 
 
-def render_catalog(service: Service) -> str:
+def render_catalog(service: CompiledService) -> str:
     """The catalog's Markdown: a summary line, then one table per kind of thing served."""
     parts = [_summary(service), _tools(service), _scopes(service)]
     if service.resources:
@@ -146,7 +54,7 @@ def render_catalog(service: Service) -> str:
     return "\n".join(parts)
 
 
-def _summary(service: Service) -> str:
+def _summary(service: CompiledService) -> str:
     kinds = [tool.spec.kind for tool in service.tools.values()]
     by_kind = ", ".join(f"{kinds.count(kind)} {kind}" for kind in KINDS if kind in kinds)
     counts = [f"{len(kinds)} tools ({by_kind})" if kinds else "no tools"]
@@ -158,14 +66,14 @@ def _summary(service: Service) -> str:
             "listed with it.\n")
 
 
-def _tools(service: Service) -> str:
+def _tools(service: CompiledService) -> str:
     rows = [(f"`{tool.spec.name}`", tool.spec.kind, _codes(sorted(tool.scopes)),
              _cell(tool.spec.title or ""), _cell(tool.spec.description))
             for tool in service.tools.values()]
     return "### Tools\n\n" + _table(("tool", "kind", "scopes", "title", "description"), rows)
 
 
-def _scopes(service: Service) -> str:
+def _scopes(service: CompiledService) -> str:
     rows = []
     for scope in service.spec.scopes:
         users = [f"`{tool.spec.name}`" for tool in service.tools.values()
@@ -176,7 +84,7 @@ def _scopes(service: Service) -> str:
     return "### Scopes\n\n" + _table(("scope", "what it grants", "needed by"), rows)
 
 
-def _resources(service: Service) -> str:
+def _resources(service: CompiledService) -> str:
     rows = [(f"`{r.spec.uri}`", f"`{r.spec.name}`", _cell(r.spec.title or ""),
              f"`{r.spec.mime_type}`", _codes(r.spec.scopes), _cell(r.spec.description))
             for r in service.resources.values()]
@@ -184,7 +92,7 @@ def _resources(service: Service) -> str:
         ("URI", "name", "title", "MIME type", "scopes", "description"), rows)
 
 
-def _prompts(service: Service) -> str:
+def _prompts(service: CompiledService) -> str:
     rows = []
     for prompt in service.prompts.values():
         arguments = "; ".join(
