@@ -16,8 +16,9 @@ from gateway.server.cli import main
 from gateway.settings import SHIPPED_SPECS
 from gateway.spec.compiled import CompiledService
 from gateway.spec.loader import load_tree
+from tests.support import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 DOCS = ROOT / "docs"
 PAGES = sorted([ROOT / "README.md", *DOCS.glob("*.md")])
 

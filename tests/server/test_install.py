@@ -28,8 +28,9 @@ import pytest
 from gateway.settings import SHIPPED_SPECS
 from gateway.spec.compiled import Registry
 from gateway.spec.loader import load_tree
+from tests.support import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "gateway", "sandbox", "tool_specs",
            "fixtures/sandbox")
 """What building the package needs, and all the image's build stage gets."""
