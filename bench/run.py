@@ -140,7 +140,9 @@ def main() -> int:
     env = {"RETENTLY_API_URL": upstream, "REFINER_API_URL": upstream,
            "REFINER_AUTH_URL": upstream, "GATEWAY_ACCESS_LOG": "false",
            "GATEWAY_LOG_LEVEL": "warning", "GATEWAY_LOG_JSON": "true",
-           "GATEWAY_MAX_RESULT_BYTES": "400000"}
+           "GATEWAY_MAX_RESULT_BYTES": "400000",
+           # write_preview measures what a preview costs, not the per-account preview limit.
+           "RETENTLY_PREVIEWS_PER_MINUTE": "1000000"}
     gateway_cli = str(Path(PYTHON).parent / "mcp-gateway")
     report: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
                               "smoke": args.smoke, "spec_load_ms": spec_load_ms(),

@@ -455,9 +455,8 @@ async def test_an_audience_list_and_the_resource_placeholder(
 
 
 async def test_a_service_may_accept_tokens_that_name_no_audience(
-        aiohttp_client: AiohttpClient, tmp_path: Path, clock: Clock, network: Network) -> None:
-    gateway = await start(aiohttp_client, tmp_path, clock,
-                          audience="urn:probe\n  require_audience: false")
+        start: Start, network: Network) -> None:
+    gateway = await start(audience="urn:probe\n  require_audience: false")
     assert (await post(gateway, rpc("tools/list"), auth(NO_AUDIENCE)))[0] == 200
     assert (await post(gateway, rpc("tools/list"), auth(FOREIGN)))[0] == 401
 

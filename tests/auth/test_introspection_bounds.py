@@ -30,6 +30,7 @@ from gateway.server.app import create_app
 from gateway.settings import SHIPPED_SPECS, Settings
 from gateway.spec.compiled import CompiledService
 from gateway.spec.loader import load_tree
+from gateway.upstream.mock_wire import MockWire
 from tests.support import RETENTLY_ADMIN, AiohttpClient, auth, rpc
 
 T = TypeVar("T")
@@ -373,13 +374,13 @@ class WallClock:
     (1_000, 4, 503, INTERNAL_ERROR),
 ], ids=["its address", "the process"])
 async def test_a_flooding_client_is_refused_with_retry_after_and_nothing_is_asked(
-        aiohttp_client: AiohttpClient, upstream: respx.MockRouter, per_address: int,
-        per_process: int, status: int, code: int) -> None:
+        aiohttp_client: AiohttpClient, upstream: respx.MockRouter, wire: MockWire,
+        per_address: int, per_process: int, status: int, code: int) -> None:
     clock = WallClock()
     client = await aiohttp_client(create_app(Settings(
-        specs_dir=SHIPPED_SPECS, log_json=True, upstream_transport="httpx",
+        specs_dir=SHIPPED_SPECS, log_json=True,
         introspections_per_address_per_minute=per_address,
-        introspections_per_minute=per_process), clock=clock))
+        introspections_per_minute=per_process), clock=clock, wire=wire))
 
     async def ask(token: str, message: dict[str, Any] | None = None) -> Any:
         async with asyncio.timeout(5):

@@ -29,7 +29,7 @@ from gateway.server.demo import DEMO_UPSTREAM_VARIABLES, INSPECTOR
 from gateway.settings import SHIPPED_SPECS
 from gateway.spec.compiled import Registry
 from gateway.spec.loader import load_tree
-from tests.support import write_tree
+from tests.support import REPO, write_tree
 
 PROBLEM_LINE = re.compile(r"^(?P<file>.+):(?P<line>\d+): (?P<message>.+)$")
 SHIPPED_FILES = sorted(SHIPPED_SPECS.glob("*/*.yaml"))
@@ -387,7 +387,7 @@ def test_serve_prints_one_line_with_its_address_and_services(
 
 
 def test_the_demo_banner_pins_the_inspector_the_makefile_installs() -> None:
-    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8")
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
 
     pinned = re.search(r"@modelcontextprotocol/inspector@(\S+)", makefile)
 
