@@ -424,3 +424,31 @@ def test_rules_with_nothing_to_do_are_empty() -> None:
     assert RedactionRules(frozenset(), frozenset(), scrub_text=False).empty
     assert not RedactionRules(frozenset(), frozenset(), scrub_text=True).empty
     assert not RULES.empty
+
+
+# --- forms of an address the scrubber must recognise --------------------------------------------
+
+
+@pytest.mark.parametrize("address", [
+    "jürgen.müller@example.de",
+    "JÜRGEN.MÜLLER@EXAMPLE.DE",
+    "josé@bücher.example",
+    "用户@例子.广告",
+    "अजय@डाटामेल.भारत",
+    "δοκιμή@παράδειγμα.δοκιμή",
+    "jane_doe@example.com",
+    "ann@example.xn--p1ai",
+], ids=["umlauts", "umlauts upper case", "unicode domain", "cjk", "devanagari with vowel signs",
+        "greek", "underscore", "punycode tld"])
+def test_scrub_replaces_an_internationalised_address_whole(address: str) -> None:
+    pseudonym = PSEUDONYM(address)
+    assert EMAIL_PSEUDONYM.match(pseudonym)
+    for around in ("{}", "from {} today", "<{}>", "«{}»", "“{}”", "mail:{}, again"):
+        assert PSEUDONYM.scrub(around.format(address)) == around.format(pseudonym)
+
+
+def test_addresses_that_differ_only_in_their_non_ascii_letters_get_different_pseudonyms() -> None:
+    scrubbed = [PSEUDONYM.scrub(a) for a in ("jürgen@example.de", "jûrgen@example.de",
+                                             "jurgen@example.de")]
+    assert all(EMAIL_PSEUDONYM.match(s) for s in scrubbed)
+    assert len(set(scrubbed)) == 3
