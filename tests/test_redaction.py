@@ -452,3 +452,35 @@ def test_addresses_that_differ_only_in_their_non_ascii_letters_get_different_pse
                                              "jurgen@example.de")]
     assert all(EMAIL_PSEUDONYM.match(s) for s in scrubbed)
     assert len(set(scrubbed)) == 3
+
+
+@pytest.mark.parametrize(("text", "expected", "address", "at"), [
+    ("https://crm.example/find?email=jane.doe%40example.com&page=2",
+     "https://crm.example/find?email={}&page=2", "jane.doe@example.com", "%40"),
+    ("/login?next=%2Fsearch%3Femail%3Djane.doe%2540example.com",
+     "/login?next=%2Fsearch%3Femail%3D{}", "jane.doe@example.com", "%2540"),
+    ("mailto%3AJANE.DOE%40EXAMPLE.COM.", "mailto%3A{}.", "jane.doe@example.com", "%40"),
+    ("?q=j%C3%BCrgen%40m%C3%BCller.example", "?q={}", "jürgen@müller.example", "%40"),
+    ("/users/j%C3%BCrgen@example.de/profile", "/users/{}/profile", "jürgen@example.de", "@"),
+    ("jane%2Bnews%40example.com", "{}", "jane+news@example.com", "%40"),
+], ids=["query", "double-encoded", "upper case", "encoded unicode", "encoded local part",
+        "encoded plus tag"])
+def test_a_percent_encoded_address_is_replaced_in_the_same_encoding(
+        text: str, expected: str, address: str, at: str) -> None:
+    replaced = expected.format(PSEUDONYM(address).replace("@", at))
+    assert PSEUDONYM.scrub(text) == replaced
+    assert redact({"link": text, "links": [text]}, RULES, PSEUDONYM) == {
+        "link": replaced, "links": [replaced]}
+
+
+@pytest.mark.parametrize("text", ["50% off", "100%40 of them", "%40home", "a%40b", "a%2540b.",
+                                  "%C3%BC and %zz"])
+def test_percent_signs_without_an_address_are_left_alone(text: str) -> None:
+    assert PSEUDONYM.scrub(text) == text
+
+
+@pytest.mark.parametrize("encoded", ["jane.doe%40example.com", " JANE.DOE%2540EXAMPLE.COM "])
+def test_a_percent_encoded_address_has_the_pseudonym_of_the_address(encoded: str) -> None:
+    assert PSEUDONYM(encoded) == PSEUDONYM("jane.doe@example.com")
+    assert redact({"email": encoded}, RULES, PSEUDONYM) == {
+        "email": PSEUDONYM("jane.doe@example.com")}

@@ -3,7 +3,9 @@
 A pseudonym is a keyed hash of the value within the caller's account, so the same person gets
 the same pseudonym in every result of that account (a model can still count and group), and a
 different one in another account. Fields named by the policy are pseudonymised (or dropped);
-email addresses inside any other text are pseudonymised too.
+email addresses inside any other text are pseudonymised too: internationalised ones whole, and
+percent-encoded ones (`%40`, or `%2540` and deeper in a URL inside a URL) in their own encoding,
+with the pseudonym of the decoded address.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hmac
 import re
 from collections.abc import Callable
 from typing import Any, Final
+from urllib.parse import unquote
 
 from gateway.spec.compiled import RedactionRules
 
@@ -29,19 +32,46 @@ _NOT_TEXT: Final = (r"\s\x80-\xa9\xab-\xb4\xb6-\xb9\xbb-\xbf\xd7\xf7\u060c\u061b
 _LOCAL_CHAR: Final = rf"[^\x00-\x24&(-*,/:-@\[-^`{{-\x7f{_NOT_TEXT}]"  # letters digits ._%+'-
 _LABEL_CHAR: Final = rf"[^\x00-\x2c./:-@\[-^`{{-\x7f{_NOT_TEXT}]"     # letters digits _-
 _LETTER: Final = rf"[^\x00-\x40\[-`{{-\x7f\d{_NOT_TEXT}]"             # letters and marks
+# In URLs the at-sign is percent-encoded, once (%40) or again inside an encoded URL (%2540, ...):
+# any depth counts, and so do the percent-encoded UTF-8 bytes of a Unicode domain.
+_ESCAPE: Final = "%(?:25)*"
+_WIDE_BYTE: Final = f"{_ESCAPE}[89A-Fa-f][0-9A-Fa-f]"
 EMAIL: Final = re.compile(
-    rf"(?<!{_LOCAL_CHAR})(?P<local>{_LOCAL_CHAR}+)(?P<at>@)"
-    rf"(?P<domain>(?:{_LABEL_CHAR}+\.)+(?:xn--[A-Za-z0-9-]+|{_LETTER}{{2,}}))")
+    rf"(?<!{_LOCAL_CHAR})(?P<local>{_LOCAL_CHAR}+)(?P<at>@|{_ESCAPE}40)"
+    rf"(?P<domain>(?:(?:{_LABEL_CHAR}|{_WIDE_BYTE})+\.)+"
+    rf"(?:xn--[A-Za-z0-9-]+|(?:{_LETTER}|{_WIDE_BYTE}){{2,}}))")
+# What a local part may carry before the address proper: anything up to an escaped character no
+# address has (`email%3Djane%40...` is `email=` then jane's address), and leading dots.
+_BEFORE_LOCAL: Final = re.compile(
+    rf"(?:.*{_ESCAPE}(?!2[5BbDdEe]|5[Ff]|27|[89A-Fa-f][0-9A-Fa-f])[0-9A-Fa-f]{{2}})?\.*")
 PSEUDONYM_DOMAIN: Final = "pseudonym.invalid"
 
 
 def pseudonym_of(key: bytes, account: str, value: str) -> str:
     """The pseudonym of one identity within one account: an email stays email-shaped."""
-    message = account.encode() + b"\x00" + value.strip().lower().encode()
+    text = value.strip()
+    address = EMAIL.fullmatch(text) if "@" in text or "%" in text else None
+    identity = text.lower() if address is None else _address_identity(address)
+    message = account.encode() + b"\x00" + identity.encode()
     digest = hmac.new(key, message, hashlib.sha256).hexdigest()[:12]
-    if "@" in value and EMAIL.fullmatch(value.strip()):
-        return f"person-{digest}@{PSEUDONYM_DOMAIN}"
-    return f"anon-{digest}"
+    if address is None:
+        return f"anon-{digest}"
+    return f"person-{digest}@{PSEUDONYM_DOMAIN}"
+
+
+def _address_identity(address: re.Match[str]) -> str:
+    """One spelling per address: percent-decoded as often as its at-sign was encoded (and once
+    when it was not, for an encoded local part in a URL path), then lower-cased."""
+    local, at, domain = address.group("local", "at", "domain")
+    text = f"{local}@{domain}"
+    for _ in range(max(1, len(at) // 2)):  # "@" and "%40": once; "%2540": twice
+        if "%" not in text:
+            break
+        try:
+            text = unquote(text, errors="strict")
+        except UnicodeDecodeError:  # not UTF-8 underneath: the escapes are the spelling
+            break
+    return text.lower()
 
 
 PseudonymFunction = Callable[[bytes, str, str], str]
@@ -72,9 +102,17 @@ class Pseudonymiser:
         return functools.partial(self._of, self._key, self._account)
 
     def scrub(self, text: str) -> str:
-        if "@" not in text:
+        """Every address in the text replaced by its pseudonym, an encoded one in its encoding."""
+        if "@" not in text and "%" not in text:
             return text
-        return EMAIL.sub(lambda m: self(m.group(0)), text)
+        return EMAIL.sub(self._replace, text)
+
+    def _replace(self, found: re.Match[str]) -> str:
+        local, at, domain = found.group("local", "at", "domain")
+        own = _BEFORE_LOCAL.sub("", local, count=1)  # the pattern always matches at the start
+        if not own:
+            return found.group(0)  # no local part left: a domain alone names nobody
+        return local[:len(local) - len(own)] + self(own + at + domain).replace("@", at)
 
 
 def redact(value: Any, rules: RedactionRules, pseudonym: Pseudonymiser) -> Any:
@@ -101,7 +139,7 @@ def redact(value: Any, rules: RedactionRules, pseudonym: Pseudonymiser) -> Any:
                     else:
                         out[key] = _pseudonymise(item, pseudonym)
                 elif kind is str:
-                    if "@" in item:
+                    if "@" in item or "%" in item:
                         out[key] = scrub(item)
                 elif kind not in _SCALARS and item:
                     out[key] = walk(item)
@@ -109,7 +147,7 @@ def redact(value: Any, rules: RedactionRules, pseudonym: Pseudonymiser) -> Any:
         if kind is list:
             return [walk(item) if type(item) not in _SCALARS else item for item in value]
         if isinstance(value, str):
-            return scrub(value) if "@" in value else value
+            return scrub(value) if "@" in value or "%" in value else value
         if isinstance(value, dict):
             return walk(dict(value))
         if isinstance(value, list | tuple):
