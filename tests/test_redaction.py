@@ -484,3 +484,34 @@ def test_a_percent_encoded_address_has_the_pseudonym_of_the_address(encoded: str
     assert PSEUDONYM(encoded) == PSEUDONYM("jane.doe@example.com")
     assert redact({"email": encoded}, RULES, PSEUDONYM) == {
         "email": PSEUDONYM("jane.doe@example.com")}
+
+
+# --- keys in any case -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("policy", "key"), [
+    ("email", "EMAIL"), ("email", "Email"), ("firstName", "FirstName"), ("firstName", "firstname"),
+    ("Email", "email"), ("straße", "STRASSE"),
+])
+def test_a_policy_field_is_pseudonymised_whatever_the_case_of_its_key(policy: str,
+                                                                       key: str) -> None:
+    rules = RedactionRules(pseudonymise=frozenset({policy}), drop=frozenset(), scrub_text=False)
+    value = {key: "JANE@EXAMPLE.COM", "rows": [{key: ["Jane"], "n": 1}]}
+    assert redact(value, rules, PSEUDONYM) == {
+        key: PSEUDONYM("jane@example.com"), "rows": [{key: [PSEUDONYM("Jane")], "n": 1}]}
+
+
+@pytest.mark.parametrize(("policy", "key"), [
+    ("jobTitle", "JobTitle"), ("jobTitle", "JOBTITLE"), ("City", "city"),
+])
+def test_a_dropped_field_is_dropped_whatever_the_case_of_its_key(policy: str, key: str) -> None:
+    rules = RedactionRules(pseudonymise=frozenset({"email"}), drop=frozenset({policy}),
+                           scrub_text=False)
+    value = {key: "Chief Financial Officer", "rows": [{key: "Oslo", "n": 1}], "n": 2}
+    assert redact(value, rules, PSEUDONYM) == {"rows": [{"n": 1}], "n": 2}
+
+
+def test_a_key_both_dropped_and_pseudonymised_in_different_cases_is_dropped() -> None:
+    rules = RedactionRules(pseudonymise=frozenset({"Email"}), drop=frozenset({"email"}),
+                           scrub_text=False)
+    assert redact({"EMAIL": "a@x.io", "n": 1}, rules, PSEUDONYM) == {"n": 1}

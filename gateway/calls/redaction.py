@@ -116,23 +116,25 @@ class Pseudonymiser:
 
 
 def redact(value: Any, rules: RedactionRules, pseudonym: Pseudonymiser) -> Any:
-    """A de-identified copy of a JSON-like value (empty containers are shared, not copied)."""
-    drop = rules.drop
-    special = rules.special
+    """A de-identified copy of a JSON-like value (empty containers are shared, not copied).
+
+    Policy keys match result keys in any case (`EMAIL`, `Email` and `email` alike)."""
+    keys = _KeyPolicy(rules)
+    plain, special, dropped, learn = keys.plain, keys.special, keys.dropped, keys.learn
     scrub = pseudonym.scrub if rules.scrub_text else _same
     pseudonym_of = pseudonym.bound()
 
     # The hot loop of every de-identified result (each row of a page): a C-level copy of each
     # object, then only the entries that change are written; exact type checks first, one set
-    # lookup per key, no call for a scalar.
+    # lookup for a key the policy does not name, no call for a scalar.
     def walk(value: Any) -> Any:
         kind = type(value)
         if kind is dict:
             out: dict[str, Any] = value.copy()
             for key, item in value.items():
                 kind = type(item)
-                if key in special:
-                    if key in drop:
+                if key not in plain and (key in special or learn(key)):
+                    if key in dropped:
                         del out[key]
                     elif kind is str and item:
                         out[key] = pseudonym_of(item)
@@ -155,6 +157,34 @@ def redact(value: Any, rules: RedactionRules, pseudonym: Pseudonymiser) -> Any:
         return value
 
     return walk(value)
+
+
+class _KeyPolicy:
+    """The policy's verdict on each key, learnt as one call meets the keys: a result repeats its
+    keys row after row, so each distinct key is casefolded once a call, and costs set lookups,
+    as an exact-case match would, after that."""
+
+    __slots__ = ("_rules", "dropped", "plain", "special")
+
+    def __init__(self, rules: RedactionRules) -> None:
+        self._rules = rules
+        self.plain: set[Any] = set()
+        """Keys met that the policy does not name."""
+        self.special: set[Any] = set()
+        """Keys met that it names, to pseudonymise or to drop."""
+        self.dropped: set[Any] = set()
+        """Keys met that it names to drop."""
+
+    def learn(self, key: Any) -> bool:
+        """Whether the policy names this key, remembered for the rest of the call."""
+        folded = key.casefold() if type(key) is str else key
+        if folded in self._rules.folded_drop:
+            self.dropped.add(key)
+        elif folded not in self._rules.folded_pseudonymise:
+            self.plain.add(key)
+            return False
+        self.special.add(key)
+        return True
 
 
 def _same(text: str) -> str:
