@@ -515,3 +515,52 @@ def test_a_key_both_dropped_and_pseudonymised_in_different_cases_is_dropped() ->
     rules = RedactionRules(pseudonymise=frozenset({"Email"}), drop=frozenset({"email"}),
                            scrub_text=False)
     assert redact({"EMAIL": "a@x.io", "n": 1}, rules, PSEUDONYM) == {"n": 1}
+
+
+# --- addresses used as keys -------------------------------------------------------------------
+
+JANE = PSEUDONYM("jane@example.com")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ({"jane@example.com": 3, "n": 1}, {JANE: 3, "n": 1}),
+    ({"a": 1, "JANE@EXAMPLE.COM": 2, "b": 3}, {"a": 1, JANE: 2, "b": 3}),
+    ({"opened by jane@example.com": 1}, {f"opened by {JANE}": 1}),
+    ({"jane%40example.com": 1}, {JANE.replace("@", "%40"): 1}),
+    ([{"stats": {"jane@example.com": {"opened": 2}}}], [{"stats": {JANE: {"opened": 2}}}]),
+    ({"jane@example.com": {"note": "cc bob@example.com", "secret": 1}},
+     {JANE: {"note": f"cc {PSEUDONYM('bob@example.com')}"}}),
+    ({"name": {"jane@example.com": "Jane"}}, {"name": {JANE: PSEUDONYM("Jane")}}),
+], ids=["count", "order kept", "text", "percent-encoded", "nested", "value redacted too",
+        "under a pseudonymised field"])
+def test_an_address_used_as_a_key_becomes_its_pseudonym(value: Any, expected: Any) -> None:
+    original = copy.deepcopy(value)
+    redacted = redact(value, RULES, PSEUDONYM)
+    assert redacted == expected
+    assert orjson.dumps(redacted) == orjson.dumps(expected)  # the order of keys too
+    assert value == original
+
+
+@pytest.mark.parametrize(("first", "second", "merged"), [
+    (3, 2, 5),
+    (1.5, 2, 3.5),
+    (["a"], ["b", "c"], ["a", "b", "c"]),
+    ({"opened": 2, "tags": ["x"]}, {"opened": 1, "clicked": 4, "tags": ["y"]},
+     {"opened": 3, "tags": ["x", "y"], "clicked": 4}),
+    ("first", "second", "first"),
+    (3, "three", 3),
+    (True, True, True),
+    (None, 1, None),
+], ids=["counts add", "numbers add", "lists join", "objects merge", "text: the first stays",
+        "mixed: the first stays", "flags do not add", "null: the first stays"])
+def test_keys_that_become_the_same_pseudonym_are_merged(first: Any, second: Any,
+                                                        merged: Any) -> None:
+    value = {"n": 0, "jane@example.com": first, "JANE@Example.COM": second, "z": 1}
+    redacted = redact(value, RULES, PSEUDONYM)
+    assert redacted == {"n": 0, JANE: merged, "z": 1}
+    assert list(redacted) == ["n", JANE, "z"]
+
+
+def test_without_scrub_text_an_address_as_a_key_stays_as_it_is() -> None:
+    rules = RedactionRules(pseudonymise=frozenset({"email"}), drop=frozenset(), scrub_text=False)
+    assert redact({"jane@example.com": 3}, rules, PSEUDONYM) == {"jane@example.com": 3}

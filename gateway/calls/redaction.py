@@ -14,7 +14,7 @@ import functools
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 from urllib.parse import unquote
 
@@ -118,10 +118,14 @@ class Pseudonymiser:
 def redact(value: Any, rules: RedactionRules, pseudonym: Pseudonymiser) -> Any:
     """A de-identified copy of a JSON-like value (empty containers are shared, not copied).
 
-    Policy keys match result keys in any case (`EMAIL`, `Email` and `email` alike)."""
-    keys = _KeyPolicy(rules)
-    plain, special, dropped, learn = keys.plain, keys.special, keys.dropped, keys.learn
+    Policy keys match result keys in any case (`EMAIL`, `Email` and `email` alike). An address
+    in a key is replaced like one in a value (with `scrub_text`, or always under a pseudonymised
+    key); values whose keys become the same pseudonym (the same address, spelt differently) are
+    merged where the first stood: see `_merge`."""
     scrub = pseudonym.scrub if rules.scrub_text else _same
+    keys = _KeyPolicy(rules, scrub)
+    plain, special, dropped, renamed = keys.plain, keys.special, keys.dropped, keys.renamed
+    learn = keys.learn
     pseudonym_of = pseudonym.bound()
 
     # The hot loop of every de-identified result (each row of a page): a C-level copy of each
@@ -145,6 +149,8 @@ def redact(value: Any, rules: RedactionRules, pseudonym: Pseudonymiser) -> Any:
                         out[key] = scrub(item)
                 elif kind not in _SCALARS and item:
                     out[key] = walk(item)
+            if renamed and not renamed.keys().isdisjoint(out):
+                return _merged((renamed.get(key, key), item) for key, item in out.items())
             return out
         if kind is list:
             return [walk(item) if type(item) not in _SCALARS else item for item in value]
@@ -164,12 +170,15 @@ class _KeyPolicy:
     keys row after row, so each distinct key is casefolded once a call, and costs set lookups,
     as an exact-case match would, after that."""
 
-    __slots__ = ("_rules", "dropped", "plain", "special")
+    __slots__ = ("_rules", "_scrub", "dropped", "plain", "renamed", "special")
 
-    def __init__(self, rules: RedactionRules) -> None:
+    def __init__(self, rules: RedactionRules, scrub: Callable[[str], str]) -> None:
         self._rules = rules
+        self._scrub = scrub
         self.plain: set[Any] = set()
-        """Keys met that the policy does not name."""
+        """Keys met that the policy does not name: their values are walked."""
+        self.renamed: dict[Any, str] = {}
+        """Plain keys that hold an address, with the address replaced."""
         self.special: set[Any] = set()
         """Keys met that it names, to pseudonymise or to drop."""
         self.dropped: set[Any] = set()
@@ -182,6 +191,10 @@ class _KeyPolicy:
             self.dropped.add(key)
         elif folded not in self._rules.folded_pseudonymise:
             self.plain.add(key)
+            if type(key) is str and ("@" in key or "%" in key):
+                scrubbed = self._scrub(key)
+                if scrubbed != key:
+                    self.renamed[key] = scrubbed
             return False
         self.special.add(key)
         return True
@@ -192,6 +205,7 @@ def _same(text: str) -> str:
 
 
 _SCALARS: Final = frozenset({int, float, bool, type(None)})
+_NUMBERS: Final = frozenset({int, float})
 
 
 def _pseudonymise(value: Any, pseudonym: Pseudonymiser) -> Any:
@@ -200,5 +214,28 @@ def _pseudonymise(value: Any, pseudonym: Pseudonymiser) -> Any:
     if isinstance(value, list):
         return [_pseudonymise(item, pseudonym) for item in value]
     if isinstance(value, dict):
-        return {k: _pseudonymise(v, pseudonym) for k, v in value.items()}
+        return _merged((pseudonym.scrub(k) if isinstance(k, str) else k,
+                        _pseudonymise(v, pseudonym)) for k, v in value.items())
     return value
+
+
+def _merged(items: Iterable[tuple[Any, Any]]) -> dict[Any, Any]:
+    """An object from its entries, the values of a repeated key merged where it first stood."""
+    out: dict[Any, Any] = {}
+    for key, item in items:
+        out[key] = _merge(out[key], item) if key in out else item
+    return out
+
+
+def _merge(first: Any, second: Any) -> Any:
+    """Two values found under one person's address, spelt two ways, as one value: numbers add
+    (an object keyed by address is most often a tally), lists join, objects merge key by key;
+    otherwise (text, flags, nulls, mixed kinds) the first value stays."""
+    kinds = (type(first), type(second))
+    if kinds[0] in _NUMBERS and kinds[1] in _NUMBERS:
+        return first + second
+    if kinds == (list, list):
+        return [*first, *second]
+    if kinds == (dict, dict):
+        return _merged([*first.items(), *second.items()])
+    return first
