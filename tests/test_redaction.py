@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -564,3 +565,37 @@ def test_keys_that_become_the_same_pseudonym_are_merged(first: Any, second: Any,
 def test_without_scrub_text_an_address_as_a_key_stays_as_it_is() -> None:
     rules = RedactionRules(pseudonymise=frozenset({"email"}), drop=frozenset(), scrub_text=False)
     assert redact({"jane@example.com": 3}, rules, PSEUDONYM) == {"jane@example.com": 3}
+
+
+# --- stable pseudonyms ------------------------------------------------------------------------
+
+
+def nfd(text: str) -> str:
+    return unicodedata.normalize("NFD", text)
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("Jürgen.Müller@Example.de", "jürgen.müller@example.de"),
+    ("JÜRGEN.MÜLLER@EXAMPLE.DE", "jürgen.müller@example.de"),
+    (nfd("jürgen.müller@example.de"), "jürgen.müller@example.de"),
+    (nfd("JÜRGEN.MÜLLER@EXAMPLE.DE"), "jürgen.müller@example.de"),
+    ("STRASSE@example.de", "straße@example.de"),
+], ids=["mixed case", "upper case", "decomposed", "decomposed upper case", "sharp s"])
+def test_every_case_and_unicode_form_of_an_address_gets_one_pseudonym(first: str,
+                                                                      second: str) -> None:
+    assert PSEUDONYM(first) == PSEUDONYM(second)
+    assert PSEUDONYM.scrub(f"by {first}.") == PSEUDONYM.scrub(f"by {second}.")
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    (nfd("Zoë Ünal"), "zoë ünal"),
+    ("Straße", "STRASSE"),
+], ids=["decomposed", "sharp s"])
+def test_every_case_and_unicode_form_of_a_name_gets_one_pseudonym(first: str,
+                                                                  second: str) -> None:
+    assert PSEUDONYM(first) == PSEUDONYM(second)
+
+
+def test_pseudonyms_of_ascii_values_are_the_ones_given_before_unicode_folding() -> None:
+    assert PSEUDONYM("Ann.Lee@Example.com") == "person-3832177ed97a@pseudonym.invalid"
+    assert PSEUDONYM("Ann Lee") == "anon-c46d2c3e0f7b"

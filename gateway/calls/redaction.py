@@ -14,6 +14,7 @@ import functools
 import hashlib
 import hmac
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 from urllib.parse import unquote
@@ -51,7 +52,7 @@ def pseudonym_of(key: bytes, account: str, value: str) -> str:
     """The pseudonym of one identity within one account: an email stays email-shaped."""
     text = value.strip()
     address = EMAIL.fullmatch(text) if "@" in text or "%" in text else None
-    identity = text.lower() if address is None else _address_identity(address)
+    identity = _fold(text) if address is None else _address_identity(address)
     message = account.encode() + b"\x00" + identity.encode()
     digest = hmac.new(key, message, hashlib.sha256).hexdigest()[:12]
     if address is None:
@@ -61,7 +62,7 @@ def pseudonym_of(key: bytes, account: str, value: str) -> str:
 
 def _address_identity(address: re.Match[str]) -> str:
     """One spelling per address: percent-decoded as often as its at-sign was encoded (and once
-    when it was not, for an encoded local part in a URL path), then lower-cased."""
+    when it was not, for an encoded local part in a URL path), then folded."""
     local, at, domain = address.group("local", "at", "domain")
     text = f"{local}@{domain}"
     for _ in range(max(1, len(at) // 2)):  # "@" and "%40": once; "%2540": twice
@@ -71,7 +72,16 @@ def _address_identity(address: re.Match[str]) -> str:
             text = unquote(text, errors="strict")
         except UnicodeDecodeError:  # not UTF-8 underneath: the escapes are the spelling
             break
-    return text.lower()
+    return _fold(text)
+
+
+def _fold(text: str) -> str:
+    """One spelling per value whatever its case or Unicode form: canonical caseless matching
+    (casefold between NFD and NFC, so `Straße` is `STRASSE` and a decomposed `ü` is `ü`). ASCII
+    is only lower-cased, the same thing, so its pseudonyms are those given before folding."""
+    if text.isascii():
+        return text.lower()
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).casefold())
 
 
 PseudonymFunction = Callable[[bytes, str, str], str]
