@@ -435,11 +435,13 @@ def test_rules_with_nothing_to_do_are_empty() -> None:
     "JÜRGEN.MÜLLER@EXAMPLE.DE",
     "josé@bücher.example",
     "用户@例子.广告",
+    "佐々木@例え.jp",
     "अजय@डाटामेल.भारत",
     "δοκιμή@παράδειγμα.δοκιμή",
     "jane_doe@example.com",
     "ann@example.xn--p1ai",
-], ids=["umlauts", "umlauts upper case", "unicode domain", "cjk", "devanagari with vowel signs",
+], ids=["umlauts", "umlauts upper case", "unicode domain", "cjk", "iteration mark",
+        "devanagari with vowel signs",
         "greek", "underscore", "punycode tld"])
 def test_scrub_replaces_an_internationalised_address_whole(address: str) -> None:
     pseudonym = PSEUDONYM(address)

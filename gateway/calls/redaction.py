@@ -22,14 +22,17 @@ from urllib.parse import unquote
 from gateway.spec.compiled import RedactionRules
 
 # An address is taken whole, Unicode included (RFC 6531 local parts, IDNA domains): outside ASCII
-# every character but spaces and punctuation counts (Python's \w lacks combining marks, such as
-# Devanagari vowel signs). One negated class per part keeps each repeat a single C loop, and the
-# match may only start where the text before it could not continue the local part, so a long run
-# of letters costs one pass, not one pass per position.
-_NOT_TEXT: Final = (r"\s\x80-\xa9\xab-\xb4\xb6-\xb9\xbb-\xbf\xd7\xf7\u060c\u061b\u061f\u06d4"
-                    r"\u0964\u0965\u2000-\u200b\u200e-\u2bff\u3000-\u303f\ufe10-\ufe1f\ufe30-\ufe6f"
-                    r"\uff00-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65\ufff0-\uffff"
-                    r"\U0001f000-\U0001faff")
+# every character counts but spaces, punctuation and symbols (Latin-1, general and CJK
+# punctuation, currency, arrows to dingbats, fullwidth forms, emoji), which never hold a letter or
+# a mark here: Python's \w would miss marks such as Devanagari vowel signs. One negated class per
+# part keeps each repeat a single C loop, and the match may only start where the text before it
+# could not continue the local part, so a long run of letters costs one pass, not one a position.
+_NOT_TEXT: Final = (
+    r"\s\x80-\xa9\xab-\xb4\xb6-\xb9\xbb-\xbf\xd7\xf7\u060c\u061b\u061f\u066a-\u066d\u06d4"
+    r"\u0964\u0965\u2000-\u200b\u200e-\u206f\u20a0-\u20cf\u2190-\u2bff"
+    r"\u3000-\u3004\u3008-\u3020\u3030\u3036\u3037\u303d-\u303f"
+    r"\ufe10-\ufe1f\ufe30-\ufe6f\uff00-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
+    r"\ufff0-\uffff\U0001f000-\U0001faff")
 _LOCAL_CHAR: Final = rf"[^\x00-\x24&(-*,/:-@\[-^`{{-\x7f{_NOT_TEXT}]"  # letters digits ._%+'-
 _LABEL_CHAR: Final = rf"[^\x00-\x2c./:-@\[-^`{{-\x7f{_NOT_TEXT}]"     # letters digits _-
 _LETTER: Final = rf"[^\x00-\x40\[-`{{-\x7f\d{_NOT_TEXT}]"             # letters and marks
