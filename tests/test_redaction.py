@@ -440,9 +440,10 @@ def test_rules_with_nothing_to_do_are_empty() -> None:
     "δοκιμή@παράδειγμα.δοκιμή",
     "jane_doe@example.com",
     "ann@example.xn--p1ai",
+    "ANN@EXAMPLE.XN--P1AI",
 ], ids=["umlauts", "umlauts upper case", "unicode domain", "cjk", "iteration mark",
-        "devanagari with vowel signs",
-        "greek", "underscore", "punycode tld"])
+        "devanagari with vowel signs", "greek", "underscore", "punycode tld",
+        "punycode tld upper case"])
 def test_scrub_replaces_an_internationalised_address_whole(address: str) -> None:
     pseudonym = PSEUDONYM(address)
     assert EMAIL_PSEUDONYM.match(pseudonym)

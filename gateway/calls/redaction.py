@@ -43,7 +43,7 @@ _WIDE_BYTE: Final = f"{_ESCAPE}[89A-Fa-f][0-9A-Fa-f]"
 EMAIL: Final = re.compile(
     rf"(?<!{_LOCAL_CHAR})(?P<local>{_LOCAL_CHAR}+)(?P<at>@|{_ESCAPE}40)"
     rf"(?P<domain>(?:(?:{_LABEL_CHAR}|{_WIDE_BYTE})+\.)+"
-    rf"(?:xn--[A-Za-z0-9-]+|(?:{_LETTER}|{_WIDE_BYTE}){{2,}}))")
+    rf"(?:[Xx][Nn]--[A-Za-z0-9-]+|(?:{_LETTER}|{_WIDE_BYTE}){{2,}}))")
 # What a local part may carry before the address proper: anything up to an escaped character no
 # address has (`email%3Djane%40...` is `email=` then jane's address), and leading dots.
 _BEFORE_LOCAL: Final = re.compile(
