@@ -407,8 +407,12 @@ def test_scrub_replaces_every_email_in_text_and_nothing_else(text: str, expected
       "n": [], "o": {}}),
     (OrderedDict(email="a@x.io", t=("c@z.io",)), {"email": PSEUDONYM("a@x.io"),
                                                   "t": [PSEUDONYM("c@z.io")]}),
+    ({1: "by a@x.io", "name": {2: "Ann"}}, {1: f"by {PSEUDONYM('a@x.io')}",
+                                            "name": {2: PSEUDONYM("Ann")}}),
+    (5, 5),
 ], ids=["field", "drop", "list", "nested object", "empty", "number", "depth", "text",
-        "top-level text", "scalars", "mixed lists", "other mapping and sequence types"])
+        "top-level text", "scalars", "mixed lists", "other mapping and sequence types",
+        "keys that are not text", "top-level number"])
 def test_redact(value: Any, expected: Any) -> None:
     original = copy.deepcopy(value)
     assert redact(value, RULES, PSEUDONYM) == expected
@@ -478,9 +482,16 @@ def test_a_percent_encoded_address_is_replaced_in_the_same_encoding(
 
 
 @pytest.mark.parametrize("text", ["50% off", "100%40 of them", "%40home", "a%40b", "a%2540b.",
-                                  "%C3%BC and %zz"])
+                                  "%C3%BC and %zz", "?email%3D%40example.com"])
 def test_percent_signs_without_an_address_are_left_alone(text: str) -> None:
     assert PSEUDONYM.scrub(text) == text
+
+
+def test_an_address_whose_escapes_are_not_utf8_is_replaced_as_spelt() -> None:
+    spelt = "j%C3rgen%40example.de"
+    assert EMAIL_PSEUDONYM.match(PSEUDONYM(spelt))
+    assert PSEUDONYM(spelt) != PSEUDONYM("jrgen@example.de")
+    assert PSEUDONYM.scrub(f"?q={spelt}") == f"?q={PSEUDONYM(spelt).replace('@', '%40')}"
 
 
 @pytest.mark.parametrize("encoded", ["jane.doe%40example.com", " JANE.DOE%2540EXAMPLE.COM "])
