@@ -129,11 +129,15 @@ class RedactionRules:
     """Keys removed altogether (job titles, locations, free-form attribute values)."""
     scrub_text: bool = True
     """Pseudonymise email addresses found inside any other string."""
-    special: frozenset[str] = field(init=False)
-    """Every key the walk must stop at (dropped or pseudonymised): one set lookup a key."""
+    folded_pseudonymise: frozenset[str] = field(init=False)
+    """`pseudonymise` casefolded, once: a policy key matches a result key in any case."""
+    folded_drop: frozenset[str] = field(init=False)
+    """`drop` casefolded, once; a key in both sets is dropped."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "special", self.drop | self.pseudonymise)
+        object.__setattr__(self, "folded_pseudonymise",
+                           frozenset(key.casefold() for key in self.pseudonymise))
+        object.__setattr__(self, "folded_drop", frozenset(key.casefold() for key in self.drop))
 
     @property
     def empty(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
+import unicodedata
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -402,8 +403,12 @@ def test_scrub_replaces_every_email_in_text_and_nothing_else(text: str, expected
       "n": [], "o": {}}),
     (OrderedDict(email="a@x.io", t=("c@z.io",)), {"email": PSEUDONYM("a@x.io"),
                                                   "t": [PSEUDONYM("c@z.io")]}),
+    ({1: "by a@x.io", "name": {2: "Ann"}}, {1: f"by {PSEUDONYM('a@x.io')}",
+                                            "name": {2: PSEUDONYM("Ann")}}),
+    (5, 5),
 ], ids=["field", "drop", "list", "nested object", "empty", "number", "depth", "text",
-        "top-level text", "scalars", "mixed lists", "other mapping and sequence types"])
+        "top-level text", "scalars", "mixed lists", "other mapping and sequence types",
+        "keys that are not text", "top-level number"])
 def test_redact(value: Any, expected: Any) -> None:
     original = copy.deepcopy(value)
     assert redact(value, RULES, PSEUDONYM) == expected
@@ -420,3 +425,187 @@ def test_rules_with_nothing_to_do_are_empty() -> None:
     assert RedactionRules(frozenset(), frozenset(), scrub_text=False).empty
     assert not RedactionRules(frozenset(), frozenset(), scrub_text=True).empty
     assert not RULES.empty
+
+
+# --- forms of an address the scrubber must recognise --------------------------------------------
+
+
+@pytest.mark.parametrize("address", [
+    "jürgen.müller@example.de",
+    "JÜRGEN.MÜLLER@EXAMPLE.DE",
+    "josé@bücher.example",
+    "用户@例子.广告",
+    "佐々木@例え.jp",
+    "अजय@डाटामेल.भारत",
+    "δοκιμή@παράδειγμα.δοκιμή",
+    "jane_doe@example.com",
+    "ann@example.xn--p1ai",
+    "ANN@EXAMPLE.XN--P1AI",
+], ids=["umlauts", "umlauts upper case", "unicode domain", "cjk", "iteration mark",
+        "devanagari with vowel signs", "greek", "underscore", "punycode tld",
+        "punycode tld upper case"])
+def test_scrub_replaces_an_internationalised_address_whole(address: str) -> None:
+    pseudonym = PSEUDONYM(address)
+    assert EMAIL_PSEUDONYM.match(pseudonym)
+    for around in ("{}", "from {} today", "<{}>", "«{}»", "“{}”", "mail:{}, again"):
+        assert PSEUDONYM.scrub(around.format(address)) == around.format(pseudonym)
+
+
+def test_addresses_that_differ_only_in_their_non_ascii_letters_get_different_pseudonyms() -> None:
+    scrubbed = [PSEUDONYM.scrub(a) for a in ("jürgen@example.de", "jûrgen@example.de",
+                                             "jurgen@example.de")]
+    assert all(EMAIL_PSEUDONYM.match(s) for s in scrubbed)
+    assert len(set(scrubbed)) == 3
+
+
+@pytest.mark.parametrize(("text", "expected", "address", "at"), [
+    ("https://crm.example/find?email=jane.doe%40example.com&page=2",
+     "https://crm.example/find?email={}&page=2", "jane.doe@example.com", "%40"),
+    ("/login?next=%2Fsearch%3Femail%3Djane.doe%2540example.com",
+     "/login?next=%2Fsearch%3Femail%3D{}", "jane.doe@example.com", "%2540"),
+    ("mailto%3AJANE.DOE%40EXAMPLE.COM.", "mailto%3A{}.", "jane.doe@example.com", "%40"),
+    ("?q=j%C3%BCrgen%40m%C3%BCller.example", "?q={}", "jürgen@müller.example", "%40"),
+    ("/users/j%C3%BCrgen@example.de/profile", "/users/{}/profile", "jürgen@example.de", "@"),
+    ("jane%2Bnews%40example.com", "{}", "jane+news@example.com", "%40"),
+], ids=["query", "double-encoded", "upper case", "encoded unicode", "encoded local part",
+        "encoded plus tag"])
+def test_a_percent_encoded_address_is_replaced_in_the_same_encoding(
+        text: str, expected: str, address: str, at: str) -> None:
+    replaced = expected.format(PSEUDONYM(address).replace("@", at))
+    assert PSEUDONYM.scrub(text) == replaced
+    assert redact({"link": text, "links": [text]}, RULES, PSEUDONYM) == {
+        "link": replaced, "links": [replaced]}
+
+
+@pytest.mark.parametrize("text", ["50% off", "100%40 of them", "%40home", "a%40b", "a%2540b.",
+                                  "%C3%BC and %zz", "?email%3D%40example.com"])
+def test_percent_signs_without_an_address_are_left_alone(text: str) -> None:
+    assert PSEUDONYM.scrub(text) == text
+
+
+def test_an_address_whose_escapes_are_not_utf8_is_replaced_as_spelt() -> None:
+    spelt = "j%C3rgen%40example.de"
+    assert EMAIL_PSEUDONYM.match(PSEUDONYM(spelt))
+    assert PSEUDONYM(spelt) != PSEUDONYM("jrgen@example.de")
+    assert PSEUDONYM.scrub(f"?q={spelt}") == f"?q={PSEUDONYM(spelt).replace('@', '%40')}"
+
+
+@pytest.mark.parametrize("encoded", ["jane.doe%40example.com", " JANE.DOE%2540EXAMPLE.COM "])
+def test_a_percent_encoded_address_has_the_pseudonym_of_the_address(encoded: str) -> None:
+    assert PSEUDONYM(encoded) == PSEUDONYM("jane.doe@example.com")
+    assert redact({"email": encoded}, RULES, PSEUDONYM) == {
+        "email": PSEUDONYM("jane.doe@example.com")}
+
+
+# --- keys in any case -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("policy", "key"), [
+    ("email", "EMAIL"), ("email", "Email"), ("firstName", "FirstName"), ("firstName", "firstname"),
+    ("Email", "email"), ("straße", "STRASSE"),
+])
+def test_a_policy_field_is_pseudonymised_whatever_the_case_of_its_key(policy: str,
+                                                                       key: str) -> None:
+    rules = RedactionRules(pseudonymise=frozenset({policy}), drop=frozenset(), scrub_text=False)
+    value = {key: "JANE@EXAMPLE.COM", "rows": [{key: ["Jane"], "n": 1}]}
+    assert redact(value, rules, PSEUDONYM) == {
+        key: PSEUDONYM("jane@example.com"), "rows": [{key: [PSEUDONYM("Jane")], "n": 1}]}
+
+
+@pytest.mark.parametrize(("policy", "key"), [
+    ("jobTitle", "JobTitle"), ("jobTitle", "JOBTITLE"), ("City", "city"),
+])
+def test_a_dropped_field_is_dropped_whatever_the_case_of_its_key(policy: str, key: str) -> None:
+    rules = RedactionRules(pseudonymise=frozenset({"email"}), drop=frozenset({policy}),
+                           scrub_text=False)
+    value = {key: "Chief Financial Officer", "rows": [{key: "Oslo", "n": 1}], "n": 2}
+    assert redact(value, rules, PSEUDONYM) == {"rows": [{"n": 1}], "n": 2}
+
+
+def test_a_key_both_dropped_and_pseudonymised_in_different_cases_is_dropped() -> None:
+    rules = RedactionRules(pseudonymise=frozenset({"Email"}), drop=frozenset({"email"}),
+                           scrub_text=False)
+    assert redact({"EMAIL": "a@x.io", "n": 1}, rules, PSEUDONYM) == {"n": 1}
+
+
+# --- addresses used as keys -------------------------------------------------------------------
+
+JANE = PSEUDONYM("jane@example.com")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ({"jane@example.com": 3, "n": 1}, {JANE: 3, "n": 1}),
+    ({"a": 1, "JANE@EXAMPLE.COM": 2, "b": 3}, {"a": 1, JANE: 2, "b": 3}),
+    ({"opened by jane@example.com": 1}, {f"opened by {JANE}": 1}),
+    ({"jane%40example.com": 1}, {JANE.replace("@", "%40"): 1}),
+    ([{"stats": {"jane@example.com": {"opened": 2}}}], [{"stats": {JANE: {"opened": 2}}}]),
+    ({"jane@example.com": {"note": "cc bob@example.com", "secret": 1}},
+     {JANE: {"note": f"cc {PSEUDONYM('bob@example.com')}"}}),
+    ({"name": {"jane@example.com": "Jane"}}, {"name": {JANE: PSEUDONYM("Jane")}}),
+], ids=["count", "order kept", "text", "percent-encoded", "nested", "value redacted too",
+        "under a pseudonymised field"])
+def test_an_address_used_as_a_key_becomes_its_pseudonym(value: Any, expected: Any) -> None:
+    original = copy.deepcopy(value)
+    redacted = redact(value, RULES, PSEUDONYM)
+    assert redacted == expected
+    assert orjson.dumps(redacted) == orjson.dumps(expected)  # the order of keys too
+    assert value == original
+
+
+@pytest.mark.parametrize(("first", "second", "merged"), [
+    (3, 2, 5),
+    (1.5, 2, 3.5),
+    (["a"], ["b", "c"], ["a", "b", "c"]),
+    ({"opened": 2, "tags": ["x"]}, {"opened": 1, "clicked": 4, "tags": ["y"]},
+     {"opened": 3, "tags": ["x", "y"], "clicked": 4}),
+    ("first", "second", "first"),
+    (3, "three", 3),
+    (True, True, True),
+    (None, 1, None),
+], ids=["counts add", "numbers add", "lists join", "objects merge", "text: the first stays",
+        "mixed: the first stays", "flags do not add", "null: the first stays"])
+def test_keys_that_become_the_same_pseudonym_are_merged(first: Any, second: Any,
+                                                        merged: Any) -> None:
+    value = {"n": 0, "jane@example.com": first, "JANE@Example.COM": second, "z": 1}
+    redacted = redact(value, RULES, PSEUDONYM)
+    assert redacted == {"n": 0, JANE: merged, "z": 1}
+    assert list(redacted) == ["n", JANE, "z"]
+
+
+def test_without_scrub_text_an_address_as_a_key_stays_as_it_is() -> None:
+    rules = RedactionRules(pseudonymise=frozenset({"email"}), drop=frozenset(), scrub_text=False)
+    assert redact({"jane@example.com": 3}, rules, PSEUDONYM) == {"jane@example.com": 3}
+
+
+# --- stable pseudonyms ------------------------------------------------------------------------
+
+
+def nfd(text: str) -> str:
+    return unicodedata.normalize("NFD", text)
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("Jürgen.Müller@Example.de", "jürgen.müller@example.de"),
+    ("JÜRGEN.MÜLLER@EXAMPLE.DE", "jürgen.müller@example.de"),
+    (nfd("jürgen.müller@example.de"), "jürgen.müller@example.de"),
+    (nfd("JÜRGEN.MÜLLER@EXAMPLE.DE"), "jürgen.müller@example.de"),
+    ("STRASSE@example.de", "straße@example.de"),
+], ids=["mixed case", "upper case", "decomposed", "decomposed upper case", "sharp s"])
+def test_every_case_and_unicode_form_of_an_address_gets_one_pseudonym(first: str,
+                                                                      second: str) -> None:
+    assert PSEUDONYM(first) == PSEUDONYM(second)
+    assert PSEUDONYM.scrub(f"by {first}.") == PSEUDONYM.scrub(f"by {second}.")
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    (nfd("Zoë Ünal"), "zoë ünal"),
+    ("Straße", "STRASSE"),
+], ids=["decomposed", "sharp s"])
+def test_every_case_and_unicode_form_of_a_name_gets_one_pseudonym(first: str,
+                                                                  second: str) -> None:
+    assert PSEUDONYM(first) == PSEUDONYM(second)
+
+
+def test_pseudonyms_of_ascii_values_are_the_ones_given_before_unicode_folding() -> None:
+    assert PSEUDONYM("Ann.Lee@Example.com") == "person-3832177ed97a@pseudonym.invalid"
+    assert PSEUDONYM("Ann Lee") == "anon-c46d2c3e0f7b"
