@@ -1,9 +1,10 @@
-"""MCP over Streamable HTTP, stateless, both eras: decode, route, validate, and shape replies. Pure.
+"""JSON-RPC in, for MCP over Streamable HTTP, stateless, both eras: decode a body, read its
+envelope, route it to an era and version and validate it. The first step of every request. Pure.
 
 Legacy (handshake) era: 2025-03-26, 2025-06-18, 2025-11-25, chosen by `initialize` or by the
 MCP-Protocol-Version header. Modern era: 2026-07-28, chosen by the per-request `_meta` envelope.
-Every message is checked against the mcp_types surface of its version; one table maps JSON-RPC
-error codes to HTTP statuses.
+Every message is checked against the mcp_types surface of its version; replies.py shapes the
+answers and maps JSON-RPC error codes to HTTP statuses.
 """
 
 from __future__ import annotations
