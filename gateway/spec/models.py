@@ -6,7 +6,7 @@ Schema, and docs/spec-format.md explains every key. Unknown keys are refused eve
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -19,6 +19,10 @@ from pydantic import (
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$"
 JsonType = Literal["string", "integer", "number", "boolean", "array", "object", "null"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+ENV_REFERENCE: Final = {"type": "string", "pattern": r"^\$\{[^}]+\}$"}
+"""What a value of service.yaml may also be in the published schema: a ${VAR} read at load."""
 
 
 class SpecModel(BaseModel):
@@ -150,7 +154,9 @@ class WritePolicy(SpecModel):
     """How long a preview's confirmation token stays valid."""
     per_account_per_minute: int = Field(30, ge=1, le=100_000)
     """Write executions allowed per account per minute (token bucket)."""
-    previews_per_account_per_minute: int = Field(120, ge=1, le=1_000_000)
+    previews_per_account_per_minute: Annotated[int, Field(ge=1, le=1_000_000), WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 1_000_000}, ENV_REFERENCE]})
+    ] = 120
     """Previews allowed per account per minute: they send nothing, but each reads upstream
     state and issues a token, so they are bounded too (more loosely than executions)."""
 
@@ -159,8 +165,8 @@ class ServiceSpec(SpecModel):
     """service.yaml."""
 
     version: Literal[1] = 1
-    enabled: Annotated[bool, WithJsonSchema({"anyOf": [
-        {"type": "boolean"}, {"type": "string", "pattern": r"^\$\{[^}]+\}$"}]})] = True
+    enabled: Annotated[bool, WithJsonSchema({"anyOf": [{"type": "boolean"}, ENV_REFERENCE]})
+                       ] = True
     """false: the folder is checked but not served, e.g. `enabled: ${WITH_FIXTURES:-false}`."""
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")
     title: str
