@@ -118,8 +118,9 @@ class Settings(BaseSettings):
     """redis://host:port/db: write limits and single-use confirmations shared by all replicas.
     Without it they hold per process."""
     audit_log_path: Path | None = None
-    """Append-only, hash-chained audit file (one JSON line per write phase). Without it the
-    records go to the log stream as `audit` events."""
+    """Append-only audit file (one JSON line per write phase), each record MACed under
+    `audit_key` and chained to the one before. Without it the records go to the log stream as
+    `audit` events."""
     audit_key: SecretStr = SecretStr("")
     """HMAC key the audit records are chained under, kept apart from `secret_key` so whoever
     verifies the log (`mcp-gateway audit verify`) needs no key that could mint confirmations.
