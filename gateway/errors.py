@@ -164,6 +164,12 @@ class UpstreamError(ToolExecutionError):
 class UpstreamUnavailable(ToolExecutionError):
     """The upstream could not be reached, was too slow, or sent a body too large to accept."""
 
+    def __init__(self, message: str, *, maybe_delivered: bool = False) -> None:
+        self.maybe_delivered = maybe_delivered
+        """Whether the request may have reached the upstream (a timeout, a reset after sending,
+        an answer too large to read): for a write, its outcome is then unknown, not failed."""
+        super().__init__(message)
+
 
 class ResponseShapeError(ToolExecutionError):
     """The upstream answered 2xx, but not with the JSON the tool's spec expects."""

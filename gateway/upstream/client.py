@@ -62,11 +62,14 @@ class Upstream:
                                                 max_bytes=cap)
         except TimeoutError as exc:
             raise UpstreamUnavailable(
-                f"The upstream did not answer within {limit:g} seconds; retry later."
-            ) from exc
+                f"The upstream did not answer within {limit:g} seconds; retry later.",
+                maybe_delivered=True) from exc
         except WireError as exc:
+            # Only a failed connection proves the request never left; any later failure may
+            # come after the upstream acted on it.
             raise UpstreamUnavailable(
-                unavailable_message(exc, time.monotonic() - started, cap)) from exc
+                unavailable_message(exc, time.monotonic() - started, cap),
+                maybe_delivered=exc.kind != "connect") from exc
         return decode_response(answer.status, answer.headers, answer.body, message_keys)
 
     async def fetch_document(self, url: str) -> dict[str, Any]:
@@ -81,7 +84,8 @@ class Upstream:
             raise UpstreamUnavailable(str(exc)) from exc
 
     async def send_spec(self, request: CompiledRequest, caller: Caller, ctx: RenderContext, *,
-                        extra_query: Mapping[str, Any] | None = None) -> UpstreamResponse:
+                        extra_query: Mapping[str, Any] | None = None,
+                        extra_headers: Mapping[str, str] | None = None) -> UpstreamResponse:
         """Render a spec's request for one call and send it with the service's bounds.
 
         Raises:
@@ -89,7 +93,8 @@ class Upstream:
             build_request and send.
         """
         rendered = build_request(request, caller.upstream, ctx, caller.token,
-                                 traceparent=caller.traceparent, extra_query=extra_query)
+                                 traceparent=caller.traceparent, extra_query=extra_query,
+                                 extra_headers=extra_headers)
         return await self.send(rendered, timeout_s=caller.upstream.timeout_s,
                                message_keys=tuple(caller.upstream.error_message))
 

@@ -41,7 +41,8 @@ _FORBIDDEN_SEGMENTS: Final = frozenset({"", ".", ".."})
 
 def build_request(spec: CompiledRequest, upstream: UpstreamSpec, ctx: RenderContext,
                   token: str | None, *, traceparent: str | None = None,
-                  extra_query: Mapping[str, Any] | None = None) -> UpstreamRequest:
+                  extra_query: Mapping[str, Any] | None = None,
+                  extra_headers: Mapping[str, str] | None = None) -> UpstreamRequest:
     """Render the upstream request of one tool call. Pure.
 
     Path arguments are percent-encoded whole (a `/`, `?`, `#` or `%` stays inside its segment),
@@ -80,6 +81,7 @@ def build_request(spec: CompiledRequest, upstream: UpstreamSpec, ctx: RenderCont
         headers[credential.header] = credential.format.replace("{token}", token)
     if traceparent is not None:
         headers["traceparent"] = traceparent
+    headers.update(extra_headers or {})
     body = None
     json_body = None
     if spec.body is not None:

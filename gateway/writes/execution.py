@@ -7,17 +7,23 @@ once, inside the account's write rate limit. Every phase leaves one audit record
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
 from gateway.calls.context import Caller
 from gateway.calls.lookups import fill
 from gateway.calls.shaping import select
-from gateway.errors import ToolExecutionError, UpstreamError
+from gateway.errors import (
+    ResponseShapeError,
+    ToolExecutionError,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from gateway.spec.compiled import CompiledRequest, CompiledTool
 from gateway.spec.jmes import search
 from gateway.spec.templates import RenderContext
@@ -154,13 +160,44 @@ class WriteCalls:
                 retry_after_s=wait)
         try:
             ctx = await self._prepared(call, ctx)
-            response = await self._upstream.send_spec(_write_request(tool), caller, ctx)
+        except ToolExecutionError as failed:
+            await self._limits.release(claim)  # nothing was sent: the token stays good
+            self._record(call, "execute", "failed", reason="not_sent",
+                         upstream_status=getattr(failed, "status", None))
+            raise ToolExecutionError(f"Not executed, nothing was changed: {failed.message} "
+                                     "Retry with the same token.") from failed
+        return await self._send_write(call, ctx, redact, claim, idempotency_key(nonce))
+
+    async def _send_write(self, call: _Call, ctx: RenderContext, redact: Redactor, claim: str,
+                          key: str) -> WriteOutcome:
+        """Send the write once and say honestly what became of it: done, failed (the upstream
+        said so, or the request never left), or unknown (it may have been applied).
+
+        Raises:
+            ToolExecutionError: anything but done.
+        """
+        tool = call.tool
+        try:
+            response = await self._upstream.send_spec(
+                _write_request(tool), call.caller, ctx, extra_headers={IDEMPOTENCY_HEADER: key})
         except UpstreamError as failed:
             self._record(call, "execute", "failed", upstream_status=failed.status)
             raise
-        except ToolExecutionError:
-            self._record(call, "execute", "failed")
-            raise
+        except ResponseShapeError as unreadable:
+            self._record(call, "execute", "done", reason="answer_unreadable")
+            raise ToolExecutionError(
+                "The change was applied (the upstream accepted it), but its answer could not be "
+                f"read: {unreadable.message} Do not repeat the change; read the item to see its "
+                "new state.") from unreadable
+        except UpstreamUnavailable as lost:
+            if lost.maybe_delivered:
+                self._record(call, "execute", "unknown", reason="answer_lost")
+                what = lost.message.split(";")[0].rstrip(".")  # the failure, not its advice
+                raise ToolExecutionError(_UNKNOWN.format(what)) from lost
+            await self._limits.release(claim)
+            self._record(call, "execute", "failed", reason="not_sent")
+            raise ToolExecutionError(f"Not executed, nothing was changed: {lost.message} "
+                                     "Retry with the same token.") from lost
         self._record(call, "execute", "done", upstream_status=response.status)
         return WriteOutcome({"status": "done", "changed": True,
                              "result": redact(select(tool.shape.select, response.body))},
@@ -180,6 +217,18 @@ class WriteCalls:
                                    **{"upstream_status": None, "reason": None, **extra})
         if not self._audit.to_file:
             structlog.get_logger("gateway.writes.audit").info("audit", **record)
+
+
+IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
+_UNKNOWN: Final = ("Outcome unknown: the request reached the upstream but its answer was lost "
+                   "({}). The change may have been applied. Do not repeat it blindly: read the "
+                   "item first to see whether it took effect.")
+
+
+def idempotency_key(nonce: str) -> str:
+    """The Idempotency-Key of a confirmed write: one per confirmation, so an upstream that honours
+    the header drops a duplicate of the same confirmed change, and reveals nothing of the token."""
+    return hashlib.sha256(b"mcp-gateway idempotency\x00" + nonce.encode()).hexdigest()[:32]
 
 
 def as_given(described: Any, redact: Redactor, arguments: dict[str, Any]) -> Any:
