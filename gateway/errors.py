@@ -2,6 +2,7 @@
 
     GatewayError
     ├── SpecError               a spec tree failed to load; carries every problem with file:line
+    ├── StartupError            a configuration that cannot work (Redis, audit path)
     ├── ProtocolError           a malformed MCP request -> JSON-RPC error (status: protocol/replies)
     ├── AuthError               no usable credential -> HTTP 401 + WWW-Authenticate
     │   └── InsufficientScope   a scope is missing -> HTTP 403 + WWW-Authenticate
@@ -58,6 +59,11 @@ class SpecError(GatewayError):
     def __init__(self, problems: list[SpecProblem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+class StartupError(GatewayError):
+    """The gateway cannot start with this configuration; the message names the setting and what
+    is wrong, in one line (`serve` prints it and exits 2)."""
 
 
 class ProtocolError(GatewayError):

@@ -4,6 +4,7 @@ edges it opens (the pooled upstream client, the limit store, the audit log).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +17,7 @@ from cachetools import LRUCache, TTLCache
 
 from gateway.auth.resolver import IntrospectionBounds, TokenResolver
 from gateway.calls.pipeline import Calls
+from gateway.errors import StartupError
 from gateway.keys import derive_key
 from gateway.server.connections import set_server_header
 from gateway.server.discovery import AS_METADATA_TTL_S, add_discovery_routes
@@ -25,6 +27,7 @@ from gateway.server.state import (
     AS_METADATA,
     CALLS,
     CLOCK,
+    LIMITS,
     PUBLIC_BASE,
     REGISTRY,
     RESOLVER,
@@ -42,6 +45,8 @@ from gateway.writes.audit import AuditLog
 from gateway.writes.execution import WriteCalls
 from gateway.writes.limits import LimitStore, MemoryLimits
 
+READY_CHECK_S: Final = 1.0
+"""How long /readyz waits for Redis: a probe must answer quickly even when Redis hangs."""
 SHAPED_RESULTS: Final = 1024
 """Encoded results kept for reuse (tools/list per service, scope set and version)."""
 HEADER_BYTES: Final = 32_768
@@ -110,10 +115,16 @@ async def edges(app: web.Application) -> AsyncIterator[None]:
             "audit_log_without_key", path=str(settings.audit_log_path),
             detail="audit records can be rewritten by anyone able to edit the file; set "
                    "GATEWAY_AUDIT_KEY so that `mcp-gateway audit verify` can tell")
-    audit = AuditLog.open(settings.audit_log_path, audit_key, clock)
+    try:
+        audit = AuditLog.open(settings.audit_log_path, audit_key, clock)
+    except OSError as exc:
+        await limits.close()
+        raise StartupError(f"GATEWAY_AUDIT_LOG_PATH: {settings.audit_log_path} cannot be "
+                           f"written ({exc.strerror or exc})") from exc
     writes = WriteCalls(upstream, limits, audit, derive_key(secret, "confirmations"), seconds)
     app[CALLS] = Calls(settings, upstream, writes, derive_key(secret, "pseudonyms"), clock)
     app[UPSTREAM] = upstream
+    app[LIMITS] = limits
     app[AS_METADATA] = TTLCache(maxsize=64, ttl=AS_METADATA_TTL_S)
     app[SHAPED] = LRUCache(maxsize=SHAPED_RESULTS)
     app[RESOLVER] = TokenResolver(upstream.introspect, seconds, IntrospectionBounds(
@@ -200,9 +211,23 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready = CALLS in request.app
+    """Ready when the specs are loaded and, where Redis is configured, Redis answers: without it
+    writes cannot be confirmed. Each component is reported."""
+    app = request.app
+    components: dict[str, Any] = {"specs": {
+        "ok": True, "services": {s.name: len(s.tools) for s in app[REGISTRY].services}}}
+    ready = CALLS in app
+    if LIMITS in app and app[SETTINGS].redis_url is not None:
+        try:
+            async with asyncio.timeout(READY_CHECK_S):
+                healthy = await app[LIMITS].healthy()
+        except TimeoutError:
+            healthy = False
+        components["redis"] = {"ok": healthy}
+        ready = ready and healthy
+    else:
+        components["redis"] = {"ok": True, "detail": "not configured: limits are per process"}
     return web.json_response(
-        {"status": "ready" if ready else "starting",
-         "services": {s.name: len(s.tools) for s in request.app[REGISTRY].services}},
-        status=200 if ready else 503,
-    )
+        {"status": "ready" if ready else ("starting" if CALLS not in app else "not_ready"),
+         "services": components["specs"]["services"], "components": components},
+        status=200 if ready else 503)

@@ -11,12 +11,16 @@ import asyncio
 import os
 import secrets
 import socket
+import sys
+from collections.abc import Mapping
 
 import structlog
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
+from pydantic_settings import SettingsError
 
 from gateway import __version__
+from gateway.errors import StartupError
 from gateway.logs import configure_logging
 from gateway.server.app import create_app, tune_collector
 from gateway.server.connections import connection_bound, serve_until_stopped
@@ -31,11 +35,19 @@ from gateway.spec.compiled import Registry
 def run_serve(args: argparse.Namespace) -> int:
     given = {"specs_dir": args.specs, "host": args.host, "port": args.port,
              "workers": args.workers}
+    for unknown in unknown_variables(os.environ):
+        print(f"mcp-gateway serve: warning: {unknown} is not a setting (ignored)",
+              file=sys.stderr)
     try:
         settings = Settings(**{key: value for key, value in given.items() if value is not None})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        return refuse("serve", f"{first['loc'][0]}: {first['msg']}")
+        for error in exc.errors():  # every invalid setting, one line each
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            print(f"mcp-gateway serve: {where} (GATEWAY_{where.upper()}): {error['msg']}",
+                  file=sys.stderr)
+        return 2
+    except SettingsError as exc:  # a value that is not even the JSON a list setting needs
+        return refuse("serve", " ".join(str(exc).split()))
     if not (settings.public_url or settings.loopback_only or is_loopback_bind(settings.host)):
         return refuse("serve", f"listening on {settings.host} needs GATEWAY_PUBLIC_URL (the URL "
                                "clients use: token audiences and discovery documents name it), "
@@ -54,8 +66,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return cannot_listen("serve", settings.host, settings.port, exc)
     print(serve_line(settings.host, bound_port(sockets), registry, settings.workers), flush=True)
     if settings.workers == 1:
-        _serve_app(settings, registry, sockets)
-        return 0
+        return _serve_app(settings, registry, sockets)
     for sock in sockets:  # that was only a check: each worker binds the port itself
         sock.close()
     return _serve_workers(settings, registry)
@@ -85,19 +96,34 @@ def _serve_workers(settings: Settings, registry: Registry) -> int:
             sockets = listen(settings.host, settings.port, reuse_port=True)
         except OSError as exc:
             raise SystemExit(cannot_listen("serve", settings.host, settings.port, exc)) from None
-        _serve_app(settings, registry, sockets, worker_of=parent)
+        code = _serve_app(settings, registry, sockets, worker_of=parent)
+        if code:
+            raise SystemExit(code)
 
     return run_workers(settings.workers, worker)
 
 
 def _serve_app(settings: Settings, registry: Registry, sockets: list[socket.socket], *,
-               worker_of: int | None = None) -> None:
+               worker_of: int | None = None) -> int:
+    """Serve until stopped; 0, or 2 with one line when the configuration cannot work."""
     app = create_app(settings, registry)
     app.on_startup.append(tune_collector)
     if worker_of is not None:
         app.cleanup_ctx.append(stop_when_orphaned(worker_of))
-    asyncio.run(serve_until_stopped(app, sockets, access_log=settings.access_log,
-                                    max_connections=connection_bound(settings.max_connections)))
+    try:
+        asyncio.run(serve_until_stopped(
+            app, sockets, access_log=settings.access_log,
+            max_connections=connection_bound(settings.max_connections)))
+    except StartupError as exc:
+        return refuse("serve", str(exc))
+    return 0
+
+
+def unknown_variables(environment: Mapping[str, str]) -> list[str]:
+    """GATEWAY_* variables that name no setting (a typo would otherwise be silently ignored)."""
+    known = {f"GATEWAY_{name.upper()}" for name in Settings.model_fields}
+    return sorted(name for name in environment
+                  if name.upper().startswith("GATEWAY_") and name.upper() not in known)
 
 
 def run_sandbox(args: argparse.Namespace) -> int:

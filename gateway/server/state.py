@@ -16,6 +16,7 @@ from gateway.settings import Settings
 from gateway.spec.compiled import Registry
 from gateway.upstream.client import Upstream
 from gateway.upstream.wire import Wire
+from gateway.writes.limits import LimitStore
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 REGISTRY: Final = web.AppKey("registry", Registry)
@@ -25,6 +26,8 @@ WIRE: Final = web.AppKey[Wire]("wire")
 """An upstream client given to create_app instead of the one the settings choose."""
 CALLS: Final = web.AppKey("calls", Calls)
 """The call pipeline; present once startup has opened the edges it needs."""
+LIMITS: Final = web.AppKey("limits", LimitStore)
+"""Write limits and single-use claims: this process's memory, or Redis shared by replicas."""
 RESOLVER: Final = web.AppKey("resolver", TokenResolver)
 UPSTREAM: Final = web.AppKey("upstream", Upstream)
 SHAPED: Final = web.AppKey("shaped", LRUCache[Any, bytes])

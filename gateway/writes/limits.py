@@ -29,6 +29,10 @@ class LimitStore(Protocol):
         """Give a claim back (the claimed action did not happen)."""
         ...
 
+    async def healthy(self) -> bool:
+        """Whether the store answers now (what /readyz reports)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -62,6 +66,9 @@ class MemoryLimits:
 
     async def release(self, key: str) -> None:
         self._claims.pop(key, None)
+
+    async def healthy(self) -> bool:
+        return True
 
     async def close(self) -> None:
         return None

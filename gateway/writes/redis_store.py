@@ -8,6 +8,8 @@ from typing import Final
 
 import redis.asyncio as redis
 
+from gateway.errors import StartupError
+
 # A token bucket in one atomic step: refill by elapsed time, then take one token or say how long
 # until one is free. The key expires once a full bucket would have refilled.
 _TAKE: Final = """
@@ -37,10 +39,15 @@ class RedisLimits:
     @classmethod
     async def connect(cls, url: str) -> RedisLimits:
         """Raises:
-            redis.RedisError: the server cannot be reached at startup (fail fast, not per call).
+            StartupError: a URL Redis cannot use, or a server that cannot be reached at startup
+                (fail fast, not per call).
         """
-        client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
-        await client.ping()
+        try:
+            client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+            await client.ping()
+        except (ValueError, redis.RedisError) as exc:
+            raise StartupError(f"GATEWAY_REDIS_URL: Redis cannot be used ({type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())[:200]})") from exc
         return cls(client)
 
     async def take(self, key: str, capacity: int, per_s: float, now: float) -> float:
@@ -52,6 +59,12 @@ class RedisLimits:
 
     async def release(self, key: str) -> None:
         await self._client.delete(PREFIX + key)
+
+    async def healthy(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except redis.RedisError:
+            return False
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,8 +35,9 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
+@contextmanager
+def running_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A redis-server of this test's own on a free loopback port: its URL and its process."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (make test installs it with apt-get)")
@@ -52,10 +54,16 @@ def redis_url() -> Iterator[str]:
                 if server.poll() is not None:
                     pytest.fail("redis-server exited at startup")
                 time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", server
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with running_redis() as (url, _):
+        yield url
 
 
 @pytest.fixture
@@ -153,3 +161,20 @@ async def test_the_write_limit_is_shared_by_replicas(
     assert refused["isError"] is True
     assert "retry in 2 seconds" in refused["content"][0]["text"]
     assert after["isError"] is False
+
+
+async def test_readyz_reports_redis_and_is_not_ready_while_it_is_down(
+        aiohttp_client: AiohttpClient, wire: MockWire) -> None:
+    with running_redis() as (url, server):
+        client = await aiohttp_client(gateway_app(wire, redis_url=SecretStr(url)))
+        up = await client.get("/readyz")
+        assert up.status == 200
+        assert (await up.json())["components"]["redis"] == {"ok": True}
+        server.terminate()
+        server.wait(timeout=10)
+        down = await client.get("/readyz")
+        assert down.status == 503
+        report = await down.json()
+        assert report["components"]["redis"] == {"ok": False}
+        assert report["components"]["specs"]["services"]["retently"] == 53
+        assert (await client.get("/healthz")).status == 200  # liveness stays cheap and up
