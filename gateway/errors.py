@@ -8,6 +8,7 @@
     │   └── InsufficientScope   a scope is missing -> HTTP 403 + WWW-Authenticate
     ├── AuthUnavailable         the token could not be checked (introspection down) -> HTTP 503
     │   └── IntrospectionThrottled  too many unknown tokens lately -> HTTP 429/503 + Retry-After
+    ├── StoreUnavailable        the limit/claim store (Redis) did not answer; writes say so
     ├── WireError               an upstream exchange failed (upstream/*_wire.py)
     └── ToolExecutionError      a tool call failed -> CallToolResult(isError=true)
         ├── UpstreamError       the upstream answered with a non-2xx status
@@ -131,6 +132,11 @@ class IntrospectionThrottled(AuthUnavailable):
         self.bound = bound
         self.retry_after_s = retry_after_s
         super().__init__(message)
+
+
+class StoreUnavailable(GatewayError):
+    """The store of write limits and single-use claims (Redis) did not answer; the message names
+    the failure by class and text (never a URL, which may carry a password)."""
 
 
 WireFailure = Literal["timeout", "connect", "broken", "too_large"]

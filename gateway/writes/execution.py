@@ -20,6 +20,7 @@ from gateway.calls.lookups import fill
 from gateway.calls.shaping import select
 from gateway.errors import (
     ResponseShapeError,
+    StoreUnavailable,
     ToolExecutionError,
     UpstreamError,
     UpstreamUnavailable,
@@ -99,10 +100,16 @@ class WriteCalls:
                        redact: Redactor) -> WriteOutcome:
         tool, caller = call.tool, call.caller
         policy = caller.writes
-        wait = await self._limits.take(f"previews:{caller.service}:{caller.tenant}",
-                                       policy.previews_per_account_per_minute,
-                                       policy.previews_per_account_per_minute / 60.0,
-                                       self._clock())
+        try:
+            wait = await self._limits.take(f"previews:{caller.service}:{caller.tenant}",
+                                           policy.previews_per_account_per_minute,
+                                           policy.previews_per_account_per_minute / 60.0,
+                                           self._clock())
+        except StoreUnavailable as down:
+            log.warning("limit_store_unavailable", tool=tool.name, error=str(down))
+            self._record(call, "preview", "refused", reason="store_unavailable")
+            raise ToolExecutionError(f"Not previewed: the limit store did not answer ({down}); "
+                                     "retry shortly.") from down
         if wait > 0:
             self._record(call, "preview", "refused", reason="rate_limited")
             raise ToolExecutionError(
@@ -143,30 +150,56 @@ class WriteCalls:
         # Claim the token first, so a reused one costs no write budget; give the claim back
         # when the limit refuses, so the same token works once the limit allows.
         claim = f"confirm:{nonce}"
-        if not await self._limits.claim_once(claim, max(1, expires_at - int(now))):
+        try:
+            claimed = await self._limits.claim_once(claim, max(1, expires_at - int(now)))
+        except StoreUnavailable as down:
+            raise self._store_down(call, down, token_kept=True) from down
+        if not claimed:
             self._record(call, "execute", "refused", reason="reused")
             raise ToolExecutionError("Not executed. The confirmation token was already used; "
                                      "preview the change again.")
         policy = caller.writes
-        bucket = f"writes:{caller.service}:{caller.tenant}"
-        wait = await self._limits.take(bucket, policy.per_account_per_minute,
-                                       policy.per_account_per_minute / 60.0, now)
+        try:
+            wait = await self._limits.take(f"writes:{caller.service}:{caller.tenant}",
+                                           policy.per_account_per_minute,
+                                           policy.per_account_per_minute / 60.0, now)
+        except StoreUnavailable as down:
+            raise self._store_down(call, down, token_kept=await self._give_back(claim)) from down
         if wait > 0:
-            await self._limits.release(claim)
+            kept = await self._give_back(claim)
             self._record(call, "execute", "refused", reason="rate_limited")
             raise ToolExecutionError(
                 f"Not executed. This account's write limit ({policy.per_account_per_minute} a "
-                f"minute) is reached; retry in {max(1, round(wait))} seconds with the same token.",
+                f"minute) is reached; retry in {max(1, round(wait))} seconds"
+                + (" with the same token." if kept else " after a new preview."),
                 retry_after_s=wait)
         try:
             ctx = await self._prepared(call, ctx)
         except ToolExecutionError as failed:
-            await self._limits.release(claim)  # nothing was sent: the token stays good
+            kept = await self._give_back(claim)  # nothing was sent
             self._record(call, "execute", "failed", reason="not_sent",
                          upstream_status=getattr(failed, "status", None))
             raise ToolExecutionError(f"Not executed, nothing was changed: {failed.message} "
-                                     "Retry with the same token.") from failed
+                                     + _RETRY[kept]) from failed
         return await self._send_write(call, ctx, redact, claim, idempotency_key(nonce))
+
+    async def _give_back(self, claim: str) -> bool:
+        """Release a claim whose write did not run; whether the token is good again."""
+        try:
+            await self._limits.release(claim)
+        except StoreUnavailable as down:
+            log.warning("confirmation_not_released", error=str(down))
+            return False
+        return True
+
+    def _store_down(self, call: _Call, down: StoreUnavailable, *,
+                    token_kept: bool) -> ToolExecutionError:
+        """What the caller is told when the limit store fails before the write was sent."""
+        log.warning("limit_store_unavailable", tool=call.tool.name, error=str(down))
+        self._record(call, "execute", "refused", reason="store_unavailable")
+        return ToolExecutionError(
+            "Not executed, nothing was changed: the store that makes confirmations single-use "
+            f"did not answer ({down}). " + _RETRY[token_kept])
 
     async def _send_write(self, call: _Call, ctx: RenderContext, redact: Redactor, claim: str,
                           key: str) -> WriteOutcome:
@@ -194,10 +227,10 @@ class WriteCalls:
                 self._record(call, "execute", "unknown", reason="answer_lost")
                 what = lost.message.split(";")[0].rstrip(".")  # the failure, not its advice
                 raise ToolExecutionError(_UNKNOWN.format(what)) from lost
-            await self._limits.release(claim)
+            kept = await self._give_back(claim)
             self._record(call, "execute", "failed", reason="not_sent")
             raise ToolExecutionError(f"Not executed, nothing was changed: {lost.message} "
-                                     "Retry with the same token.") from lost
+                                     + _RETRY[kept]) from lost
         self._record(call, "execute", "done", upstream_status=response.status)
         return WriteOutcome({"status": "done", "changed": True,
                              "result": redact(select(tool.shape.select, response.body))},
@@ -220,6 +253,9 @@ class WriteCalls:
 
 
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
+_RETRY: Final = {True: "The token is still good: retry with it shortly.",
+                 False: "The token could not be given back: preview the change again."}
+log = structlog.get_logger("gateway.writes")
 _UNKNOWN: Final = ("Outcome unknown: the request reached the upstream but its answer was lost "
                    "({}). The change may have been applied. Do not repeat it blindly: read the "
                    "item first to see whether it took effect.")

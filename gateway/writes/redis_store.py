@@ -8,7 +8,7 @@ from typing import Final
 
 import redis.asyncio as redis
 
-from gateway.errors import StartupError
+from gateway.errors import StartupError, StoreUnavailable
 
 # A token bucket in one atomic step: refill by elapsed time, then take one token or say how long
 # until one is free. The key expires once a full bucket would have refilled.
@@ -51,14 +51,32 @@ class RedisLimits:
         return cls(client)
 
     async def take(self, key: str, capacity: int, per_s: float, now: float) -> float:
-        wait = await self._take(keys=[PREFIX + key], args=[capacity, per_s, now])
+        """Raises:
+            StoreUnavailable: Redis did not answer.
+        """
+        try:
+            wait = await self._take(keys=[PREFIX + key], args=[capacity, per_s, now])
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
         return float(wait)
 
     async def claim_once(self, key: str, ttl_s: int) -> bool:
-        return bool(await self._client.set(PREFIX + key, b"1", nx=True, ex=max(1, ttl_s)))
+        """Raises:
+            StoreUnavailable: Redis did not answer (nothing was claimed, as far as we know).
+        """
+        try:
+            return bool(await self._client.set(PREFIX + key, b"1", nx=True, ex=max(1, ttl_s)))
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
 
     async def release(self, key: str) -> None:
-        await self._client.delete(PREFIX + key)
+        """Raises:
+            StoreUnavailable: Redis did not answer.
+        """
+        try:
+            await self._client.delete(PREFIX + key)
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
 
     async def healthy(self) -> bool:
         try:
@@ -68,3 +86,7 @@ class RedisLimits:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _unavailable(exc: Exception) -> StoreUnavailable:
+    return StoreUnavailable(f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")

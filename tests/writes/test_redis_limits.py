@@ -17,6 +17,7 @@ import redis.asyncio as redis
 import respx
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 
 from gateway.upstream.mock_wire import MockWire
 from gateway.writes.redis_store import RedisLimits
@@ -36,12 +37,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A redis-server of this test's own on a free loopback port: its URL and its process."""
+def running_redis(port: int | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A redis-server of this test's own on loopback (a free port unless given): its URL and its
+    process."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (make test installs it with apt-get)")
-    port = _free_port()
+    port = port or _free_port()
     server = subprocess.Popen(  # noqa: S603 - a fixed binary and arguments, no shell
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -178,3 +180,30 @@ async def test_readyz_reports_redis_and_is_not_ready_while_it_is_down(
         assert report["components"]["redis"] == {"ok": False}
         assert report["components"]["specs"]["services"]["retently"] == 53
         assert (await client.get("/healthz")).status == 200  # liveness stays cheap and up
+
+
+async def test_a_redis_outage_at_confirmation_is_told_audited_and_keeps_the_token(
+        aiohttp_client: AiohttpClient, upstream: respx.MockRouter, wire: MockWire) -> None:
+    upstream.get(FEEDBACK).mock(return_value=httpx.Response(200, json={
+        "data": {"responses": [{"id": FEEDBACK_ID, "feedbackTags": []}]}}))
+    write = upstream.post(TAGS).mock(return_value=httpx.Response(200, json={"code": 200}))
+    with running_redis() as (url, server):
+        client = await aiohttp_client(gateway_app(wire, **shared(url)))
+        token = (await _tag(client))["structuredContent"]["confirmation_token"]
+        server.terminate()
+        server.wait(timeout=10)
+        with capture_logs() as events:
+            refused = await _tag(client, confirmation_token=token)
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        with running_redis(port):  # the same Redis back: the same token now works
+            done = await _tag(client, confirmation_token=token)
+
+    text = refused["content"][0]["text"]
+    assert refused["isError"] is True and "Internal error" not in text
+    assert text.startswith("Not executed, nothing was changed") and "still good" in text
+    assert [(e["outcome"], e["reason"]) for e in events if e["event"] == "audit"] == [
+        ("refused", "store_unavailable")]
+    logged = [e for e in events if e["event"] == "limit_store_unavailable"]
+    assert logged and "ConnectionError" in logged[0]["error"]
+    assert done["structuredContent"]["status"] == "done"
+    assert write.call_count == 1
