@@ -13,6 +13,7 @@ from aiohttp import web
 from sandbox import refiner, retently
 from sandbox.errors import RETENTLY_MESSAGES, UpstreamError, retently_error
 from sandbox.http import SANDBOX, reply
+from sandbox.idempotency import idempotent_writes
 from sandbox.ratelimit import RateLimiter
 from sandbox.store import demo_tokens, load_sandbox
 
@@ -89,7 +90,7 @@ def create_sandbox_app(
         limiter=RateLimiter(clock) if rate_limits else None,
         public_url=public_url,
     )
-    app = web.Application(middlewares=[upstream_errors])
+    app = web.Application(middlewares=[idempotent_writes(clock), upstream_errors])
     app[SANDBOX] = sandbox
     app.router.add_routes(retently.routes())
     app.router.add_routes(refiner.routes())

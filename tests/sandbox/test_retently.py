@@ -1208,3 +1208,22 @@ async def test_rate_limit_allows_150_a_minute_per_token_then_429(
 async def test_rate_limits_are_off_unless_asked_for(client: TestClient[Any, Any]) -> None:
     statuses = {(await client.get(f"{V2}/ping", headers=key())).status for _ in range(160)}
     assert statuses == {200}
+
+
+async def test_a_write_repeated_with_its_idempotency_key_is_answered_once_and_applied_once(
+    client: TestClient[Any, Any],
+) -> None:
+    row = FEEDBACK[0]
+    path = f"{V2}/feedback/{row['id']}/notes"
+    headers = {**key(WRITER), "Idempotency-Key": "k-1"}
+    answers = [await client.post(path, headers=headers, json={"content": "Once."})
+               for _ in range(2)]
+    other = await client.post(path, headers={**key(WRITER), "Idempotency-Key": "k-2"},
+                              json={"content": "Once."})
+    notes = (await get(client, f"/feedback/{row['id']}"))["data"]["responses"][0]["notes"]
+
+    assert [a.status for a in answers] == [200, 200]
+    assert [await a.json() for a in answers][0] == await answers[1].json()
+    assert answers[1].headers.get("Idempotent-Replayed") == "true"
+    assert other.headers.get("Idempotent-Replayed") is None
+    assert [n["content"] for n in notes].count("Once.") == 2  # k-1 once, k-2 once
