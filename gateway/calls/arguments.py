@@ -4,6 +4,7 @@ rules, and the personal-data gates. Pure.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.auth.principal import require_scopes
@@ -32,27 +33,23 @@ def validated_arguments(tool: CompiledTool, arguments: Any) -> dict[str, Any]:
     if problems:
         raise ProtocolError(INVALID_PARAMS, f"Invalid arguments for tool {tool.name}",
                             {"tool": tool.name, "problems": problems})
-    if any(type(v) is float or type(v) is list for v in merged.values()):
-        return _whole_numbers(merged, tool.input_schema.get("properties") or {})
+    if tool.whole_numbers and any(type(merged.get(name)) in (float, list)
+                                  for name in tool.whole_numbers):
+        return _whole_numbers(merged, tool.whole_numbers)
     return merged
 
 
-def _whole_numbers(arguments: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
+def _whole_numbers(arguments: dict[str, Any], integers: Mapping[str, bool]) -> dict[str, Any]:
     """Integer arguments sent as 1.0 (valid JSON Schema integers) become 1, so an upstream that
-    parses integers gets one."""
+    parses integers gets one. `integers`: argument -> whether it is a list of integers."""
     fixed = dict(arguments)
-    for name, value in arguments.items():
-        schema = properties.get(name) or {}
-        if _integer(schema) and type(value) is float and value.is_integer():
+    for name, is_list in integers.items():
+        value = arguments.get(name)
+        if not is_list and type(value) is float and value.is_integer():
             fixed[name] = int(value)
-        elif type(value) is list and _integer(schema.get("items") or {}):
+        elif is_list and type(value) is list:
             fixed[name] = [int(v) if type(v) is float and v.is_integer() else v for v in value]
     return fixed
-
-
-def _integer(schema: dict[str, Any]) -> bool:
-    kind = schema.get("type")
-    return kind == "integer" or (isinstance(kind, list) and "integer" in kind)
 
 
 def _problem(error: Any) -> str:

@@ -9,6 +9,7 @@ from them (http://127.0.0.1:8080 is the same server whatever port a local client
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
+@functools.lru_cache(maxsize=256)  # clients send the same Host on every request
 def host_name(host: str) -> str | None:
     """The name part of a Host header value (`[::1]:8080` -> `::1`), lower-cased; None when the
     value is not a well-formed host[:port]."""

@@ -202,6 +202,8 @@ class CompiledTool:
     preview: Preview | None = None
     param_headers: bool = False
     """Whether the input schema mirrors arguments into Mcp-Param-* headers (x-mcp-header)."""
+    whole_numbers: Mapping[str, bool] = field(default_factory=dict)
+    """Integer arguments (name -> whether a list of integers): a 1.0 sent is passed on as 1."""
 
     @property
     def name(self) -> str:

@@ -89,7 +89,8 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
         if tool.kind == "write":
             schema = with_confirmation(schema)
         validator = jsonschema_rs.validator_for(schema, validate_formats=True)
-    pii = compile_pii(tool, service)
+    source = compile_source(tool, service)
+    pii = compile_pii(tool, service, source)
     scopes = frozenset(tool.scopes)
     if pii is not None and pii.required:
         # A tool that returns nothing but personal data needs the PII scope like any other: it
@@ -98,7 +99,7 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
     return CompiledTool(
         spec=tool,
         service=service.name,
-        source=compile_source(tool, service),
+        source=source,
         input_schema=schema,
         validator=validator,
         wire=tool_wire(tool, schema),
@@ -111,7 +112,26 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
         lookups=tuple(compile_lookup(name, spec, service) for name, spec in tool.lookups.items()),
         preview=compile_preview(tool.write, service),
         param_headers=bool(x_mcp_header_map(schema)),
+        whole_numbers=integer_arguments(schema),
     )
+
+
+def integer_arguments(schema: dict[str, Any]) -> dict[str, bool]:
+    """The schema's integer arguments: name -> whether it is a list of integers."""
+    found = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        if not isinstance(prop, dict):
+            continue
+        if _integer(prop):
+            found[name] = False
+        elif isinstance(prop.get("items"), dict) and _integer(prop["items"]):
+            found[name] = True
+    return found
+
+
+def _integer(schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    return kind == "integer" or (isinstance(kind, list) and "integer" in kind)
 
 
 def compile_check(index: int, check: CheckSpec) -> CompiledCheck:
@@ -201,7 +221,7 @@ def compile_shape(tool: ToolSpec, service: ServiceSpec) -> ResultShape:
     )
 
 
-def compile_pii(tool: ToolSpec, service: ServiceSpec) -> PiiRules | None:
+def compile_pii(tool: ToolSpec, service: ServiceSpec, source: Source) -> PiiRules | None:
     """The service's PII policy joined with the tool's own additions; None without a policy."""
     policy = service.pii
     if policy is None:
@@ -215,26 +235,23 @@ def compile_pii(tool: ToolSpec, service: ServiceSpec) -> PiiRules | None:
         for key, inner in (nested or {}).items():
             if inner.pii is not None:
                 arguments[(name, key)] = scopes[inner.pii]
-    for name in filtered_personal_arguments(tool, {*policy.fields, *policy.drop,
-                                                   *tool.pii.fields, *tool.pii.drop}):
-        arguments.setdefault((name,), policy.scope)
     rules = RedactionRules(pseudonymise=frozenset([*policy.fields, *tool.pii.fields]),
                            drop=frozenset([*policy.drop, *tool.pii.drop]),
                            scrub_text=policy.scrub_text)
+    if isinstance(source, CollectSource):
+        for name in filtered_personal_arguments(source, rules.pseudonymise | rules.drop):
+            arguments.setdefault((name,), policy.scope)
     return PiiRules(policy.scope, rules, tool.pii.required, arguments)
 
 
-def filtered_personal_arguments(tool: ToolSpec, personal: set[str]) -> set[str]:
+def filtered_personal_arguments(source: CollectSource, personal: frozenset[str]) -> set[str]:
     """The arguments that filter collected items on a field the PII policy hides: giving them
     needs the PII scope, or a caller could find hidden values by trying them (binary search on
-    `gt` included)."""
+    `gt` included). Read from the compiled conditions."""
     hidden = {key.casefold() for key in personal}
-    found: set[str] = set()
-    for condition in tool.filter:
-        if field_names(compile_expression(condition.field).parsed) & hidden:
-            found.update(ref.name for ref in value_refs(compile_value(condition.value))
-                         if ref.source == "arg")
-    return found
+    return {ref.name for condition in source.conditions
+            if field_names(condition.field.parsed) & hidden
+            for ref in value_refs(condition.value) if ref.source == "arg"}
 
 
 def field_names(node: Any) -> set[str]:
