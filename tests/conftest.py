@@ -3,6 +3,7 @@ upstream network faked by a respx router behind an in-memory wire."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
@@ -84,3 +85,14 @@ def wire(router: respx.MockRouter) -> Iterator[MockWire]:
 async def gateway(aiohttp_client: AiohttpClient, settings: Settings,
                   wire: MockWire) -> TestClient[Any, Any]:
     return await aiohttp_client(create_app(settings, wire=wire))
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test starts; any still running at its end is killed."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)

@@ -8,6 +8,8 @@ raises) comes back the way the real clients report it.
 
 from __future__ import annotations
 
+import select
+import subprocess
 import textwrap
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
@@ -111,3 +113,12 @@ def gateway_app(wire: MockWire, registry: Registry | None = None, *,
     """The gateway over `wire`, with default settings (JSON logs) but for `settings`. Without a
     registry it loads `specs_dir`, the shipped tree unless given."""
     return create_app(Settings(log_json=True, **settings), registry, clock=clock, wire=wire)
+
+
+def first_line(process: subprocess.Popen[str], timeout_s: float = 60) -> str:
+    """The first line a started command prints (without its newline), waited for at most
+    `timeout_s`."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
+    assert ready, f"no output within {timeout_s} s"
+    return process.stdout.readline().rstrip("\n")

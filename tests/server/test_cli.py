@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -29,7 +28,7 @@ from gateway.server.demo import DEMO_UPSTREAM_VARIABLES, INSPECTOR
 from gateway.settings import SHIPPED_SPECS
 from gateway.spec.compiled import Registry
 from gateway.spec.loader import load_tree
-from tests.support import REPO, write_tree
+from tests.support import REPO, first_line, write_tree
 
 PROBLEM_LINE = re.compile(r"^(?P<file>.+):(?P<line>\d+): (?P<message>.+)$")
 SHIPPED_FILES = sorted(SHIPPED_SPECS.glob("*/*.yaml"))
@@ -275,22 +274,6 @@ def start(*argv: str) -> subprocess.Popen[str]:
                             env=command_environment())
 
 
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    """Processes a test starts; any still running at its end is killed."""
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=10)
-
-
-def first_line(process: subprocess.Popen[str], timeout_s: float = 30) -> str:
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
-    assert ready, f"no output within {timeout_s} s"
-    return process.stdout.readline()
 
 
 def mcp_call(url: str, name: str) -> dict[str, Any]:

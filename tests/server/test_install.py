@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import urllib.request
 import venv
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ import pytest
 from gateway.settings import SHIPPED_SPECS
 from gateway.spec.compiled import Registry
 from gateway.spec.loader import load_tree
-from tests.support import REPO
+from tests.support import REPO, first_line
 
 ROOT = REPO
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "gateway", "sandbox", "tool_specs",
@@ -99,21 +97,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     return Installed(environment / "bin", Path(site), elsewhere, clean_environment())
 
 
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=10)
-
-
-def first_line(process: subprocess.Popen[str], timeout_s: float = 60) -> str:
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
-    assert ready, f"no output within {timeout_s} s"
-    return process.stdout.readline().rstrip("\n")
 
 
 def post(url: str, message: dict[str, Any], token: str) -> dict[str, Any]:
