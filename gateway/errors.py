@@ -13,6 +13,8 @@
     └── ToolExecutionError      a tool call failed -> CallToolResult(isError=true)
         ├── UpstreamError       the upstream answered with a non-2xx status
         ├── UpstreamUnavailable timeout, refused connection, broken or oversized body
+        │   ├── GatewayBusy     no free upstream slot in time: nothing was sent
+        │   └── CircuitOpen     the upstream is failing or asked to wait: nothing was sent
         └── ResponseShapeError  a 2xx answer that is not the JSON expected
 
 Foreign exceptions (aiohttp and httpx clients, jmespath, yaml) are translated at one boundary each
@@ -21,6 +23,7 @@ Foreign exceptions (aiohttp and httpx clients, jmespath, yaml) are translated at
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -176,11 +179,28 @@ class UpstreamError(ToolExecutionError):
 class UpstreamUnavailable(ToolExecutionError):
     """The upstream could not be reached, was too slow, or sent a body too large to accept."""
 
-    def __init__(self, message: str, *, maybe_delivered: bool = False) -> None:
+    def __init__(self, message: str, *, maybe_delivered: bool = False,
+                 retry_after_s: float | None = None) -> None:
         self.maybe_delivered = maybe_delivered
         """Whether the request may have reached the upstream (a timeout, a reset after sending,
         an answer too large to read): for a write, its outcome is then unknown, not failed."""
-        super().__init__(message)
+        super().__init__(message, retry_after_s=retry_after_s)
+
+
+class GatewayBusy(UpstreamUnavailable):
+    """Every upstream slot of the tool or its service stayed taken for the bounded wait: the
+    gateway is busy, the upstream was not asked (so it says nothing of the upstream)."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """Recent calls show the upstream failing, or it asked to wait (Retry-After): the request
+    was not sent, and `retry_after_s` says when it may be."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
 
 
 class ResponseShapeError(ToolExecutionError):
@@ -197,9 +217,10 @@ def _describe_status(status: int, upstream_message: str, retry_after_s: float | 
         409: "The item changed meanwhile; read it again before retrying.",
         422: "The upstream rejected the values; check them and retry.",
     }.get(status)
+    wait = (f" in {max(1, math.ceil(retry_after_s))} seconds" if retry_after_s is not None
+            else " later")
     if status == 429:
-        wait = f" in {retry_after_s:g} seconds" if retry_after_s is not None else " later"
         advice = f"The upstream rate limit was reached; retry{wait}."
     elif status >= 500:
-        advice = "The upstream service failed; retry later."
+        advice = f"The upstream service failed; retry{wait}."
     return f"Upstream answered HTTP {status}{said}. {advice or ''}".rstrip()

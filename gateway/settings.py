@@ -99,8 +99,25 @@ class Settings(BaseSettings):
     upstream_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     """The upstream HTTP client: aiohttp's (about a third of httpx's CPU per call, see
     bench/README.md) or httpx's."""
-    upstream_max_connections: int = Field(200, ge=1)
-    """Connections open to upstreams at once, per process."""
+    upstream_max_connections: int = Field(200, ge=1, le=100_000)
+    """Connections open to one service's upstream at once, per process: each service has a
+    pool of its own, so a hung upstream cannot starve another."""
+    upstream_queue_wait_s: float = Field(1.0, gt=0, le=60)
+    """How long an upstream request waits for a free slot (its tool's `max_in_flight`, its
+    service's pool) before the call is answered "busy" without being sent."""
+    upstream_retry_attempts: int = Field(3, ge=1, le=10)
+    """Sends of one read at most, within its deadline, when the upstream refuses the connection
+    or answers 429, 502, 503 or 504. Writes are always sent once."""
+    breaker_failures: int = Field(5, ge=1, le=1000)
+    """Failures in a row (refused, timed out, 5xx) after which a service's circuit opens: its
+    requests are refused at once, without being sent, until a probe succeeds."""
+    breaker_open_s: float = Field(10.0, gt=0, le=3600)
+    """How long an opened circuit waits before letting one probe through."""
+    breaker_longest_wait_s: float = Field(300.0, gt=0, le=86_400)
+    """The longest Retry-After believed (a 429 or 503 opens the circuit for that long)."""
+    introspection_max_connections: int = Field(50, ge=1, le=10_000)
+    """Connections open to authorization servers (token introspection, discovery) at once, per
+    process; a pool apart from the upstreams', so tokens are checked while an upstream hangs."""
     upstream_max_keepalive: int = Field(100, ge=0)
     """Idle connections kept for reuse (the httpx client; aiohttp's keeps up to the maximum)."""
 

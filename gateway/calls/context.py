@@ -6,14 +6,15 @@ whole principal or the whole service, and no value a model sends can stand in fo
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
 from gateway.auth.principal import Principal
-from gateway.spec.compiled import CompiledService
+from gateway.spec.compiled import CompiledService, CompiledTool
 from gateway.spec.models import UpstreamSpec, WritePolicy
 from gateway.spec.templates import RenderContext
 
@@ -48,6 +49,10 @@ class Caller:
     """What templates see as {principal.<field>}: account, subject and the mapped claims."""
     traceparent: str | None = None
     """The W3C trace context to carry upstream."""
+    tool: str = ""
+    """The tool (or resource) being called, whose share of upstream slots its requests take."""
+    tool_cap: int = 50
+    """That tool's upstream requests open at once, at most (its `max_in_flight`)."""
 
     @classmethod
     def of(cls, service: CompiledService, principal: Principal,
@@ -57,6 +62,10 @@ class Caller:
                    {**principal.extra, "account": principal.account,
                     "subject": principal.subject}, valid_traceparent(traceparent))
 
+    def calling(self, tool: CompiledTool) -> Caller:
+        """This caller, calling `tool`."""
+        return replace(self, tool=tool.name, tool_cap=tool.max_in_flight)
+
     @property
     def anonymous(self) -> bool:
         return self.token is None
@@ -65,6 +74,16 @@ class Caller:
     def tenant(self) -> str:
         """Whose budget a write spends: the account, else the user."""
         return self.account or self.subject or "anonymous"
+
+    @property
+    def credential_key(self) -> str:
+        """Whom an upstream's rate limit (429) most likely counts: the account when known, else
+        the token (by digest, so it is not kept in memory as itself)."""
+        if self.account:
+            return f"account:{self.account}"
+        if self.token is None:
+            return "anonymous"
+        return "token:" + hashlib.sha256(self.token.encode()).hexdigest()[:32]
 
     def render_context(self, arguments: Mapping[str, Any], now: datetime) -> RenderContext:
         return RenderContext(arguments, self.fields, now)

@@ -61,7 +61,7 @@ class Calls:
             AuthError: the tool needs a credential or a scope the caller lacks.
             ProtocolError: -32602 for arguments that break the input schema.
         """
-        caller = call.caller
+        caller = call.caller.calling(tool)
         authorize(tool, caller)
         given = validated_arguments(tool, arguments)
         gate_personal_data(tool, caller.scopes, given)
@@ -70,8 +70,8 @@ class Calls:
         try:
             shaped, status = await self._run(tool, caller, ctx, redactor)
         except ToolExecutionError as failed:
-            return Outcome(render_error(redactor(failed.message)), tool.name,
-                           getattr(failed, "status", None))
+            return Outcome(render_error(redactor(failed.message), failed.retry_after_s),
+                           tool.name, getattr(failed, "status", None))
         result, encoded = self._budgeted(tool, shaped)
         rendered = render(result, encoded)
         if tool.shape.content is not None:
@@ -87,7 +87,8 @@ class Calls:
             ProtocolError: -32602 for bad URI parts, a broken rule or an upstream failure
                 (resources have no error result of their own).
         """
-        caller, tool, uri = call.caller, resource.tool, call.params.get("uri")
+        tool, uri = resource.tool, call.params.get("uri")
+        caller = call.caller.calling(tool)
         require_scopes(caller.scopes, tool.scopes, f"The resource {resource.spec.name}")
         given = validated_arguments(tool, arguments)
         redactor = self._redactor(tool, caller)

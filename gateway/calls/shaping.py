@@ -9,6 +9,7 @@ under `truncated` with a hint on how to get the rest. `render` makes the CallToo
 
 from __future__ import annotations
 
+import math
 from typing import Any, Final
 
 import orjson
@@ -118,6 +119,13 @@ def render(result: dict[str, Any], encoded: bytes) -> dict[str, Any]:
     }
 
 
-def render_error(message: str) -> dict[str, Any]:
-    """A failed CallToolResult the model can read and act on."""
-    return {"content": [{"type": "text", "text": message}], "isError": True}
+def render_error(message: str, retry_after_s: float | None = None) -> dict[str, Any]:
+    """A failed CallToolResult the model can read and act on; when the failure names a wait,
+    a client can also read it as `_meta.retryAfterSeconds` (whole seconds, at least 1)."""
+    result: dict[str, Any] = {"content": [{"type": "text", "text": message}], "isError": True}
+    if retry_after_s is not None:
+        result["_meta"] = {RETRY_AFTER_META_KEY: max(1, math.ceil(retry_after_s))}
+    return result
+
+
+RETRY_AFTER_META_KEY: Final = "retryAfterSeconds"

@@ -40,7 +40,8 @@ from gateway.settings import Settings, spec_environment
 from gateway.spec.compiled import Registry
 from gateway.spec.loader import load_tree
 from gateway.upstream.client import Upstream
-from gateway.upstream.wire import Wire, create_wire
+from gateway.upstream.pools import WirePools
+from gateway.upstream.wire import Wire
 from gateway.writes.audit import AuditLog
 from gateway.writes.execution import WriteCalls
 from gateway.writes.limits import LimitStore, MemoryLimits
@@ -102,8 +103,8 @@ async def edges(app: web.Application) -> AsyncIterator[None]:
         return clock().timestamp()
 
     secret = settings.secret_key.get_secret_value().encode() or secrets.token_bytes(32)
-    wire = app.get(WIRE) or create_wire(settings)
-    upstream = Upstream(wire, settings)
+    pools = WirePools(settings, app.get(WIRE))
+    upstream = Upstream(pools, settings)
     limits = await open_limits(settings)
     audit_key = settings.audit_key.get_secret_value().encode()
     if settings.audit_log_path is not None and not audit_key:
@@ -135,7 +136,7 @@ async def edges(app: web.Application) -> AsyncIterator[None]:
     finally:
         audit.close()
         await limits.close()
-        await wire.aclose()
+        await pools.aclose()
 
 
 async def open_limits(settings: Settings) -> LimitStore:

@@ -96,6 +96,8 @@ def _requests(tool: CompiledTool) -> Iterator[tuple[Loc, CompiledRequest]]:
         yield ("collect", "request"), source.request
     if tool.preview is not None:
         yield ("write", "preview"), tool.preview.request
+    if tool.verification is not None:
+        yield ("write", "verify", "request"), tool.verification.request
     for lookup in tool.lookups:
         yield ("lookups", lookup.name, "request"), lookup.request
 

@@ -40,6 +40,9 @@ class CompiledRequest:
     headers: dict[str, Template]
     body: Any
     query_style: QueryStyle
+    retryable: bool = False
+    """GET, HEAD, or a read declared `idempotent`: safe to send again after a failure that
+    proves nothing was done (a refused connection, 429, 502, 503, 504)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +185,20 @@ class Preview:
 
 
 @dataclass(frozen=True)
+class Verification:
+    """The read that tells whether a write whose answer was lost took effect."""
+
+    request: CompiledRequest
+    applied: Expression
+    """Over {response, before, args, current, principal}: true, false, or anything else for
+    "cannot tell"."""
+    baseline: bool = False
+    """The read is also made just before the write, as `before`."""
+    hint: str = ""
+    """Which read tool shows the change, for the caller (spec: `verify.hint`)."""
+
+
+@dataclass(frozen=True)
 class CompiledTool:
     spec: ToolSpec
     service: str
@@ -200,6 +217,9 @@ class CompiledTool:
     checks: tuple[CompiledCheck, ...] = ()
     lookups: tuple[CompiledLookup, ...] = ()
     preview: Preview | None = None
+    verification: Verification | None = None
+    max_in_flight: int = 50
+    """Upstream requests of this tool open at once in one process."""
     param_headers: bool = False
     """Whether the input schema mirrors arguments into Mcp-Param-* headers (x-mcp-header)."""
     whole_numbers: Mapping[str, bool] = field(default_factory=dict)

@@ -31,6 +31,7 @@ from gateway.spec.compiled import (
     ResultShape,
     ResultSource,
     Source,
+    Verification,
 )
 from gateway.spec.jmes import compile_expression
 from gateway.spec.models import Budget, ServiceSpec
@@ -111,6 +112,8 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
         checks=tuple(compile_check(index, check) for index, check in enumerate(tool.checks)),
         lookups=tuple(compile_lookup(name, spec, service) for name, spec in tool.lookups.items()),
         preview=compile_preview(tool.write, service),
+        verification=compile_verification(tool.write, service),
+        max_in_flight=tool.max_in_flight or service.upstream.max_in_flight_per_tool,
         param_headers=bool(x_mcp_header_map(schema)),
         whole_numbers=integer_arguments(schema),
     )
@@ -148,6 +151,16 @@ def compile_preview(write: WriteSpec | None, service: ServiceSpec) -> Preview | 
     with located("write", "preview_select"):
         select = compile_expression(write.preview_select) if write.preview_select else None
     return Preview(request, select)
+
+
+def compile_verification(write: WriteSpec | None, service: ServiceSpec) -> Verification | None:
+    if write is None or write.verify is None:
+        return None
+    with located("write", "verify", "request"):
+        request = compile_request(write.verify.request, service)
+    with located("write", "verify", "applied"):
+        applied = compile_expression(write.verify.applied)
+    return Verification(request, applied, write.verify.baseline, write.verify.hint.rstrip("."))
 
 
 def tool_wire(tool: ToolSpec, schema: dict[str, Any]) -> dict[str, Any]:
@@ -315,7 +328,8 @@ def compile_request(request: RequestSpec, service: ServiceSpec) -> CompiledReque
         body = compile_value(request.body) if request.body is not None else None
     return CompiledRequest(method=request.method, path=path, query=query, headers=headers,
                            body=body, query_style=request.query_style
-                           or service.upstream.query_style)
+                           or service.upstream.query_style,
+                           retryable=request.method in ("GET", "HEAD") or request.idempotent)
 
 
 def compile_lookup(name: str, spec: LookupSpec, service: ServiceSpec) -> CompiledLookup:

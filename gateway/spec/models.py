@@ -66,6 +66,10 @@ class UpstreamSpec(SpecModel):
     query_style: QueryStyle = QueryStyle()
     error_message: list[str] = ["message", "error", "error_description", "detail"]
     """Keys tried, in order, to find the human-readable message in an upstream error body."""
+    max_in_flight_per_tool: int = Field(50, ge=1, le=100_000)
+    """Upstream requests one tool may have open at once in one process (a tool may set its own
+    `max_in_flight`), so one hung endpoint holds a bounded share of the service's connections
+    (GATEWAY_UPSTREAM_MAX_CONNECTIONS each)."""
 
     @field_validator("base_url")
     @classmethod

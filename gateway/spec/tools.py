@@ -56,6 +56,10 @@ class RequestSpec(SpecModel):
     body: Any = None
     """A JSON body template (objects, lists, scalars and template strings)."""
     query_style: QueryStyle | None = None
+    idempotent: bool = False
+    """A read sent with another method than GET or HEAD (a search by POST, say) that is safe to
+    send twice: the gateway may retry it like a GET. Ignored on a write's own request, which is
+    never retried."""
 
 
 class CheckSpec(SpecModel):
@@ -165,12 +169,32 @@ class ToolPii(SpecModel):
     """The tool returns nothing but personal data: it needs the PII scope outright."""
 
 
+class VerifySpec(SpecModel):
+    """How to tell, by a read, whether a write whose answer was lost took effect."""
+
+    request: RequestSpec
+    """The read, rendered like the write's own request (arguments, `current`, principal)."""
+    applied: str
+    """A JMESPath over {response, before, args, current, principal}: true when the read shows
+    the change applied, false when it shows it was not, anything else (null) when it cannot
+    tell. `response` is the read's body; `before` is the same read made just before the write
+    when `baseline` is set (e.g. to compare counts)."""
+    baseline: bool = False
+    """Also send the read just before the write (one more read per confirmed write)."""
+    hint: str = Field(min_length=1, max_length=300)
+    """How a caller checks it with a read tool, for when the read cannot tell, e.g.
+    "get_feedback with this id lists the note in `notes`"."""
+
+
 class WriteSpec(SpecModel):
-    """What a write tool shows in its preview."""
+    """What a write tool shows in its preview, and how its effect is verified."""
 
     preview: RequestSpec | None = None
     """A read whose result shows the current state; available to the write as `current`."""
     preview_select: str | None = None
+    verify: VerifySpec | None = None
+    """Run once when the write's outcome is unknown (sent, answer lost), to report it as done,
+    not applied, or still unknown."""
 
 
 class Annotations(SpecModel):
@@ -201,6 +225,10 @@ class ReadSpec(SpecModel):
     result: Any = None
     """For reads answered by the gateway itself (no `request`): a result template."""
     pii: ToolPii = ToolPii()
+    max_in_flight: int | None = Field(None, ge=1, le=100_000)
+    """Upstream requests of this tool open at once in one process; past it a call waits briefly,
+    then is answered "busy" without being sent. Default: the service's
+    `upstream.max_in_flight_per_tool`."""
 
 
 class ToolSpec(ReadSpec):

@@ -19,21 +19,28 @@ from gateway.upstream.wire import CHUNK, Answer, read_bounded
 class AiohttpWire:
     """aiohttp's client: one session, created lazily on the running loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, max_connections: int) -> None:
         self._settings = settings
+        self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             settings = self._settings
-            connector = aiohttp.TCPConnector(limit=settings.upstream_max_connections,
+            connector = aiohttp.TCPConnector(limit=self._max_connections,
                                              ttl_dns_cache=300, keepalive_timeout=30.0)
-            self._session = aiohttp.ClientSession(
+            session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                 skip_auto_headers=("User-Agent",),
                 timeout=aiohttp.ClientTimeout(total=None,
                                               connect=settings.upstream_connect_timeout_s,
                                               sock_read=settings.upstream_timeout_s))
+            # aiohttp sends a PUT or DELETE a second time, unasked, when a kept-alive connection
+            # turns out closed; that may apply a write twice. Off: the gateway retries reads
+            # itself and never retries writes (retries.py). A documented attribute of the
+            # session's state (ClientSession.ATTRS), set once here.
+            session._retry_connection = False
+            self._session = session
         return self._session
 
     async def fetch(self, method: str, url: str, *, headers: Mapping[str, str],

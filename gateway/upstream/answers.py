@@ -30,8 +30,10 @@ class UpstreamResponse:
 
 
 def decode_response(status: int, headers: Mapping[str, str], raw: bytes,
-                    message_keys: tuple[str, ...] = DEFAULT_MESSAGE_KEYS) -> UpstreamResponse:
-    """Decode an upstream answer, or raise the error it stands for. Pure.
+                    message_keys: tuple[str, ...] = DEFAULT_MESSAGE_KEYS, *,
+                    retry_after_s: float | None = None) -> UpstreamResponse:
+    """Decode an upstream answer, or raise the error it stands for (with the wait its
+    Retry-After asked for, read by the caller). Pure.
 
     Raises:
         UpstreamError, ResponseShapeError: see Upstream.send.
@@ -46,11 +48,12 @@ def decode_response(status: int, headers: Mapping[str, str], raw: bytes,
             parsed = False
     if not 200 <= status < 300:
         raise UpstreamError(status, error_message(body if parsed else raw, message_keys),
-                            retry_after_s=_retry_after(headers.get("retry-after")))
+                            retry_after_s=retry_after_s)
     if raw.strip() and not parsed:
         kind = headers.get("content-type", "unknown content").split(";")[0]
+        what = "a body that is not valid JSON" if "json" in kind else f"{kind} instead of JSON"
         raise ResponseShapeError(
-            f"The upstream answered HTTP {status} with {kind} instead of JSON; "
+            f"The upstream answered HTTP {status} with {what}; "
             "it may be down or misconfigured. Retry later."
         )
     return UpstreamResponse(status, body, headers)
@@ -77,15 +80,6 @@ def error_message(body: Any, keys: tuple[str, ...] = DEFAULT_MESSAGE_KEYS) -> st
 def _clean(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def unavailable_message(failure: WireError, waited_s: float, cap: int) -> str:

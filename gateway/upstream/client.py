@@ -1,14 +1,19 @@
-"""The upstream edge: render a tool's request, send it over the shared wire, map failures.
+"""The upstream edge: render a tool's request, send it over its service's pool, map failures.
 
 Every wire failure becomes the most specific gateway error, so a slow, broken, huge or non-JSON
-upstream is always a readable tool error, never a 500 or a hang.
+upstream is always a readable tool error, never a 500 or a hang. Around each send: the circuit
+breakers (breakers.py) refuse at once what a failing upstream would refuse anyway, the bulkheads
+(bulkheads.py) bound what one tool or service holds, and reads are retried within their
+deadline when the upstream said "not now" (retries.py). Writes are sent once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -17,6 +22,8 @@ import orjson
 from gateway.calls.context import Caller
 from gateway.errors import (
     AuthUnavailable,
+    CircuitOpen,
+    GatewayBusy,
     UpstreamUnavailable,
     WireError,
 )
@@ -24,53 +31,170 @@ from gateway.settings import Settings
 from gateway.spec.compiled import CompiledRequest
 from gateway.spec.templates import RenderContext
 from gateway.upstream.answers import (
-    DEFAULT_MESSAGE_KEYS,
     UpstreamResponse,
     decode_response,
     unavailable_message,
 )
+from gateway.upstream.breakers import Breaker, Breakers
+from gateway.upstream.bulkheads import Bulkheads
+from gateway.upstream.pools import AUTHORIZATION_SERVERS, WirePools
 from gateway.upstream.requests import UpstreamRequest, build_request, full_url
-from gateway.upstream.wire import Wire
+from gateway.upstream.retries import (
+    BREAKER_STATUSES,
+    RETRY_STATUSES,
+    RetryPolicy,
+    retry_after_s,
+)
+from gateway.upstream.wire import Answer, Wire
 
 _AUTHORIZATION_ANSWER_BYTES: Final = 65_536
 
 
 class Upstream:
-    """Sends rendered requests over the process's one pooled wire; bounded in time and size."""
+    """Sends rendered requests over the pooled wires; bounded in time, size and share."""
 
-    def __init__(self, wire: Wire, settings: Settings) -> None:
-        self._wire = wire
+    def __init__(self, pools: WirePools, settings: Settings, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time,
+                 draw: Callable[[], float] = random.random) -> None:
+        self._pools = pools
         self._settings = settings
+        self._clock = clock
+        self._wall = wall
+        self._draw = draw
+        self._bulkheads = Bulkheads(settings.upstream_max_connections,
+                                    settings.upstream_queue_wait_s)
+        self._breakers = Breakers(settings.breaker_failures, settings.breaker_open_s,
+                                  settings.breaker_longest_wait_s)
+        self._policy = RetryPolicy(attempts=settings.upstream_retry_attempts)
 
-    async def send(self, request: UpstreamRequest, *, timeout_s: float | None = None,
-                   message_keys: tuple[str, ...] = DEFAULT_MESSAGE_KEYS) -> UpstreamResponse:
-        """Send one request and decode its JSON answer.
+    async def send(self, request: UpstreamRequest, caller: Caller, *,
+                   retry: bool) -> UpstreamResponse:
+        """Send one request of `caller` (again, for a `retry`able read that may) and decode
+        its JSON answer.
 
         Raises:
             UpstreamError: a non-2xx answer (status and the upstream's own message).
-            UpstreamUnavailable: timeout, connection failure, or a body over the size bound.
+            UpstreamUnavailable: timeout, connection failure, or a body over the size bound;
+                GatewayBusy and CircuitOpen when it was not sent.
             ResponseShapeError: a 2xx answer that is not JSON.
         """
-        limit = min(timeout_s or self._settings.upstream_timeout_s,
-                    self._settings.upstream_timeout_s)
-        cap = self._settings.upstream_max_response_bytes
-        started = time.monotonic()
+        settings = self._settings
+        limit = min(caller.upstream.timeout_s or settings.upstream_timeout_s,
+                    settings.upstream_timeout_s)
+        deadline = self._clock() + limit
+        keys = tuple(caller.upstream.error_message)
+        attempt = 1
+        while True:
+            try:
+                answer = await self._once(request, caller, deadline)
+            except UpstreamUnavailable as failed:
+                wait = self._retry_wait(retry, attempt, deadline, failed.retry_after_s)
+                if wait is None or not _worth_retrying(failed):
+                    raise
+            else:
+                waited = retry_after_s(answer.headers.get("retry-after"), self._wall())
+                wait = (self._retry_wait(retry, attempt, deadline, waited)
+                        if answer.status in RETRY_STATUSES else None)
+                if wait is None:
+                    return decode_response(answer.status, answer.headers, answer.body, keys,
+                                           retry_after_s=waited)
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    def _retry_wait(self, retry: bool, attempt: int, deadline: float,
+                    asked_s: float | None) -> float | None:
+        """How long to wait before sending again, or None when not to: a write, the last
+        attempt, or a wait (asked by Retry-After, or the backoff) the deadline cannot hold."""
+        if not retry or attempt >= self._policy.attempts:
+            return None
+        if asked_s is not None and asked_s > self._policy.longest_wait_s:
+            return None
+        wait = asked_s if asked_s is not None else self._policy.backoff_s(attempt, self._draw)
+        return wait if self._clock() + wait < deadline else None
+
+    async def _once(self, request: UpstreamRequest, caller: Caller,
+                    deadline: float) -> Answer:
+        """One send through the breakers and bulkheads; the breakers learn from its outcome.
+
+        Raises:
+            UpstreamUnavailable: see send.
+        """
+        service = self._breakers.of_service(caller.service)
+        held = self._breakers.of_caller(caller.service, caller.credential_key)
+        now = self._clock()
+        self._admit(service, caller, now)
+        if held is not None:
+            try:
+                self._admit(held, caller, now)
+            except CircuitOpen:
+                service.settled_without_answer()
+                raise
+        told = False
         try:
-            async with asyncio.timeout(limit):
-                answer = await self._wire.fetch(request.method, full_url(request),
-                                                headers=request.headers, body=request.body,
-                                                max_bytes=cap)
+            async with self._bulkheads.slot(caller.service, caller.tool, caller.tool_cap):
+                answer = await self._exchange(self._pools.of(caller.service), request,
+                                              deadline - self._clock())
+            told = True
+        except UpstreamUnavailable as failed:
+            if not isinstance(failed, GatewayBusy):
+                service.failed(self._clock())
+                told = True
+            raise
+        finally:
+            if not told:
+                service.settled_without_answer()
+                if held is not None:
+                    held.settled_without_answer()
+        self._learn(service, held, caller, answer)
+        return answer
+
+    def _admit(self, breaker: Breaker, caller: Caller, now: float) -> None:
+        wait = breaker.admit(now)
+        if wait is not None:
+            raise CircuitOpen(f"Not sent: the {caller.service} upstream {breaker.reason}, so "
+                              "the gateway holds its requests back for now. Retry in "
+                              f"{max(1, math.ceil(wait))} seconds.", retry_after_s=wait)
+
+    def _learn(self, service: Breaker, held: Breaker | None, caller: Caller,
+               answer: Answer) -> None:
+        now, status = self._clock(), answer.status
+        waited = self._breakers.bounded(
+            retry_after_s(answer.headers.get("retry-after"), self._wall()))
+        if status == 429:
+            if waited is not None:  # a rate limit, most likely this caller's: hold it back
+                self._breakers.hold_caller(caller.service, caller.credential_key, now, waited)
+            service.succeeded()  # the upstream itself answers
+            return
+        if held is not None:
+            held.succeeded()
+        if status in BREAKER_STATUSES:
+            service.failed(now, waited if status == 503 else None,
+                           reason=f"answered HTTP {status}")
+        else:
+            service.succeeded()
+
+    async def _exchange(self, wire: Wire, request: UpstreamRequest, limit: float) -> Answer:
+        """Raises:
+            UpstreamUnavailable: see send.
+        """
+        cap = self._settings.upstream_max_response_bytes
+        started = self._clock()
+        try:
+            async with asyncio.timeout(max(limit, 0.001)):
+                return await wire.fetch(request.method, full_url(request),
+                                        headers=request.headers, body=request.body,
+                                        max_bytes=cap)
         except TimeoutError as exc:
             raise UpstreamUnavailable(
-                f"The upstream did not answer within {limit:g} seconds; retry later.",
+                f"The upstream did not answer within {limit:.3g} seconds; retry later.",
                 maybe_delivered=True) from exc
         except WireError as exc:
             # Only a failed connection proves the request never left; any later failure may
             # come after the upstream acted on it.
             raise UpstreamUnavailable(
-                unavailable_message(exc, time.monotonic() - started, cap),
+                unavailable_message(exc, self._clock() - started, cap),
                 maybe_delivered=exc.kind != "connect") from exc
-        return decode_response(answer.status, answer.headers, answer.body, message_keys)
 
     async def fetch_document(self, url: str) -> dict[str, Any]:
         """GET a small JSON document (discovery metadata).
@@ -85,8 +209,10 @@ class Upstream:
 
     async def send_spec(self, request: CompiledRequest, caller: Caller, ctx: RenderContext, *,
                         extra_query: Mapping[str, Any] | None = None,
-                        extra_headers: Mapping[str, str] | None = None) -> UpstreamResponse:
-        """Render a spec's request for one call and send it with the service's bounds.
+                        extra_headers: Mapping[str, str] | None = None,
+                        retry: bool | None = None) -> UpstreamResponse:
+        """Render a spec's request for one call and send it with the service's bounds;
+        `retry` overrides whether the request may be sent again (a write's may not).
 
         Raises:
             ProtocolError, UpstreamError, UpstreamUnavailable, ResponseShapeError: see
@@ -95,8 +221,8 @@ class Upstream:
         rendered = build_request(request, caller.upstream, ctx, caller.token,
                                  traceparent=caller.traceparent, extra_query=extra_query,
                                  extra_headers=extra_headers)
-        return await self.send(rendered, timeout_s=caller.upstream.timeout_s,
-                               message_keys=tuple(caller.upstream.error_message))
+        return await self.send(rendered, caller,
+                               retry=request.retryable if retry is None else retry)
 
     async def introspect(self, url: str, token: str) -> Mapping[str, Any]:
         """Ask an RFC 7662 introspection endpoint about a token.
@@ -121,8 +247,9 @@ class Upstream:
             body = urlencode(form).encode()
         try:
             async with asyncio.timeout(limit):
-                answer = await self._wire.fetch(method, url, headers=headers, body=body,
-                                                max_bytes=_AUTHORIZATION_ANSWER_BYTES)
+                answer = await self._pools.of(AUTHORIZATION_SERVERS).fetch(
+                    method, url, headers=headers, body=body,
+                    max_bytes=_AUTHORIZATION_ANSWER_BYTES)
         except TimeoutError as exc:
             raise AuthUnavailable(
                 f"The authorization server did not answer within {limit:g} seconds; "
@@ -144,3 +271,11 @@ class Upstream:
         return parsed
 
 
+
+
+def _worth_retrying(failed: UpstreamUnavailable) -> bool:
+    """A read is sent again after a refused or broken connection; not after a timeout (the
+    deadline is spent), a body too large, a busy gateway, or an open circuit (whose point is
+    to fail fast)."""
+    cause = failed.__cause__
+    return isinstance(cause, WireError) and cause.kind in ("connect", "broken")

@@ -17,12 +17,15 @@ from gateway.upstream.wire import Answer, read_bounded
 class HttpxWire:
     """httpx's client and pool."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, max_connections: int) -> None:
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.upstream_timeout_s,
                                   connect=settings.upstream_connect_timeout_s),
-            limits=httpx.Limits(max_connections=settings.upstream_max_connections,
-                                max_keepalive_connections=settings.upstream_max_keepalive),
+            # httpx sends a request again only when its connection failed before anything was
+            # sent (retries=0 on the transport): safe for writes.
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=min(settings.upstream_max_keepalive,
+                                                              max_connections)),
             follow_redirects=False,
             trust_env=False,
             # A shared client must never hand one caller's cookie to the next: refuse them all.

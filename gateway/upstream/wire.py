@@ -1,5 +1,5 @@
-"""The upstream wire: one pooled HTTP client per process behind a two-call interface. An edge
-module, used only by the upstream client (client.py).
+"""The upstream wire: a pooled HTTP client behind a two-call interface (one per service and one
+for authorization servers, see pools.py). An edge module, used only by the upstream client.
 
 Two clients can carry it (setting `upstream_transport`):
 
@@ -11,7 +11,9 @@ Two clients can carry it (setting `upstream_transport`):
 
 Both read a body to a byte bound (counting decoded bytes, so a compressed body cannot expand past
 it), send URLs exactly as built (a percent-encoded path segment stays encoded), never follow
-redirects or keep cookies, and turn their library's failures into one `WireError`.
+redirects or keep cookies, never send a request a second time by themselves (the retry policy
+is the gateway's, and never applies to writes), and turn their library's failures into one
+`WireError`.
 """
 
 from __future__ import annotations
@@ -59,12 +61,14 @@ async def read_bounded(body: AsyncIterator[bytes], max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_wire(settings: Settings) -> Wire:
-    """The one pooled upstream client of a process. Each client is imported only when chosen."""
+def create_wire(settings: Settings, max_connections: int | None = None) -> Wire:
+    """A pooled upstream client of `max_connections` (default: the setting). Each client
+    library is imported only when chosen."""
+    size = max_connections or settings.upstream_max_connections
     if settings.upstream_transport == "httpx":
         from gateway.upstream.httpx_wire import HttpxWire
 
-        return HttpxWire(settings)
+        return HttpxWire(settings, size)
     from gateway.upstream.aiohttp_wire import AiohttpWire
 
-    return AiohttpWire(settings)
+    return AiohttpWire(settings, size)

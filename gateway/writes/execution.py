@@ -181,7 +181,9 @@ class WriteCalls:
                          upstream_status=getattr(failed, "status", None))
             raise ToolExecutionError(f"Not executed, nothing was changed: {failed.message} "
                                      + _RETRY[kept]) from failed
-        return await self._send_write(call, ctx, redact, claim, idempotency_key(nonce))
+        before = await self._baseline(call, ctx)
+        return await self._send_write(call, ctx, redact, claim, idempotency_key(nonce),
+                                      before)
 
     async def _give_back(self, claim: str) -> bool:
         """Release a claim whose write did not run; whether the token is good again."""
@@ -202,7 +204,7 @@ class WriteCalls:
             f"did not answer ({down}). " + _RETRY[token_kept])
 
     async def _send_write(self, call: _Call, ctx: RenderContext, redact: Redactor, claim: str,
-                          key: str) -> WriteOutcome:
+                          key: str, before: Any) -> WriteOutcome:
         """Send the write once and say honestly what became of it: done, failed (the upstream
         said so, or the request never left), or unknown (it may have been applied).
 
@@ -212,7 +214,8 @@ class WriteCalls:
         tool = call.tool
         try:
             response = await self._upstream.send_spec(
-                _write_request(tool), call.caller, ctx, extra_headers={IDEMPOTENCY_HEADER: key})
+                _write_request(tool), call.caller, ctx, extra_headers={IDEMPOTENCY_HEADER: key},
+                retry=False)
         except UpstreamError as failed:
             self._record(call, "execute", "failed", upstream_status=failed.status)
             raise
@@ -224,9 +227,7 @@ class WriteCalls:
                 "new state.") from unreadable
         except UpstreamUnavailable as lost:
             if lost.maybe_delivered:
-                self._record(call, "execute", "unknown", reason="answer_lost")
-                what = lost.message.split(";")[0].rstrip(".")  # the failure, not its advice
-                raise ToolExecutionError(_UNKNOWN.format(what)) from lost
+                return await self._reconciled(call, ctx, before, lost)
             kept = await self._give_back(claim)
             self._record(call, "execute", "failed", reason="not_sent")
             raise ToolExecutionError(f"Not executed, nothing was changed: {lost.message} "
@@ -235,6 +236,54 @@ class WriteCalls:
         return WriteOutcome({"status": "done", "changed": True,
                              "result": redact(select(tool.shape.select, response.body))},
                             response.status)
+
+    async def _baseline(self, call: _Call, ctx: RenderContext) -> Any:
+        """The verification read made just before the write, when its spec compares with it."""
+        check = call.tool.verification
+        if check is None or not check.baseline:
+            return None
+        try:
+            return (await self._upstream.send_spec(check.request, call.caller, ctx)).body
+        except ToolExecutionError as failed:  # the write does not depend on it: it goes ahead
+            log.warning("write_baseline_failed", tool=call.tool.name, error=failed.message)
+            return None
+
+    async def _reconciled(self, call: _Call, ctx: RenderContext, before: Any,
+                          lost: UpstreamUnavailable) -> WriteOutcome:
+        """A write sent whose answer was lost: one verification read, when the spec declares
+        one, tells done from not applied; otherwise, or when it cannot tell, the outcome is
+        unknown. Never a blind retry.
+
+        Raises:
+            ToolExecutionError: not applied, or unknown.
+        """
+        what = lost.message.split(";")[0].rstrip(".")  # the failure, not its advice
+        applied = await self._verified(call, ctx, before)
+        if applied is True:
+            self._record(call, "execute", "done", reason="verified")
+            return WriteOutcome({"status": "done", "changed": True, "verified": True,
+                                 "note": _VERIFIED_DONE.format(what)})
+        if applied is False:
+            self._record(call, "execute", "not_applied", reason="verified")
+            raise ToolExecutionError(_VERIFIED_NOT_APPLIED.format(what, call.tool.name))
+        self._record(call, "execute", "unknown", reason="answer_lost")
+        raise ToolExecutionError(_UNKNOWN.format(what) + _how_to_check(call.tool))
+
+    async def _verified(self, call: _Call, ctx: RenderContext, before: Any) -> bool | None:
+        """Whether the verification read shows the change applied; None when there is no such
+        read, it failed, or its answer does not tell."""
+        check = call.tool.verification
+        if check is None:
+            return None
+        try:
+            response = await self._upstream.send_spec(check.request, call.caller, ctx)
+            verdict = search(check.applied, {
+                "response": response.body, "before": before, "args": dict(ctx.arguments),
+                "current": ctx.current, "principal": dict(call.caller.fields)})
+        except ToolExecutionError as failed:
+            log.warning("write_not_verified", tool=call.tool.name, error=failed.message)
+            return None
+        return verdict if isinstance(verdict, bool) else None
 
     def _record(self, call: _Call, phase: str, outcome: str, **extra: Any) -> None:
         """One audit record: our request id and the caller's own (`correlation_id`) apart, the
@@ -258,7 +307,20 @@ _RETRY: Final = {True: "The token is still good: retry with it shortly.",
 log = structlog.get_logger("gateway.writes")
 _UNKNOWN: Final = ("Outcome unknown: the request reached the upstream but its answer was lost "
                    "({}). The change may have been applied. Do not repeat it blindly: read the "
-                   "item first to see whether it took effect.")
+                   "item first to see whether it took effect")
+_VERIFIED_DONE: Final = ("The answer to the write was lost ({}), but a read made right after "
+                         "shows the change applied. Do not repeat it.")
+_VERIFIED_NOT_APPLIED: Final = (
+    "Not applied: the request was sent but its answer was lost ({}), and a read made right "
+    "after shows no sign of the change. To make it, preview it again with {} (this "
+    "confirmation token is used up).")
+
+
+def _how_to_check(tool: CompiledTool) -> str:
+    """The end of an "outcome unknown" message: which read tool shows whether it took effect."""
+    if tool.verification is None:
+        return "."
+    return f": {tool.verification.hint}."
 
 
 def idempotency_key(nonce: str) -> str:

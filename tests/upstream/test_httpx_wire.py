@@ -75,7 +75,7 @@ def each_wire(request: pytest.FixtureRequest, router: respx.MockRouter) -> Itera
     HttpxWire, asked directly by the in-memory wire."""
     if request.param == "httpx":
         with router:
-            yield HttpxWire(Settings())
+            yield HttpxWire(Settings(), 10)
     else:
         yield MockWire(RouterUpstream(router))
 
