@@ -7,8 +7,10 @@ Schema, and docs/spec-format.md explains every key. Unknown keys are refused eve
 from __future__ import annotations
 
 from typing import Annotated, Final, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,6 +25,25 @@ HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 ENV_REFERENCE: Final = {"type": "string", "pattern": r"^\$\{[^}]+\}$"}
 """What a value of service.yaml may also be in the published schema: a ${VAR} read at load."""
+
+
+def absolute_http_url(value: str) -> str:
+    """An absolute http(s) URL with a host, a valid port and no spaces, refused at load rather
+    than failing each call (a ${VAR} left as "http://", or with a space typed in it)."""
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise ValueError(f"{value!r} has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an absolute http(s) URL with a host")
+    if any(c.isspace() or ord(c) < 32 for c in value):
+        raise ValueError(f"{value!r} contains spaces or control characters")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(absolute_http_url)]
+"""An absolute http(s) URL (see absolute_http_url)."""
 
 
 class SpecModel(BaseModel):
@@ -74,9 +95,9 @@ class UpstreamSpec(SpecModel):
     @field_validator("base_url")
     @classmethod
     def _absolute_http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")) or "?" in value or "#" in value:
+        if "?" in value or "#" in value:
             raise ValueError("base_url must be an http(s) URL without query or fragment")
-        return value.rstrip("/")
+        return absolute_http_url(value).rstrip("/")
 
 
 class ClaimNames(SpecModel):
@@ -100,7 +121,7 @@ class AuthSpec(SpecModel):
     """passthrough: any well-formed token is forwarded and the upstream decides, with
     `default_scopes`; introspection: RFC 7662 at `introspection_url` gives scopes, subject,
     account and expiry, cached by a hash of the token until it expires."""
-    introspection_url: str | None = None
+    introspection_url: HttpUrl | None = None
     claims: ClaimNames = ClaimNames()
     audience: str | list[str] | None = None
     """When set, an introspected `aud` must contain one of these; `{resource}` stands for this
@@ -115,9 +136,9 @@ class AuthSpec(SpecModel):
     """A regular expression every token must match before anything else happens."""
     anonymous_tools: list[str] = []
     """Tools callable without a token (e.g. a liveness probe)."""
-    authorization_servers: list[str] = []
+    authorization_servers: list[HttpUrl] = []
     """Published in the protected-resource metadata (RFC 9728)."""
-    authorization_server_metadata: str | None = None
+    authorization_server_metadata: HttpUrl | None = None
     """URL of the authorization server's RFC 8414 document, relayed by the gateway at
     /.well-known/oauth-authorization-server for clients that look for it on this host."""
     default_scopes: list[str] = []

@@ -51,3 +51,15 @@ def test_an_unknown_gateway_variable_is_warned_about() -> None:
 
     assert "GATEWAY_PORTT is not a setting" in done.stderr
     assert done.returncode == 2
+
+
+@pytest.mark.parametrize("url", ["http://", "http://bad host", "http://api.example:99999",
+                                 "ftp://api.example"])
+def test_an_upstream_url_that_cannot_work_is_refused_at_startup(url: str) -> None:
+    """A ${VAR} of service.yaml left empty of its host, or with a space typed in it, used to
+    start and then fail every call."""
+    done = serve(RETENTLY_API_URL=url)
+
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "retently/service.yaml:" in done.stderr and "upstream.base_url" in done.stderr
