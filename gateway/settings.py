@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535)
     """TCP port to listen on (0 picks a free one)."""
     specs_dir: Path = SHIPPED_SPECS
+    specs_watch: bool = False
+    """Reload the spec tree when its files change (SIGHUP always reloads it). On for `demo`."""
     """Folder of service folders (each with a service.yaml)."""
     public_url: str | None = None
     """The base URL clients use (https://mcp.example.com): token audiences are checked against

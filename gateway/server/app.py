@@ -23,16 +23,17 @@ from gateway.server.connections import set_server_header
 from gateway.server.discovery import AS_METADATA_TTL_S, add_discovery_routes
 from gateway.server.endpoint import mcp_endpoint
 from gateway.server.hosts import PublicHosts
+from gateway.server.reload import LiveSpecs, reloading
 from gateway.server.state import (
     AS_METADATA,
     CALLS,
     CLOCK,
     LIMITS,
     PUBLIC_BASE,
-    REGISTRY,
     RESOLVER,
     SETTINGS,
     SHAPED,
+    SPECS,
     UPSTREAM,
     WIRE,
 )
@@ -60,14 +61,16 @@ def utc_now() -> datetime:
 
 
 def create_app(settings: Settings, registry: Registry | None = None, *,
-               clock: Callable[[], datetime] = utc_now,
-               wire: Wire | None = None) -> web.Application:
+               clock: Callable[[], datetime] = utc_now, wire: Wire | None = None,
+               reloadable: bool = False) -> web.Application:
     """Build the gateway application. `wire` replaces the upstream client the settings choose
-    (tests pass an in-memory one).
+    (tests pass an in-memory one). A `registry` given is served as is, unless `reloadable`
+    says it was loaded from `settings.specs_dir`, which reloads then read again.
 
     Raises:
         SpecError: the spec tree is invalid (when no registry is given).
     """
+    source = settings.specs_dir if registry is None or reloadable else None
     if registry is None:
         registry = load_tree(settings.specs_dir, spec_environment())
     hosts = PublicHosts.configured(settings.public_url, settings.allowed_hosts)
@@ -80,11 +83,13 @@ def create_app(settings: Settings, registry: Registry | None = None, *,
                                         "auto_decompress": False,
                                         "keepalive_timeout": settings.header_timeout_s})
     app[SETTINGS] = settings
-    app[REGISTRY] = registry
+    specs = LiveSpecs(registry, source, clock)
+    app[SPECS] = specs
     app[CLOCK] = clock
     if wire is not None:
         app[WIRE] = wire
     app.cleanup_ctx.append(edges)
+    app.cleanup_ctx.append(reloading(specs, watch=settings.specs_watch))
     app.on_response_prepare.append(set_server_header)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -215,8 +220,7 @@ async def readyz(request: web.Request) -> web.Response:
     """Ready when the specs are loaded and, where Redis is configured, Redis answers: without it
     writes cannot be confirmed. Each component is reported."""
     app = request.app
-    components: dict[str, Any] = {"specs": {
-        "ok": True, "services": {s.name: len(s.tools) for s in app[REGISTRY].services}}}
+    components: dict[str, Any] = {"specs": app[SPECS].describe()}
     ready = CALLS in app
     if LIMITS in app and app[SETTINGS].redis_url is not None:
         try:

@@ -56,8 +56,11 @@ async def _demo(host: str, sandbox_sockets: list[socket.socket],
     port = bound_port(gateway_sockets)
     # A loopback-only deployment: clients may say localhost or 127.0.0.1, and each is answered
     # as the URL it used (an OAuth client checks that the metadata names the URL it called).
+    # The demo reloads the specs when they change, unless told otherwise.
     settings = Settings(host=host, port=port, log_json=True, access_log=False,
                         root_service="refiner", loopback_only=True)
+    if "GATEWAY_SPECS_WATCH" not in os.environ:
+        settings = settings.model_copy(update={"specs_watch": True})
     configure_logging(settings)
     registry = load_or_report(settings.specs_dir)
     if registry is None:
@@ -69,7 +72,7 @@ async def _demo(host: str, sandbox_sockets: list[socket.socket],
     runners: list[web.AppRunner] = []
     try:
         for app, sockets in ((create_sandbox_app(public_url=sandbox_url), sandbox_sockets),
-                             (create_app(settings, registry), gateway_sockets)):
+                             (create_app(settings, registry, reloadable=True), gateway_sockets)):
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             runners.append(runner)

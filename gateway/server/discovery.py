@@ -8,7 +8,7 @@ from typing import Final
 from aiohttp import web
 
 from gateway.errors import ToolExecutionError
-from gateway.server.state import AS_METADATA, PUBLIC_BASE, REGISTRY, SETTINGS, UPSTREAM
+from gateway.server.state import AS_METADATA, PUBLIC_BASE, SETTINGS, SPECS, UPSTREAM
 from gateway.spec.compiled import CompiledService
 
 WELL_KNOWN_PRM: Final = "/.well-known/oauth-protected-resource"
@@ -36,7 +36,7 @@ def resource_metadata_url(request: web.Request, service: CompiledService) -> str
 def _discovery_service(request: web.Request) -> CompiledService | None:
     """The service a well-known document is asked for: by its endpoint path suffix, or the
     root service for the root form."""
-    registry = request.app[REGISTRY]
+    registry = request.app[SPECS].registry
     endpoint = request.match_info.get("endpoint")
     if endpoint:
         return registry.by_endpoint.get(endpoint)

@@ -43,10 +43,12 @@ from gateway.protocol.replies import (
 )
 from gateway.server.discovery import public_base, resource_metadata_url
 from gateway.server.origin import origin_allowed
-from gateway.server.state import CALLS, REGISTRY, RESOLVER, SETTINGS, SHAPED
+from gateway.server.state import CALLS, RESOLVER, SETTINGS, SHAPED, SPECS
 from gateway.spec.compiled import CompiledService
 
 log = structlog.get_logger("gateway")
+LIST_METHODS: Final = frozenset({"tools/list", "resources/list", "resources/templates/list",
+                                 "prompts/list"})
 JSON: Final = "application/json"
 
 
@@ -67,7 +69,7 @@ def _closing(response: web.Response) -> web.Response:
 
 async def mcp_endpoint(request: web.Request) -> web.Response:
     """The MCP endpoint of whichever service the path names."""
-    service = request.app[REGISTRY].by_endpoint.get(request.path)
+    service = request.app[SPECS].registry.by_endpoint.get(request.path)
     if service is None:
         return web.json_response({"error": "not_found", "path": request.path}, status=404)
     settings = request.app[SETTINGS]
@@ -125,6 +127,9 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
         shaped = request.app[SHAPED]
         body = encode_reply(inbound, service, outcome, shaped)
         event.log("error" if outcome.result.get("isError") else "ok", outcome.upstream_status)
+        if inbound.method in LIST_METHODS:  # a reload that changes the catalog changes it
+            return web.Response(body=body, content_type=JSON,
+                                headers={"ETag": f'"{service.catalog_digest}"'})
         return web.Response(body=body, content_type=JSON)
     except AuthError as exc:
         event.log(exc.error or "unauthenticated")

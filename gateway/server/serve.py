@@ -106,7 +106,7 @@ def _serve_workers(settings: Settings, registry: Registry) -> int:
 def _serve_app(settings: Settings, registry: Registry, sockets: list[socket.socket], *,
                worker_of: int | None = None) -> int:
     """Serve until stopped; 0, or 2 with one line when the configuration cannot work."""
-    app = create_app(settings, registry)
+    app = create_app(settings, registry, reloadable=True)
     app.on_startup.append(tune_collector)
     if worker_of is not None:
         app.cleanup_ctx.append(stop_when_orphaned(worker_of))

@@ -12,15 +12,15 @@ from cachetools import LRUCache, TTLCache
 
 from gateway.auth.resolver import TokenResolver
 from gateway.calls.pipeline import Calls
+from gateway.server.reload import LiveSpecs
 from gateway.settings import Settings
-from gateway.spec.compiled import Registry
 from gateway.upstream.client import Upstream
 from gateway.upstream.wire import Wire
 from gateway.writes.limits import LimitStore
 
 SETTINGS: Final = web.AppKey("settings", Settings)
-REGISTRY: Final = web.AppKey("registry", Registry)
-"""The spec tree the app serves."""
+SPECS: Final = web.AppKey("specs", LiveSpecs)
+"""The spec tree the app serves, replaced whole by a reload: a request reads it once."""
 CLOCK: Final = web.AppKey[Callable[[], datetime]]("clock")
 WIRE: Final = web.AppKey[Wire]("wire")
 """An upstream client given to create_app instead of the one the settings choose."""

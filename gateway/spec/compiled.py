@@ -7,10 +7,14 @@ one upstream request, paged reads the gateway filters and aggregates, or a templ
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from gateway.spec.jmes import Expression
 from gateway.spec.models import Budget, QueryStyle, ServiceSpec
@@ -287,6 +291,15 @@ class CompiledService:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @functools.cached_property
+    def catalog_digest(self) -> str:
+        """A digest of what clients may list (tools, resources, templates, prompts): it changes
+        exactly when a reload changes one of them, so list answers carry it as their ETag."""
+        catalog = [[t.wire for t in self.tools.values()],
+                   [r.wire for r in self.resources.values()],
+                   [p.wire for p in self.prompts.values()]]
+        return hashlib.sha256(orjson.dumps(catalog, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
     def tools_for(self, scopes: frozenset[str]) -> list[dict[str, Any]]:
         """The wire tools a caller with these scopes may see."""
