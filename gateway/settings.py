@@ -151,6 +151,14 @@ class Settings(BaseSettings):
     """Serving processes sharing the port (SO_REUSEPORT); one per core suits a dedicated host.
     They agree on pseudonyms and confirmations; write limits are shared only through Redis."""
 
+    metrics_token: SecretStr = SecretStr("")
+    """When set, /metrics answers only `Authorization: Bearer <this>` (otherwise it is open,
+    like /healthz: counts and timings by service and tool, never an id or a token)."""
+
+    tracing: bool = False
+    """OpenTelemetry spans (a request, its upstream exchanges) exported over OTLP as the
+    OTEL_EXPORTER_OTLP_* variables say; needs the `tracing` extra. Off: no cost at all."""
+
     log_level: str = "info"
     log_json: bool | None = None
     """JSON logs; None means JSON unless stderr is a terminal."""

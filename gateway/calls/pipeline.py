@@ -23,7 +23,17 @@ from gateway.calls.lookups import fill
 from gateway.calls.prompts import prompt_messages
 from gateway.calls.redaction import Pseudonymiser, memoised, redact
 from gateway.calls.shaping import apply_budget, render, render_error, select
-from gateway.errors import INVALID_PARAMS, AuthError, ProtocolError, ToolExecutionError
+from gateway.errors import (
+    INVALID_PARAMS,
+    AuthError,
+    CircuitOpen,
+    GatewayBusy,
+    ProtocolError,
+    ResponseShapeError,
+    ToolExecutionError,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from gateway.protocol.methods import MethodCall, Outcome
 from gateway.settings import Settings
 from gateway.spec.compiled import (
@@ -71,7 +81,7 @@ class Calls:
             shaped, status = await self._run(tool, caller, ctx, redactor)
         except ToolExecutionError as failed:
             return Outcome(render_error(redactor(failed.message), failed.retry_after_s),
-                           tool.name, getattr(failed, "status", None))
+                           tool.name, getattr(failed, "status", None), error=error_kind(failed))
         result, encoded = self._budgeted(tool, shaped)
         rendered = render(result, encoded)
         if tool.shape.content is not None:
@@ -188,3 +198,20 @@ def authorize(tool: CompiledTool, caller: Caller) -> None:
 
 def _identity(value: Any) -> Any:
     return value
+
+
+def error_kind(failed: ToolExecutionError) -> str:
+    """What kind of tool error it was, in a word of a fixed list (a metrics label)."""
+    if isinstance(failed, UpstreamError):
+        return "upstream_error"
+    if isinstance(failed, GatewayBusy):
+        return "busy"
+    if isinstance(failed, CircuitOpen):
+        return "circuit_open"
+    if isinstance(failed, UpstreamUnavailable):
+        return "upstream_unavailable"
+    if isinstance(failed, ResponseShapeError):
+        return "bad_upstream_answer"
+    if failed.retry_after_s is not None:
+        return "rate_limited"
+    return "tool_error"

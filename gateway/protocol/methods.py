@@ -31,6 +31,8 @@ class Outcome:
     target: str | None = None
     """The tool, resource or prompt the method ran."""
     upstream_status: int | None = None
+    error: str | None = None
+    """For a tool error: its kind, for metrics (upstream_error, busy, rate_limited...)."""
     ttl_ms: int = 0
     cache_scope: str = "private"
     reusable: Any = None

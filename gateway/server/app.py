@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hmac
 import secrets
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -40,6 +41,8 @@ from gateway.server.state import (
 from gateway.settings import Settings, spec_environment
 from gateway.spec.compiled import Registry
 from gateway.spec.loader import load_tree
+from gateway.telemetry import tracing
+from gateway.telemetry.metrics import exposition
 from gateway.upstream.client import Upstream
 from gateway.upstream.pools import WirePools
 from gateway.upstream.wire import Wire
@@ -93,6 +96,7 @@ def create_app(settings: Settings, registry: Registry | None = None, *,
     app.on_response_prepare.append(set_server_header)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     add_discovery_routes(app)
     app.router.add_route("*", "/{path:.*}", mcp_endpoint)
     return app
@@ -107,6 +111,12 @@ async def edges(app: web.Application) -> AsyncIterator[None]:
     def seconds() -> float:
         return clock().timestamp()
 
+    if settings.tracing and not tracing.enabled():
+        try:
+            tracing.enable()
+        except ImportError as exc:
+            raise StartupError("GATEWAY_TRACING needs the tracing extra: pip install "
+                               "'mcp-gateway[tracing]'") from exc
     secret = settings.secret_key.get_secret_value().encode() or secrets.token_bytes(32)
     pools = WirePools(settings, app.get(WIRE))
     upstream = Upstream(pools, settings)
@@ -186,8 +196,9 @@ async def request_context(request: web.Request, handler: Any) -> web.StreamRespo
     return response
 
 
-UNGUARDED_PATHS: Final = frozenset({"/healthz", "/readyz"})
-"""Probes name the pod's address as Host (Kubernetes), and their answers name no URL."""
+UNGUARDED_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+"""Probes and scrapers name the pod's address as Host (Kubernetes), and these answers name no
+URL."""
 
 
 def host_guard(hosts: PublicHosts) -> Any:
@@ -210,6 +221,18 @@ def host_guard(hosts: PublicHosts) -> Any:
         return response
 
     return guard
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics; behind a bearer token when GATEWAY_METRICS_TOKEN is set."""
+    token = request.app[SETTINGS].metrics_token.get_secret_value()
+    if token:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return web.json_response({"error": "unauthorized"}, status=401,
+                                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    body, content_type = exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -57,7 +57,7 @@ async def _demo(host: str, sandbox_sockets: list[socket.socket],
     # A loopback-only deployment: clients may say localhost or 127.0.0.1, and each is answered
     # as the URL it used (an OAuth client checks that the metadata names the URL it called).
     # The demo reloads the specs when they change, unless told otherwise.
-    settings = Settings(host=host, port=port, log_json=True, access_log=False,
+    settings = Settings(host=host, port=port, log_json=True,
                         root_service="refiner", loopback_only=True)
     if "GATEWAY_SPECS_WATCH" not in os.environ:
         settings = settings.model_copy(update={"specs_watch": True})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import math
 import time
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from gateway.errors import (
     ProtocolError,
 )
 from gateway.protocol.envelope import Envelope, Era, decode, parse
-from gateway.protocol.methods import MethodCall, dispatch, needs_credential
+from gateway.protocol.methods import METHODS, MethodCall, dispatch, needs_credential
 from gateway.protocol.replies import (
     encode_reply,
     error_body,
@@ -45,6 +46,8 @@ from gateway.server.discovery import public_base, resource_metadata_url
 from gateway.server.origin import origin_allowed
 from gateway.server.state import CALLS, RESOLVER, SETTINGS, SHAPED, SPECS
 from gateway.spec.compiled import CompiledService
+from gateway.telemetry.metrics import REQUEST_SECONDS, REQUESTS, UPSTREAM_TIME
+from gateway.telemetry.tracing import request_span
 
 log = structlog.get_logger("gateway")
 LIST_METHODS: Final = frozenset({"tools/list", "resources/list", "resources/templates/list",
@@ -113,7 +116,9 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
     headers = request.headers  # case-insensitive, and it keeps repeated headers
     parsed = parse(data, headers, _raw_headers(request))
     envelope = parsed.envelope
-    event = _Event(service.name, envelope, started)
+    event = _Event(service, envelope, started)
+    UPSTREAM_TIME.set([0.0])  # this request's upstream time, added to by the upstream client
+    principal = None
     try:
         principal = await _principal(request, service, envelope)
         if parsed.rejection is not None:
@@ -123,19 +128,21 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
             return web.Response(status=202)
         event.era = inbound.era
         caller = Caller.of(service, principal, headers.get("traceparent"))
-        outcome = await dispatch(request.app[CALLS], MethodCall(inbound, service, caller))
+        with request_span(inbound.method, service.name, headers):
+            outcome = await dispatch(request.app[CALLS], MethodCall(inbound, service, caller))
         shaped = request.app[SHAPED]
         body = encode_reply(inbound, service, outcome, shaped)
-        event.log("error" if outcome.result.get("isError") else "ok", outcome.upstream_status)
+        event.log(outcome.error or "tool_error" if outcome.result.get("isError") else "ok",
+                  outcome.upstream_status, principal=principal)
         if inbound.method in LIST_METHODS:  # a reload that changes the catalog changes it
             return web.Response(body=body, content_type=JSON,
                                 headers={"ETag": f'"{service.catalog_digest}"'})
         return web.Response(body=body, content_type=JSON)
     except AuthError as exc:
-        event.log(exc.error or "unauthenticated")
+        event.log("refused_scope" if isinstance(exc, InsufficientScope) else "unauthenticated")
         return _auth_failure(request, service, exc, envelope.id)
     except IntrospectionThrottled as exc:
-        event.log(f"introspection_throttled_{exc.bound}")
+        event.log("throttled")
         return _throttled(exc, envelope.id)
     except AuthUnavailable as exc:
         event.log("auth_unavailable")
@@ -144,9 +151,10 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
     except ProtocolError as exc:
         if exc.request_id is None:
             exc.request_id = envelope.id
-        event.log(f"protocol_error {exc.code}")
+        event.log("protocol_error", principal=principal)
         return _json(error_body(exc), http_status(exc, event.era))
     except Exception:
+        event.log("internal_error", principal=principal)
         log.exception("unhandled_error", service=service.name, method=envelope.method)
         return _json(internal_error(envelope.id))
 
@@ -204,17 +212,37 @@ def _raw_headers(request: web.Request) -> Iterator[tuple[str, str]]:
 
 
 class _Event:
-    """The one log event of a request: what it asked, how it ended, how long it took."""
+    """How a request ended: counted and timed in the metrics, and bound to the request's one
+    log event (the access line, which the HTTP server writes once the answer is sent)."""
 
     __slots__ = ("envelope", "era", "service", "started")
 
-    def __init__(self, service: str, envelope: Envelope, started: float) -> None:
+    def __init__(self, service: CompiledService, envelope: Envelope, started: float) -> None:
         self.service = service
         self.envelope = envelope
         self.started = started
         self.era: Era = "legacy"
 
-    def log(self, outcome: str, upstream_status: int | None = None) -> None:
-        log.info("mcp_request", service=self.service, method=self.envelope.method,
-                 tool=self.envelope.tool, outcome=outcome, upstream_status=upstream_status,
-                 duration_ms=round((time.perf_counter() - self.started) * 1000, 2))
+    def log(self, outcome: str, upstream_status: int | None = None, *,
+            principal: Principal | None = None) -> None:
+        method = self.envelope.method if self.envelope.method in METHODS else "unknown"
+        named = self.envelope.tool
+        tool = (named if named in self.service.tools or named in self.service.prompts
+                else "unknown" if named else "")
+        seconds = time.perf_counter() - self.started
+        upstream = UPSTREAM_TIME.get()
+        REQUESTS.labels(self.service.name, method, tool, outcome).inc()
+        REQUEST_SECONDS.labels(self.service.name, method).observe(seconds)
+        structlog.contextvars.bind_contextvars(
+            service=self.service.name, mcp_method=method, tool=tool or None, outcome=outcome,
+            upstream_status=upstream_status, mcp_ms=round(seconds * 1000, 2),
+            upstream_ms=round(upstream[0] * 1000, 2) if upstream else None, who=who(principal))
+
+
+def who(principal: Principal | None) -> str | None:
+    """Whom a request was for, as a short digest of account and subject: enough to follow one
+    caller through the logs, never the token nor the raw ids."""
+    if principal is None or principal.token is None:
+        return None
+    name = f"{principal.account or ''}\x00{principal.subject or ''}"
+    return hashlib.sha256(name.encode()).hexdigest()[:12]

@@ -27,6 +27,7 @@ from gateway.errors import SpecError
 from gateway.settings import spec_environment
 from gateway.spec.compiled import Registry
 from gateway.spec.loader import load_tree
+from gateway.telemetry.metrics import RELOADS, specs_served
 
 WATCH_DEBOUNCE_MS: Final = 300
 """Changes closer together than this are one reload (an editor's save, a ConfigMap swap)."""
@@ -51,6 +52,7 @@ class LiveSpecs:
         """Where reloads read from; None: a tree given in code, never reloaded."""
         self._clock = clock
         self.current = LoadedSpecs(registry, tree_digest(source) if source else "", clock())
+        specs_served(self.current.digest, self.current.loaded_at.timestamp())
         self.last_reload: dict[str, Any] | None = None
         self.reloads: dict[str, int] = {"accepted": 0, "refused": 0}
         self._lock = asyncio.Lock()
@@ -75,6 +77,7 @@ class LiveSpecs:
                 return False
             if digest != previous.digest:
                 self.current = LoadedSpecs(registry, digest, self._clock())
+                specs_served(digest, self.current.loaded_at.timestamp(), previous.digest)
             self._settled("accepted", reason, digest, changed=digest != previous.digest)
             log.info("specs_reloaded", reason=reason, digest=digest, previous=previous.digest,
                      changed=digest != previous.digest,
@@ -83,6 +86,7 @@ class LiveSpecs:
 
     def _settled(self, outcome: str, reason: str, digest: str, **extra: Any) -> None:
         self.reloads[outcome] += 1
+        RELOADS.labels(outcome).inc()
         self.last_reload = {"outcome": outcome, "reason": reason, "digest": digest,
                             "at": _iso(self._clock()), **extra}
 

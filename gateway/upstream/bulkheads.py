@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from gateway.errors import GatewayBusy
+from gateway.telemetry.metrics import SLOT_WAITS, UPSTREAM_FAILURES, UPSTREAM_IN_USE
 
 
 class Bulkheads:
@@ -30,14 +31,18 @@ class Bulkheads:
             GatewayBusy: no slot came free within the wait.
         """
         tool_slots = self._semaphore((service, tool, str(tool_cap)), tool_cap)
-        await self._take(tool_slots, f"the tool {tool} has {tool_cap} upstream requests open")
+        await self._take(tool_slots, service,
+                         f"the tool {tool} has {tool_cap} upstream requests open")
         try:
             service_slots = self._semaphore((service,), self._per_service)
-            await self._take(service_slots, f"all {self._per_service} connections to the "
-                                            f"{service} upstream are in use")
+            await self._take(service_slots, service, f"all {self._per_service} connections "
+                                                     f"to the {service} upstream are in use")
+            in_use = UPSTREAM_IN_USE.labels(service)
+            in_use.inc()
             try:
                 yield
             finally:
+                in_use.dec()
                 service_slots.release()
         finally:
             tool_slots.release()
@@ -48,14 +53,17 @@ class Bulkheads:
             found = self._slots[key] = asyncio.Semaphore(size)
         return found
 
-    async def _take(self, slots: asyncio.Semaphore, why: str) -> None:
+    async def _take(self, slots: asyncio.Semaphore, service: str, why: str) -> None:
         if not slots.locked():
             await slots.acquire()  # free: taken without waiting
             return
         try:
             async with asyncio.timeout(self._wait_s):
                 await slots.acquire()
+            SLOT_WAITS.labels(service, "got_slot").inc()
         except TimeoutError as exc:
+            SLOT_WAITS.labels(service, "busy").inc()
+            UPSTREAM_FAILURES.labels(service, "busy").inc()
             wait = max(1, math.ceil(self._wait_s))
             raise GatewayBusy(f"Not sent: the gateway is busy ({why}); retry in {wait} "
                               "seconds.", retry_after_s=wait) from exc

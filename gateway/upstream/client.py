@@ -30,12 +30,20 @@ from gateway.errors import (
 from gateway.settings import Settings
 from gateway.spec.compiled import CompiledRequest
 from gateway.spec.templates import RenderContext
+from gateway.telemetry.metrics import (
+    BREAKER_OPEN,
+    BREAKER_OPENED,
+    UPSTREAM_FAILURES,
+    UPSTREAM_RETRIES,
+    upstream_exchange,
+)
+from gateway.telemetry.tracing import upstream_span
 from gateway.upstream.answers import (
     UpstreamResponse,
     decode_response,
     unavailable_message,
 )
-from gateway.upstream.breakers import Breaker, Breakers
+from gateway.upstream.breakers import Breaker, Breakers, State
 from gateway.upstream.bulkheads import Bulkheads
 from gateway.upstream.pools import AUTHORIZATION_SERVERS, WirePools
 from gateway.upstream.requests import UpstreamRequest, build_request, full_url
@@ -45,7 +53,7 @@ from gateway.upstream.retries import (
     RetryPolicy,
     retry_after_s,
 )
-from gateway.upstream.wire import Answer, Wire
+from gateway.upstream.wire import Answer
 
 _AUTHORIZATION_ANSWER_BYTES: Final = 65_536
 
@@ -99,6 +107,7 @@ class Upstream:
                 if wait is None:
                     return decode_response(answer.status, answer.headers, answer.body, keys,
                                            retry_after_s=waited)
+            UPSTREAM_RETRIES.labels(caller.service).inc()
             await asyncio.sleep(wait)
             attempt += 1
 
@@ -122,6 +131,19 @@ class Upstream:
         """
         service = self._breakers.of_service(caller.service)
         held = self._breakers.of_caller(caller.service, caller.credential_key)
+        was_open = service.state is not State.CLOSED
+        try:
+            return await self._through_breakers(service, held, request, caller, deadline)
+        finally:
+            is_open = service.state is not State.CLOSED
+            if is_open != was_open:
+                BREAKER_OPEN.labels(caller.service).set(int(is_open))
+                if is_open and service.state is State.OPEN:
+                    BREAKER_OPENED.labels(caller.service).inc()
+
+    async def _through_breakers(self, service: Breaker, held: Breaker | None,
+                                request: UpstreamRequest, caller: Caller,
+                                deadline: float) -> Answer:
         now = self._clock()
         self._admit(service, caller, now)
         if held is not None:
@@ -133,8 +155,7 @@ class Upstream:
         told = False
         try:
             async with self._bulkheads.slot(caller.service, caller.tool, caller.tool_cap):
-                answer = await self._exchange(self._pools.of(caller.service), request,
-                                              deadline - self._clock())
+                answer = await self._exchange(caller.service, request, deadline - self._clock())
             told = True
         except UpstreamUnavailable as failed:
             if not isinstance(failed, GatewayBusy):
@@ -152,6 +173,7 @@ class Upstream:
     def _admit(self, breaker: Breaker, caller: Caller, now: float) -> None:
         wait = breaker.admit(now)
         if wait is not None:
+            UPSTREAM_FAILURES.labels(caller.service, "circuit_open").inc()
             raise CircuitOpen(f"Not sent: the {caller.service} upstream {breaker.reason}, so "
                               "the gateway holds its requests back for now. Retry in "
                               f"{max(1, math.ceil(wait))} seconds.", retry_after_s=wait)
@@ -174,27 +196,33 @@ class Upstream:
         else:
             service.succeeded()
 
-    async def _exchange(self, wire: Wire, request: UpstreamRequest, limit: float) -> Answer:
+    async def _exchange(self, service: str, request: UpstreamRequest, limit: float) -> Answer:
         """Raises:
             UpstreamUnavailable: see send.
         """
         cap = self._settings.upstream_max_response_bytes
+        wire = self._pools.of(service)
         started = self._clock()
         try:
-            async with asyncio.timeout(max(limit, 0.001)):
-                return await wire.fetch(request.method, full_url(request),
-                                        headers=request.headers, body=request.body,
-                                        max_bytes=cap)
+            with upstream_span(request.method, service, request.headers):
+                async with asyncio.timeout(max(limit, 0.001)):
+                    answer = await wire.fetch(request.method, full_url(request),
+                                              headers=request.headers, body=request.body,
+                                              max_bytes=cap)
         except TimeoutError as exc:
+            upstream_exchange(service, self._clock() - started, None, "timeout")
             raise UpstreamUnavailable(
                 f"The upstream did not answer within {limit:.3g} seconds; retry later.",
                 maybe_delivered=True) from exc
         except WireError as exc:
+            upstream_exchange(service, self._clock() - started, None, exc.kind)
             # Only a failed connection proves the request never left; any later failure may
             # come after the upstream acted on it.
             raise UpstreamUnavailable(
                 unavailable_message(exc, self._clock() - started, cap),
                 maybe_delivered=exc.kind != "connect") from exc
+        upstream_exchange(service, self._clock() - started, answer.status)
+        return answer
 
     async def fetch_document(self, url: str) -> dict[str, Any]:
         """GET a small JSON document (discovery metadata).

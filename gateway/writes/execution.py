@@ -28,6 +28,7 @@ from gateway.errors import (
 from gateway.spec.compiled import CompiledRequest, CompiledTool
 from gateway.spec.jmes import search
 from gateway.spec.templates import RenderContext
+from gateway.telemetry.metrics import WRITES
 from gateway.upstream.client import Upstream
 from gateway.upstream.requests import UpstreamRequest, build_request
 from gateway.writes.audit import AuditLog
@@ -288,6 +289,7 @@ class WriteCalls:
     def _record(self, call: _Call, phase: str, outcome: str, **extra: Any) -> None:
         """One audit record: our request id and the caller's own (`correlation_id`) apart, the
         arguments only as their digest, never a token."""
+        WRITES.labels(call.caller.service, call.tool.name, phase, outcome).inc()
         bound = structlog.contextvars.get_contextvars()
         record = self._audit.write(request_id=bound.get("request_id"),
                                    correlation_id=bound.get("correlation_id"),
