@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     """The gateway's configuration; `GATEWAY_`-prefixed environment variables."""
 
     model_config = SettingsConfigDict(
-        env_prefix="GATEWAY_", frozen=True, extra="forbid", validate_default=True
+        env_prefix="GATEWAY_", frozen=True, extra="forbid", validate_default=True,
+        use_attribute_docstrings=True,  # each field's docstring is its documentation
     )
 
     host: str = "127.0.0.1"
@@ -38,6 +39,7 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535)
     """TCP port to listen on (0 picks a free one)."""
     specs_dir: Path = SHIPPED_SPECS
+    """The spec tree: a folder of service folders, or one service folder."""
     specs_watch: bool = False
     """Reload the spec tree when its files change (SIGHUP always reloads it). On for `demo`."""
     """Folder of service folders (each with a service.yaml)."""
@@ -77,6 +79,7 @@ class Settings(BaseSettings):
     """Deepest nesting accepted in a request body; deeper is answered as a parse error."""
 
     upstream_connect_timeout_s: float = Field(3.0, gt=0)
+    """Bound on opening a connection to an upstream."""
     upstream_timeout_s: float = Field(15.0, gt=0)
     """Upper bound for a whole upstream exchange; a service may set a lower one."""
     upstream_max_response_bytes: int = Field(8_000_000, ge=1024)
@@ -160,9 +163,12 @@ class Settings(BaseSettings):
     OTEL_EXPORTER_OTLP_* variables say; needs the `tracing` extra. Off: no cost at all."""
 
     log_level: str = "info"
+    """debug, info, warning or error."""
     log_json: bool | None = None
     """JSON logs; None means JSON unless stderr is a terminal."""
     access_log: bool = True
+    """One log event per HTTP request (for an MCP call: service, tool, outcome, upstream
+    status, durations, a digest of the caller); false: none."""
 
 
     @field_validator("public_url", mode="before")

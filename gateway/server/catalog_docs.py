@@ -30,12 +30,22 @@ def render_page(page: str | None, service: CompiledService) -> str:
     Raises:
         ValueError: the page's markers are not one BEGIN line followed by one END line.
     """
-    section = f"{BEGIN}\n\n{render_catalog(service)}\n{END}\n"
     if page is None:
-        return f"# {service.spec.title} (`{service.spec.endpoint}`)\n\n## Catalog\n\n{section}"
+        page = f"# {service.spec.title} (`{service.spec.endpoint}`)\n\n## Catalog\n"
+    return splice(page, BEGIN, END, render_catalog(service))
+
+
+def splice(page: str, begin: str, end: str, content: str) -> str:
+    """`page` with the lines between its `begin` and `end` marker lines replaced by `content`;
+    a page without them gets the section appended.
+
+    Raises:
+        ValueError: the markers are not one `begin` line followed by one `end` line.
+    """
+    section = f"{begin}\n\n{content}\n{end}\n"
     lines = page.splitlines(keepends=True)
-    begins = [i for i, line in enumerate(lines) if line.rstrip("\n") == BEGIN]
-    ends = [i for i, line in enumerate(lines) if line.rstrip("\n") == END]
+    begins = [i for i, line in enumerate(lines) if line.rstrip("\n") == begin]
+    ends = [i for i, line in enumerate(lines) if line.rstrip("\n") == end]
     if not begins and not ends:
         return f"{page.rstrip()}\n\n{section}"
     if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:

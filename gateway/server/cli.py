@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,13 @@ from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
-from gateway.server.catalog_docs import page_name, render_page
+from gateway.server.catalog_docs import page_name, render_page, splice
 from gateway.server.console import load_or_report
 from gateway.server.demo import run_demo
 from gateway.server.serve import run_sandbox, run_serve
+from gateway.server.settings_docs import BEGIN as SETTINGS_BEGIN
+from gateway.server.settings_docs import END as SETTINGS_END
+from gateway.server.settings_docs import settings_table
 from gateway.settings import SHIPPED_SPECS, Settings
 from gateway.spec.models import ServiceSpec
 from gateway.spec.tools import SpecFile
@@ -35,6 +39,9 @@ CLOSED_PIPE = 128 + signal.SIGPIPE
 """What a shell reports for a command stopped by a closed pipe (`... | head -1`)."""
 INTERRUPTED = 128 + signal.SIGINT
 
+
+OPERATIONS_PAGE = "operations.md"
+"""The page whose settings table `docs` writes."""
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
@@ -213,11 +220,16 @@ def run_docs(args: argparse.Namespace) -> int:
     if registry is None:
         return 1
     drifted = 0
-    for service in registry.services:
-        path: Path = args.out / page_name(service)
+    pages: list[tuple[Path, Callable[[str | None], str]]] = [
+        (args.out / page_name(service), functools.partial(render_page, service=service))
+        for service in registry.services]
+    if (args.out / OPERATIONS_PAGE).is_file():  # its settings table, from the Settings model
+        pages.append((args.out / OPERATIONS_PAGE, lambda page: splice(
+            page or "", SETTINGS_BEGIN, SETTINGS_END, settings_table())))
+    for path, render in pages:
         current = path.read_text(encoding="utf-8") if path.is_file() else None
         try:
-            wanted = render_page(current, service)
+            wanted = render(current)
         except ValueError as exc:
             print(f"{path}: {exc}", file=sys.stderr)
             return 1
@@ -234,9 +246,8 @@ def run_docs(args: argparse.Namespace) -> int:
             print(f"wrote {path}")
     if args.check and drifted:
         return 1
-    pages = len(registry.services)
-    print(f"ok: {pages} page(s) in {args.out} match the specs" if args.check or not drifted
-          else f"{drifted} of {pages} page(s) updated in {args.out}")
+    print(f"ok: {len(pages)} page(s) in {args.out} match the specs" if args.check
+          or not drifted else f"{drifted} of {len(pages)} page(s) updated in {args.out}")
     return 0
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from gateway.server.catalog_docs import BEGIN, END, page_name, render_catalog, render_page
 from gateway.server.cli import main
-from gateway.settings import SHIPPED_SPECS
+from gateway.server.settings_docs import settings_table
+from gateway.settings import SHIPPED_SPECS, Settings
 from gateway.spec.compiled import CompiledService
 from gateway.spec.loader import load_tree
 from tests.support import REPO
@@ -51,7 +52,7 @@ def test_the_checked_in_catalog_pages_match_the_specs(capsys: pytest.CaptureFixt
     out, err = capsys.readouterr()
     assert err == ""
     assert code == 0
-    assert out == f"ok: 2 page(s) in {DOCS} match the specs\n"
+    assert out == f"ok: 3 page(s) in {DOCS} match the specs\n"  # and the settings table
 
 
 @pytest.mark.parametrize("name", ["retently", "refiner"])
@@ -265,3 +266,13 @@ def test_every_local_link_of_a_page_finds_its_file_and_heading(page: Path) -> No
             broken.append(link)
 
     assert broken == []
+
+
+def test_every_setting_is_documented_in_the_operations_guide() -> None:
+    """Each setting's docstring is its documentation; the guide's table is written from them."""
+    undocumented = [name for name, field in Settings.model_fields.items()
+                    if not (field.description or "").strip()]
+    assert undocumented == []
+    guide = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert settings_table() in guide
+    assert all(f"`GATEWAY_{name.upper()}`" in guide for name in Settings.model_fields)
