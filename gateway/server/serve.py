@@ -1,7 +1,8 @@
 """`mcp-gateway serve` and `mcp-gateway sandbox`: the long-running commands. Off the request path.
 
 Each binds its port before building anything, prints one line saying where it listens, and then
-runs until SIGINT or SIGTERM.
+runs until SIGINT or SIGTERM. A configuration that cannot work (the port, Redis, the audit file)
+is one line on stderr and exit code 2, whether `serve` runs one process or several.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import os
 import secrets
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Final
 
 import structlog
 from aiohttp import web
@@ -30,6 +32,12 @@ from gateway.server.listen import base_url, bound_port, listen
 from gateway.server.workers import run_workers, stop_when_orphaned
 from gateway.settings import Settings
 from gateway.spec.compiled import Registry
+
+DRAIN_S: Final = 10.0
+"""How long a stopping server lets the calls in flight finish before it cancels them."""
+CLEANUP_S: Final = 5.0
+"""Time for a worker to close its edges after the drain (upstream pool, Redis, audit file);
+past DRAIN_S + CLEANUP_S its parent kills it."""
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -65,11 +73,15 @@ def run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         return cannot_listen("serve", settings.host, settings.port, exc)
     print(serve_line(settings.host, bound_port(sockets), registry, settings.workers), flush=True)
-    if settings.workers == 1:
-        return _serve_app(settings, registry, sockets)
-    for sock in sockets:  # that was only a check: each worker binds the port itself
-        sock.close()
-    return _serve_workers(settings, registry)
+    if settings.workers > 1:
+        for sock in sockets:  # that was only a check: each worker binds the port itself
+            sock.close()
+        return _serve_workers(settings, registry)
+    try:
+        _serve_app(settings, registry, sockets)
+    except StartupError as exc:
+        return refuse("serve", str(exc))
+    return 0
 
 
 def serve_line(host: str, port: int, registry: Registry, workers: int = 1) -> str:
@@ -91,32 +103,45 @@ def _serve_workers(settings: Settings, registry: Registry) -> int:
                    "GATEWAY_REDIS_URL to share them")
     parent = os.getpid()
 
-    def worker() -> None:
+    def worker(ready: Callable[[], None]) -> None:
         try:
             sockets = listen(settings.host, settings.port, reuse_port=True)
         except OSError as exc:
-            raise SystemExit(cannot_listen("serve", settings.host, settings.port, exc)) from None
-        code = _serve_app(settings, registry, sockets, worker_of=parent)
-        if code:
-            raise SystemExit(code)
+            raise StartupError(_listen_problem(settings.host, settings.port, exc)) from None
+        _serve_app(settings, registry, sockets, worker_of=parent, ready=ready)
 
-    return run_workers(settings.workers, worker)
+    ended = run_workers(settings.workers, worker, stop_within_s=DRAIN_S + CLEANUP_S)
+    if ended.reason:  # the parent speaks for its workers: one line, however many failed
+        print(f"mcp-gateway serve: {ended.reason}", file=sys.stderr)
+    return ended.code
+
+
+def _listen_problem(host: str, port: int, exc: OSError) -> str:
+    """What `cannot_listen` says, for a worker to report to its parent."""
+    reason = (exc.strerror or str(exc)).lower()
+    return f"cannot listen on {base_url(host, port).removeprefix('http://')}: {reason}"
 
 
 def _serve_app(settings: Settings, registry: Registry, sockets: list[socket.socket], *,
-               worker_of: int | None = None) -> int:
-    """Serve until stopped; 0, or 2 with one line when the configuration cannot work."""
+               worker_of: int | None = None, ready: Callable[[], None] | None = None) -> None:
+    """Serve until stopped; a worker (of the process `worker_of`) says when its app has
+    started, through `ready`.
+
+    Raises:
+        StartupError: the configuration cannot work (Redis, the audit file).
+    """
     app = create_app(settings, registry, reloadable=True)
     app.on_startup.append(tune_collector)
     if worker_of is not None:
         app.cleanup_ctx.append(stop_when_orphaned(worker_of))
-    try:
-        asyncio.run(serve_until_stopped(
-            app, sockets, access_log=settings.access_log,
-            max_connections=connection_bound(settings.max_connections)))
-    except StartupError as exc:
-        return refuse("serve", str(exc))
-    return 0
+    if ready is not None:
+        async def started(_app: web.Application) -> None:  # after the edges opened
+            ready()
+
+        app.on_startup.append(started)
+    asyncio.run(serve_until_stopped(
+        app, sockets, access_log=settings.access_log, shutdown_timeout_s=DRAIN_S,
+        max_connections=connection_bound(settings.max_connections)))
 
 
 def unknown_variables(environment: Mapping[str, str]) -> list[str]:
