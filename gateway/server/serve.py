@@ -11,8 +11,10 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import Final
 
@@ -32,6 +34,7 @@ from gateway.server.listen import base_url, bound_port, listen
 from gateway.server.workers import run_workers, stop_when_orphaned
 from gateway.settings import Settings
 from gateway.spec.compiled import Registry
+from gateway.telemetry.metrics import enable_multiprocess, forget_worker
 
 DRAIN_S: Final = 10.0
 """How long a stopping server lets the calls in flight finish before it cancels them."""
@@ -110,7 +113,14 @@ def _serve_workers(settings: Settings, registry: Registry) -> int:
             raise StartupError(_listen_problem(settings.host, settings.port, exc)) from None
         _serve_app(settings, registry, sockets, worker_of=parent, ready=ready)
 
-    ended = run_workers(settings.workers, worker, stop_within_s=DRAIN_S + CLEANUP_S)
+    # Each worker writes its metrics to files here, summed by whichever answers /metrics.
+    metrics_folder = tempfile.mkdtemp(prefix="mcp-gateway-metrics-")
+    enable_multiprocess(metrics_folder)
+    try:
+        ended = run_workers(settings.workers, worker, stop_within_s=DRAIN_S + CLEANUP_S,
+                            on_exit=forget_worker)
+    finally:
+        shutil.rmtree(metrics_folder, ignore_errors=True)
     if ended.reason:  # the parent speaks for its workers: one line, however many failed
         print(f"mcp-gateway serve: {ended.reason}", file=sys.stderr)
     return ended.code

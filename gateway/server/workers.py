@@ -91,10 +91,12 @@ class _Worker:
     ready: bool = False
 
 
-def run_workers(count: int, serve: Serve, *, stop_within_s: float) -> Ended:
+def run_workers(count: int, serve: Serve, *, stop_within_s: float,
+                on_exit: Callable[[int], None] = lambda _pid: None) -> Ended:
     """Fork `count` processes running `serve` and supervise them until asked to stop or until
-    they cannot go on."""
-    supervisor = _Supervisor(serve, stop_within_s)
+    they cannot go on; `on_exit(pid)` runs for each worker that ended. SIGHUP is passed on to
+    every worker (each reloads its specs)."""
+    supervisor = _Supervisor(serve, stop_within_s, on_exit)
     with supervisor.signals():
         for _ in range(count):
             supervisor.start(replacement=False)
@@ -104,8 +106,11 @@ def run_workers(count: int, serve: Serve, *, stop_within_s: float) -> Ended:
 class _Supervisor:
     """The parent's state: its workers, the deaths it has seen lately, the restarts it owes."""
 
-    def __init__(self, serve: Serve, stop_within_s: float) -> None:
+    def __init__(self, serve: Serve, stop_within_s: float,
+                 on_exit: Callable[[int], None]) -> None:
         self._serve = serve
+        self._on_exit = on_exit
+        self._reload_asked = False
         self._stop_within_s = stop_within_s
         self._workers: dict[int, _Worker] = {}
         self._deaths: deque[float] = deque()
@@ -129,7 +134,11 @@ class _Supervisor:
         def ask_stop(_signum: int, _frame: FrameType | None) -> None:
             self._stop_asked = True
 
+        def ask_reload(_signum: int, _frame: FrameType | None) -> None:
+            self._reload_asked = True
+
         previous = {signum: signal.signal(signum, ask_stop) for signum in STOP_SIGNALS}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, ask_reload)
         previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda _s, _f: None)
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         try:
@@ -156,6 +165,9 @@ class _Supervisor:
             self._wait()
             if self._stop_asked and self._ended is None:
                 self._stop(Ended(0))
+            if self._reload_asked:
+                self._reload_asked = False
+                self._pass_reload()
             for pid, status in _reaped():
                 self._exited(pid, status)
             if self._ended is None:
@@ -195,6 +207,7 @@ class _Supervisor:
         worker = self._workers.pop(pid, None)
         if worker is None:
             return  # not a worker: the parent starts no other process, but be sure
+        self._on_exit(pid)
         code = os.waitstatus_to_exitcode(status)
         if self._ended is not None:
             if code not in (0, STARTUP_FAILED, -signal.SIGTERM, -signal.SIGKILL):
@@ -227,6 +240,13 @@ class _Supervisor:
             pid = self.start(replacement=True)
             log.warning("worker_restarted", worker=pid, replaces=restart.replaces,
                         cause=restart.cause, after_s=restart.delay_s)
+
+    def _pass_reload(self) -> None:
+        """SIGHUP to each worker serving; one still starting loads the tree as it is now."""
+        if self._ended is None:
+            for pid, worker in self._workers.items():
+                if worker.ready:
+                    _signal(pid, signal.SIGHUP)
 
     def _stop(self, ended: Ended) -> None:
         """Once: each worker is told to stop (once; a second signal while it drains would gain
@@ -294,6 +314,7 @@ def _work(serve: Serve, report: int, inherited: tuple[int, ...]) -> int:
         os.close(fd)
     for signum in STOP_SIGNALS:  # until serve's event loop takes them over
         signal.signal(signum, _stop_while_starting)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # likewise; the tree is being loaded anyway
 
     def ready() -> None:
         os.write(report, f"{os.getpid()} {READY}\n".encode())

@@ -91,6 +91,12 @@ def specs_served(digest: str, loaded_at: float, previous: str | None = None) -> 
     SPECS_LOADED.labels(digest).set(loaded_at)
 
 
+def forget_worker(pid: int) -> None:
+    """A worker ended: its live gauges (upstream in use, breakers) no longer count."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
 def enable_multiprocess(folder: str) -> None:
     """Samples go to files in `folder`, summed by whichever worker answers /metrics. Called by
     the parent of the workers before they start (every metric here is labelled, so no sample
