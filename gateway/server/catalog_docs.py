@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 
 from gateway.spec.compiled import CompiledService
+from gateway.spec.views import views_of
 
 BEGIN = ("<!-- BEGIN GENERATED CATALOG: `mcp-gateway docs` writes this section from the specs; "
          "edit them, not this -->")
@@ -57,11 +58,25 @@ def splice(page: str, begin: str, end: str, content: str) -> str:
 def render_catalog(service: CompiledService) -> str:
     """The catalog's Markdown: a summary line, then one table per kind of thing served."""
     parts = [_summary(service), _tools(service), _scopes(service)]
+    if service.spec.endpoints:
+        parts.append(_endpoints(service))
     if service.resources:
         parts.append(_resources(service))
     if service.prompts:
         parts.append(_prompts(service))
     return "\n".join(parts)
+
+
+def _endpoints(service: CompiledService) -> str:
+    rows = [f"| `{service.spec.endpoint}` | everything | {len(service.tools)} |"]
+    for endpoint, view in zip(service.spec.endpoints, views_of(service), strict=True):
+        chosen = ", ".join(f"`{s}`" for s in endpoint.include) or "everything"
+        if endpoint.exclude:
+            chosen += " except " + ", ".join(f"`{s}`" for s in endpoint.exclude)
+        rows.append(f"| `{endpoint.path}` | {chosen} | {len(view.tools)} |")
+    return ("### Endpoints\n\nVirtual servers share the service's upstream, auth and PII "
+            "policy; scopes still filter what each caller sees.\n\n"
+            "| endpoint | serves | tools |\n|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
 def _summary(service: CompiledService) -> str:

@@ -92,7 +92,7 @@ def demo_banner(host: str, port: int, sandbox_url: str, registry: Registry,
     lines = [f"mcp-gateway {__version__} demo: gateway on {base}, "
              f"sandbox upstream on {sandbox_url}", ""]
     lines += [f"  {s.spec.title:<10} {base}{s.spec.endpoint}  ({len(s.tools)} tools)"
-              for s in registry.services]
+              for s in (*registry.services, *registry.views)]
     lines += ["", "Demo tokens:"]
     lines += [f"  {token:<34} {what}" for token, what in tokens.items()]
     retently = f"{base}/retently/mcp"

@@ -90,7 +90,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def serve_line(host: str, port: int, registry: Registry, workers: int = 1) -> str:
     """The one line `serve` prints once it listens."""
     services = ", ".join(f"{s.name} {s.spec.endpoint} ({len(s.tools)} tools)"
-                         for s in registry.services)
+                         for s in (*registry.services, *registry.views))
     processes = f" ({workers} workers)" if workers > 1 else ""
     return f"mcp-gateway {__version__} on {base_url(host, port)}{processes}: {services}"
 

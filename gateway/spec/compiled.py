@@ -287,6 +287,8 @@ class CompiledService:
     prompts: dict[str, CompiledPrompt] = field(default_factory=dict)
     lines: dict[tuple[str | int, ...], int] = field(default_factory=dict)
     """Line of each key of service.yaml, for problems found after loading."""
+    view_of: str | None = None
+    """For a virtual server: the endpoint of the service it shows a subset of."""
 
     @property
     def name(self) -> str:
@@ -315,13 +317,15 @@ class CompiledService:
 
 @dataclass(frozen=True)
 class Registry:
-    """Every loaded service, by name and by endpoint path."""
+    """Every loaded service, by name and, with its virtual servers (`views`), by endpoint."""
 
     services: tuple[CompiledService, ...]
+    views: tuple[CompiledService, ...] = ()
     by_endpoint: dict[str, CompiledService] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "by_endpoint", {s.spec.endpoint: s for s in self.services})
+        object.__setattr__(self, "by_endpoint", {
+            s.spec.endpoint: s for s in (*self.services, *self.views)})
 
     def get(self, name: str) -> CompiledService | None:
         return next((s for s in self.services if s.name == name), None)

@@ -44,6 +44,7 @@ from gateway.spec.source import (
     read_yaml,
 )
 from gateway.spec.tools import SpecFile
+from gateway.spec.views import unknown_selectors, views_of
 
 Loc = tuple[str | int, ...]
 Model = TypeVar("Model", bound=BaseModel)
@@ -70,17 +71,23 @@ def load_tree(root: Path, env: Mapping[str, str]) -> Registry:
             services.append(load_service(folder, env))
         except SpecError as exc:
             problems.extend(exc.problems)
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, str], str] = {}
     for service in services:
-        for key, value in (("endpoint", service.spec.endpoint), ("name", service.spec.name)):
-            if value in seen:
-                problems.append(SpecProblem(f"{service.folder}/{SERVICE_FILE}",
-                                            service.lines.get((key,), 1),
-                                            f"{key} {value!r} is already used by {seen[value]}"))
-            seen[value] = service.folder
+        claims: list[tuple[Loc, str, str]] = [
+            (("name",), "name", service.spec.name),
+            (("endpoint",), "endpoint", service.spec.endpoint),
+            *((("endpoints", i, "path"), "endpoint", e.path)
+              for i, e in enumerate(service.spec.endpoints))]
+        for key, label, value in claims:
+            if (label, value) in seen:
+                problems.append(SpecProblem(
+                    f"{service.folder}/{SERVICE_FILE}", line_of(service.lines, key),
+                    f"{label} {value!r} is already used by {seen[label, value]}"))
+            seen[label, value] = service.folder
     if problems:
         raise SpecError(problems)
-    return Registry(tuple(s for s in services if s.spec.enabled))
+    served = tuple(s for s in services if s.spec.enabled)
+    return Registry(served, tuple(view for s in served for view in views_of(s)))
 
 
 @dataclass
@@ -118,8 +125,16 @@ def load_service(folder: Path, env: Mapping[str, str]) -> CompiledService:
         for name in service.auth.anonymous_tools if name not in declared_tools)
     if problems:
         raise SpecError(problems)
-    return CompiledService(spec=service, tools=built.tools, folder=str(folder),
-                           lines=head.lines, resources=built.resources, prompts=built.prompts)
+    compiled = CompiledService(spec=service, tools=built.tools, folder=str(folder),
+                               lines=head.lines, resources=built.resources,
+                               prompts=built.prompts)
+    problems.extend(
+        SpecProblem(head.name, line_of(head.lines, ("endpoints", index, which)),
+                    f"endpoints[{index}].{which}: {selector!r} names nothing this service has")
+        for index, which, selector in unknown_selectors(compiled))
+    if problems:
+        raise SpecError(problems)
+    return compiled
 
 
 def _read(path: Path, model: type[Model], problems: list[SpecProblem],

@@ -186,6 +186,29 @@ class WritePolicy(SpecModel):
     state and issues a token, so they are bounded too (more loosely than executions)."""
 
 
+ENDPOINT_PATTERN: Final = r"^(/[A-Za-z0-9_.\-]+)+$"
+SELECTOR_PATTERN: Final = (r"^(kind:(read|write|meta|resource|prompt)|tag:[A-Za-z0-9_.:\-]+"
+                           r"|[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63})$")
+Selector = Annotated[str, Field(pattern=SELECTOR_PATTERN)]
+"""A name of a tool, resource or prompt, `kind:<kind>` or `tag:<tag>`."""
+
+
+class EndpointSpec(SpecModel):
+    """A virtual server: one more endpoint serving a named subset of the service's tools,
+    resources and prompts, with the service's upstream, auth and PII policy."""
+
+    path: str = Field(pattern=ENDPOINT_PATTERN)
+    title: str | None = None
+    instructions: str | None = None
+    """Sent to clients instead of the service's."""
+    include: list[Selector] = []
+    """What it serves: names of tools, resources or prompts, `kind:read` (read tools and
+    resources), `kind:write`, `kind:meta`, `kind:resource`, `kind:prompt`, or `tag:<tag>` (tools
+    with that tag). Empty: everything."""
+    exclude: list[Selector] = []
+    """Taken out of what `include` selected; the same selectors."""
+
+
 class ServiceSpec(SpecModel):
     """service.yaml."""
 
@@ -198,8 +221,10 @@ class ServiceSpec(SpecModel):
     description: str = ""
     instructions: str | None = None
     """Sent to clients in initialize / server/discover; guidance for the model."""
-    endpoint: str = Field(pattern=r"^(/[A-Za-z0-9_.\-]+)+$")
+    endpoint: str = Field(pattern=ENDPOINT_PATTERN)
     """Path of the MCP endpoint, e.g. /retently/mcp."""
+    endpoints: list[EndpointSpec] = []
+    """Virtual servers: more endpoints, each serving a subset (e.g. the read tools only)."""
     upstream: UpstreamSpec
     auth: AuthSpec = AuthSpec()
     scopes: list[ScopeSpec] = []

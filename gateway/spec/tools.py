@@ -4,7 +4,7 @@ Frozen pydantic models, unknown keys refused. Pure; service.yaml's models are in
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
@@ -237,6 +237,8 @@ class ToolSpec(ReadSpec):
     kind: Literal["read", "write", "meta"]
     description: str
     scopes: list[str] = []
+    tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\-]+$")]] = []
+    """Labels a virtual server can select the tool by (`tag:<tag>`)."""
     annotations: Annotations | None = None
     write: WriteSpec | None = None
     tests: list[ToolTestCase] = []

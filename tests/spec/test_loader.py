@@ -512,7 +512,8 @@ def test_the_shipped_tree_loads_without_problems() -> None:
     registry = load_tree(SHIPPED_SPECS, {})
 
     assert sorted(s.name for s in registry.services) == ["refiner", "retently"]
-    assert sorted(registry.by_endpoint) == ["/refiner/mcp", "/retently/mcp"]
+    assert sorted(registry.by_endpoint) == ["/refiner/mcp", "/retently/mcp",
+                                            "/retently/readonly/mcp"]
     retently = registry.by_endpoint["/retently/mcp"]
     assert retently.spec.upstream.base_url == "https://app.retently.com"
     assert retently.tools["ping"].anonymous is True
