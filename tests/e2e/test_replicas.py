@@ -583,3 +583,20 @@ async def test_reads_go_on_when_a_replica_is_killed_mid_load(cluster: Cluster) -
     finally:
         await load.stop()
 
+
+@pytest.mark.slow
+async def test_each_replica_killed_in_turn_under_reads_and_writes(tmp_path: Path) -> None:
+    with running_cluster(tmp_path, writes_per_minute=100_000,
+                         previews_per_minute=100_000) as cluster:
+        load = Load(cluster, readers=30, writers=10)
+        load.start()
+        try:
+            for victim in list(cluster.replicas):
+                await asyncio.sleep(2)
+                await kill_and_restart(cluster, load, victim, after_s=2.0)
+            await asyncio.sleep(2)
+        finally:
+            await load.stop()
+        assert sum(w.done for w in load.writes) >= 50
+        assert_no_write_applied_twice(cluster, load)
+
