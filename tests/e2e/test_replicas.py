@@ -47,8 +47,9 @@ ANALYST = "rtly_mcp_pat_demoanalyst_s3cr3t"
 WRITER = "rtly_mcp_pat_demowriter_s3cr3t"  # acc_demo
 OTHER_ADMIN = "rtly_mcp_pat_otheradmin_s3cr3t"  # acc_other: a write budget of its own
 READER_OF = {"acc_demo": "rtly_mcp_pat_demoadmin_s3cr3t", "acc_other": OTHER_ADMIN}
-FEEDBACK = {account: [row["id"] for row in rows] for account, rows in json.loads(
-    (FIXTURES_DIR / "retently" / "feedback.json").read_text()).items()}
+FEEDBACK: dict[str, list[str]] = {account: [row["id"] for row in rows] for account, rows in
+                                  json.loads((FIXTURES_DIR / "retently" / "feedback.json")
+                                             .read_text()).items()}
 WRITE_LIMIT = 4
 """Writes a minute per account in the write tests' cluster (the shipped spec says 30)."""
 READ = ("list_feedback", {"limit": 5})
@@ -208,7 +209,7 @@ def spawn_replica(name: str, port: int, env: dict[str, str], specs: Path,
 
 def listening(name: str, process: subprocess.Popen[str]) -> Replica:
     """The replica once it says where it listens."""
-    line = first_line(process, timeout_s=30)
+    line = first_line(process, timeout_s=60)  # a bound for a busy machine: 2 s when idle
     assert " on http://127.0.0.1:" in line, line
     return Replica(name, int(line.split(" on http://127.0.0.1:")[1].split(":")[0]), process)
 
@@ -256,7 +257,7 @@ def running_cluster(tmp: Path, *, writes_per_minute: int,
         for process in started.values():
             stack.callback(_stop, process)
         replicas = [listening(name, process) for name, process in started.items()]
-        assert first_line(sandbox, timeout_s=30) == f"sandbox upstream on {sandbox_url}"
+        assert first_line(sandbox, timeout_s=60) == f"sandbox upstream on {sandbox_url}"
         for replica in replicas:
             _wait(f"{replica.name} ready", lambda r=replica: _answers(r.url + "/readyz"), 20,
                   replica.process)
@@ -445,11 +446,14 @@ async def _post(session: aiohttp.ClientSession, url: str, token: str, tool: str,
 
 class Load:
     """Callers on connections of their own, through the balancer, from `start()` to `stop()`:
-    `readers` read; `writers` preview a note and confirm it, sending the confirmation again
-    with the same token while its answer is lost (as a careful client does)."""
+    `readers` read; `writers` preview a note and confirm it, sending the confirmation again with
+    the same token while its answer is lost (as a careful client does); each pauses `pause_s`
+    between calls."""
 
-    def __init__(self, cluster: Cluster, readers: int, writers: int = 0) -> None:
+    def __init__(self, cluster: Cluster, readers: int, writers: int = 0,
+                 pause_s: float = 0.0) -> None:
         self.cluster, self.readers, self.writers = cluster, readers, writers
+        self.pause_s = pause_s
         self.reads: list[Outcome] = []
         self.writes: list[Write] = []
         self._stopping = asyncio.Event()
@@ -478,9 +482,10 @@ class Load:
                 outcome, _ = await _post(session, self.cluster.proxy_url, ANALYST, tool,
                                          arguments)
                 self.reads.append(outcome)
+                await asyncio.sleep(self.pause_s)
 
     async def _writer(self, n: int) -> None:
-        url, feedback_id = self.cluster.proxy_url, FEEDBACK["acc_demo"][2]
+        url, feedback_id = self.cluster.proxy_url, writers_feedback(n)
         async with aiohttp.ClientSession() as session:
             for attempt in itertools.count():
                 if self._stopping.is_set():
@@ -505,6 +510,12 @@ class Load:
                 self.cluster.done[content] += done
                 self.writes.append(Write(content, done, resent,
                                          "done" if done else text_of(answer)))
+                await asyncio.sleep(self.pause_s)
+
+
+def writers_feedback(n: int) -> str:
+    """The feedback response writer `n` adds its notes to (one each, so that none grows long)."""
+    return FEEDBACK["acc_demo"][2 + n]
 
 
 async def until(what: str, ready: Any, timeout_s: float) -> float:
@@ -568,7 +579,8 @@ def assert_no_write_applied_twice(cluster: Cluster, load: Load) -> None:
     lost is there at most once; no other note is; and the audit file holds no more executions
     done than notes written (the upstream drops a repeat carrying the same Idempotency-Key, so
     a confirmation executed twice would show there, as two records for one note)."""
-    held = Counter(cluster.notes("acc_demo", FEEDBACK["acc_demo"][2]))
+    held = Counter(note for n in range(load.writers)
+                   for note in cluster.notes("acc_demo", writers_feedback(n)))
     assert all(count == 1 for count in held.values()), held
     done = {w.content for w in load.writes if w.done}
     lost = {w.content for w in load.writes if w.resent and not w.done}
@@ -592,7 +604,8 @@ async def test_reads_go_on_when_a_replica_is_killed_mid_load(cluster: Cluster) -
 async def test_each_replica_killed_in_turn_under_reads_and_writes(tmp_path: Path) -> None:
     with running_cluster(tmp_path, writes_per_minute=100_000,
                          previews_per_minute=100_000) as cluster:
-        load = Load(cluster, readers=30, writers=10)
+        # Paced, so that a replica can start again while the load goes on, even on 2 cores.
+        load = Load(cluster, readers=30, writers=10, pause_s=0.1)
         load.start()
         try:
             for victim in list(cluster.replicas):
