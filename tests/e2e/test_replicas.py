@@ -349,7 +349,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield running
     if not running.audit():
         return  # no write was confirmed (the write tests were not run)
-    # Three processes appended to one audit file: the chain they built must still hold.
+    # Every replica appended to one audit file: the chain they built together must hold.
     key_file = running.logs / "audit.key"
     key_file.write_text(running.audit_key)
     verify = build_parser().parse_args(
@@ -384,6 +384,8 @@ async def test_a_confirmation_is_executed_once_whichever_replicas_it_reaches(
 async def test_the_write_limit_is_one_budget_for_every_replica(cluster: Cluster) -> None:
     feedback_id = FEEDBACK["acc_demo"][1]
     attempts = 3 * WRITE_LIMIT
+    # Each of the four targets gets 3 confirmations, fewer than the limit: a limit kept per
+    # replica would let all 12 through.
     targets = itertools.cycle([*cluster.urls, cluster.proxy_url])
     async with aiohttp.ClientSession() as session:
         contents = [f"{cluster.run} limit {n}" for n in range(attempts)]
