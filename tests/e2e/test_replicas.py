@@ -80,6 +80,10 @@ class Cluster:
     """What every replica is started with (shared secret, Redis, upstream, audit file)."""
     specs: Path
     logs: Path
+    spare: Replica | None = None
+    """A fourth replica, not behind HAProxy, whose upstream is whatever listens on
+    `spare_upstream_port` (a test's own proxy in front of the sandbox)."""
+    spare_upstream_port: int = 0
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     """Marks this cluster's notes, so they are told apart from the fixtures' own."""
     done: Counter[str] = field(default_factory=Counter)
@@ -225,9 +229,10 @@ def _stop(process: subprocess.Popen[str]) -> None:
 
 
 @contextmanager
-def running_cluster(tmp: Path, *, writes_per_minute: int,
-                    previews_per_minute: int = 120) -> Iterator[Cluster]:
-    """Redis, the sandbox, three replicas sharing their secret and Redis, and HAProxy in front."""
+def running_cluster(tmp: Path, *, writes_per_minute: int, previews_per_minute: int = 120,
+                    spare: bool = False) -> Iterator[Cluster]:
+    """Redis, the sandbox, three replicas sharing their secret and Redis, and HAProxy in front;
+    with `spare`, a fourth replica started at the same time (see `Cluster.spare`)."""
     haproxy = shutil.which("haproxy")
     if haproxy is None:
         pytest.skip("haproxy is not installed (make services installs it with apt-get)")
@@ -254,12 +259,18 @@ def running_cluster(tmp: Path, *, writes_per_minute: int,
                 "RETENTLY_PREVIEWS_PER_MINUTE": str(previews_per_minute)}
         specs = _spec_tree(tmp)
         started = {name: spawn_replica(name, 0, env, specs, tmp) for name in ("g1", "g2", "g3")}
+        spare_upstream_port = free_port() if spare else 0
+        if spare:  # its own write limit is high, so that it does not depend on what others spent
+            started["g4"] = spawn_replica("g4", 0, env | {
+                "RETENTLY_API_URL": f"http://127.0.0.1:{spare_upstream_port}",
+                "RETENTLY_WRITES_PER_MINUTE": "100000"}, specs, tmp)
         for process in started.values():
             stack.callback(_stop, process)
         replicas = [listening(name, process) for name, process in started.items()]
+        spare_replica = replicas.pop() if spare else None
         assert first_line(sandbox, timeout_s=60) == f"sandbox upstream on {sandbox_url}"
-        for replica in replicas:
-            _wait(f"{replica.name} ready", lambda r=replica: _answers(r.url + "/readyz"), 20,
+        for replica in [*replicas, *filter(None, [spare_replica])]:
+            _wait(f"{replica.name} ready", lambda r=replica: _answers(r.url + "/readyz"), 30,
                   replica.process)
 
         proxy_port = free_port()
@@ -271,7 +282,8 @@ def running_cluster(tmp: Path, *, writes_per_minute: int,
                 [haproxy, "-db", "-f", str(config)], stdout=log, stderr=log, text=True)
         stack.callback(_stop, balancer)
         cluster = Cluster(sandbox_url, f"http://127.0.0.1:{proxy_port}", replicas,
-                          stats_socket, tmp / "audit.jsonl", audit_key, env, specs, tmp)
+                          stats_socket, tmp / "audit.jsonl", audit_key, env, specs, tmp,
+                          spare_replica, spare_upstream_port)
 
         @stack.callback
         def stop_restarted() -> None:
@@ -344,8 +356,8 @@ def assert_each_write_applied_once(cluster: Cluster, account: str, feedback_id: 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with running_cluster(tmp_path_factory.mktemp("writes"),
-                         writes_per_minute=WRITE_LIMIT) as running:
+    with running_cluster(tmp_path_factory.mktemp("writes"), writes_per_minute=WRITE_LIMIT,
+                         spare=True) as running:
         yield running
     if not running.audit():
         return  # no write was confirmed (the write tests were not run)
@@ -653,16 +665,15 @@ class HoldingUpstream:
         return web.Response(status=status, body=body, headers={"Content-Type": content_type})
 
     @asynccontextmanager
-    async def running(self) -> AsyncIterator[str]:
+    async def serving(self, port: int) -> AsyncIterator[None]:
         app = web.Application()
         app.router.add_route("*", "/{path:.*}", self.forward)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
         async with aiohttp.ClientSession() as self.session:
             try:
-                yield f"http://127.0.0.1:{site.port}"
+                yield
             finally:
                 self.release.set()
                 await runner.cleanup()
@@ -677,34 +688,26 @@ class Crash:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def crash(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Crash:
-    """A fourth replica (same secret, Redis and audit file; not behind HAProxy; its upstream
+async def crash(cluster: Cluster) -> Crash:
+    """The spare replica (same secret, Redis and audit file; not behind HAProxy; its upstream
     through HoldingUpstream) previews a note and is sent its confirmation; once the sandbox has
     applied the note, the replica is killed before it answers. The caller, its answer lost,
     sends the same confirmation again through HAProxy, as a careful client does."""
+    doomed = cluster.spare
+    assert doomed is not None
     feedback_id, content = FEEDBACK["acc_other"][1], f"{cluster.run} crash"
     arguments = {"id": feedback_id, "content": content}
     upstream = HoldingUpstream(cluster.sandbox_url)
     already = len(cluster.audit_log.read_text().splitlines())
-    async with upstream.running() as upstream_url, aiohttp.ClientSession() as session:
-        # Its own write limit is high, so that it does not depend on what other tests spent.
-        env = cluster.env | {"RETENTLY_API_URL": upstream_url,
-                             "RETENTLY_WRITES_PER_MINUTE": "100000"}
-        process = spawn_replica("g4", 0, env, cluster.specs, tmp_path_factory.mktemp("crash"))
-        try:
-            doomed = await asyncio.to_thread(listening, "g4", process)
-            await until("g4 ready", lambda: _answers(doomed.url + "/readyz"), 20)
-            arguments["confirmation_token"] = await preview_note(
-                session, doomed.url, OTHER_ADMIN, feedback_id, content)
-            confirming = asyncio.ensure_future(call(
-                session, doomed.url, OTHER_ADMIN, "add_note", arguments))
-            await asyncio.wait_for(upstream.applied.wait(), timeout=10)
-            process.send_signal(signal.SIGKILL)
-            with pytest.raises(aiohttp.ClientConnectionError):
-                await asyncio.wait_for(confirming, timeout=10)  # the answer is lost
-        finally:
-            process.kill()
-            process.communicate(timeout=10)
+    async with upstream.serving(cluster.spare_upstream_port), aiohttp.ClientSession() as session:
+        arguments["confirmation_token"] = await preview_note(
+            session, doomed.url, OTHER_ADMIN, feedback_id, content)
+        confirming = asyncio.ensure_future(call(
+            session, doomed.url, OTHER_ADMIN, "add_note", arguments))
+        await asyncio.wait_for(upstream.applied.wait(), timeout=10)
+        doomed.process.send_signal(signal.SIGKILL)
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await asyncio.wait_for(confirming, timeout=10)  # the answer is lost
         resent = await call(session, cluster.proxy_url, OTHER_ADMIN, "add_note", arguments)
     cluster.done[content] += is_done(resent)
     assert cluster.notes("acc_other", feedback_id) == [content]  # applied, and once only
