@@ -112,7 +112,12 @@ class Cluster:
         """Start a killed replica again on its port, in its place."""
         replica.process.communicate(timeout=10)
         process = spawn_replica(replica.name, replica.port, self.env, self.specs, self.logs)
-        self.replicas[self.replicas.index(replica)] = again = listening(replica.name, process)
+        try:
+            again = listening(replica.name, process)
+        except BaseException:
+            _stop(process)  # not in `replicas` yet: nothing else would stop it
+            raise
+        self.replicas[self.replicas.index(replica)] = again
         return again
 
     def notes(self, account: str, feedback_id: str) -> list[str]:
