@@ -40,10 +40,13 @@ test: venv lint services node-if-possible  ## the whole suite (bounded versions 
 node-if-possible:         # tests that need Node say they were skipped when it cannot be installed
 	@$(MAKE) --no-print-directory node || echo "note: Node 22 could not be installed from the npm registry; the Node-based tests will report a skip"
 
-services:                 ## redis-server for the cross-replica tests (Debian package; needs root)
+services:                 ## redis-server and haproxy for the cross-replica tests (Debian packages; need root)
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  (apt-get install -y -qq redis-server || (apt-get update -qq && apt-get install -y -qq redis-server)) \
 	    >/dev/null 2>&1 || echo "note: redis-server could not be installed; the Redis tests will report a skip"; }
+	@command -v haproxy >/dev/null 2>&1 || { \
+	  (apt-get install -y -qq haproxy || (apt-get update -qq && apt-get install -y -qq haproxy)) \
+	    >/dev/null 2>&1 || echo "note: haproxy could not be installed; the multi-replica tests will report a skip"; }
 
 lint: venv
 	$(BIN)/ruff check gateway sandbox tests fixtures conformance bench
