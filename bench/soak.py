@@ -150,11 +150,13 @@ def upstream_app(plan: FaultPlan) -> web.Application:
     return app
 
 
-async def serve_upstream(port: int, rate: float, seed: int) -> None:
+async def serve_upstream(port: int, rate: float, seed: int, fd: int | None = None) -> None:
+    """Serve until stopped, on `port` or on the listening socket inherited as `fd`."""
     runner = web.AppRunner(upstream_app(FaultPlan(rate, seed)), access_log=None,
                            handle_signals=True)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
+    site: web.BaseSite = (web.TCPSite(runner, "127.0.0.1", port, backlog=1024) if fd is None
+                          else web.SockSite(runner, socket.socket(fileno=fd)))
     await site.start()
     bound = runner.addresses[0][1]
     print(f"upstream on http://127.0.0.1:{bound}", flush=True)
@@ -206,26 +208,30 @@ class Started:
 
 
 @contextlib.contextmanager
-def started(command: list[str], log: Path, env: dict[str, str] | None = None
-            ) -> Iterator[Started]:
-    """A command that prints where it listens as its first line (`... on http://host:port...`),
-    its stderr kept in `log`; stopped (then killed) on the way out, whatever happened."""
+def spawned(command: list[str], log: Path, env: dict[str, str],
+            pass_fds: tuple[int, ...] = ()) -> Iterator[subprocess.Popen[str]]:
+    """A command, its stderr kept in `log`; stopped (then killed) on the way out, whatever
+    happened."""
     with log.open("w") as stderr:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr,  # noqa: S603
-                                   text=True, cwd=ROOT, env=env)
+                                   text=True, cwd=ROOT, env=env, pass_fds=pass_fds)
     try:
-        assert process.stdout is not None  # piped above
-        ready, _, _ = select.select([process.stdout], [], [], STARTUP_S)
-        line = process.stdout.readline() if ready else ""
-        if " on http://" not in line:
-            process.kill()
-            process.wait(timeout=10)
-            raise RuntimeError(f"{command[2:4]} did not start: {line!r}\n"
-                               f"{log.read_text(errors='replace')[-2000:]}")
-        url = line.split(" on ", 1)[1].split()[0].rstrip(":")
-        yield Started(process, url, log)
+        yield process
     finally:
         stop(process)
+
+
+def listening(process: subprocess.Popen[str], log: Path) -> Started:
+    """Wait (bounded) for the first line of a command that says where it listens
+    (`... on http://host:port...`)."""
+    assert process.stdout is not None  # piped by spawned
+    ready, _, _ = select.select([process.stdout], [], [], STARTUP_S)
+    line = process.stdout.readline() if ready else ""
+    if " on http://" not in line:
+        stop(process)
+        raise RuntimeError(f"{process.args!r} did not start within {STARTUP_S:.0f} s: "
+                           f"{line!r}\n{log.read_text(errors='replace')[-2000:]}")
+    return Started(process, line.split(" on ", 1)[1].split()[0].rstrip(":"), log)
 
 
 def stop(process: subprocess.Popen[str]) -> None:
@@ -427,28 +433,35 @@ def run_soak(calls: int, concurrency: int, fault_rate: float = 0.01, seed: int =
     calls a second, plus a minute)."""
     report = SoakReport(calls, concurrency, fault_rate, seed)
     limit = deadline_s if deadline_s is not None else 60 + calls / 50
-    with tempfile.TemporaryDirectory(prefix="soak-") as folder:
+    with (tempfile.TemporaryDirectory(prefix="soak-") as folder,
+          socket.create_server(("127.0.0.1", 0), backlog=1024) as listener,
+          contextlib.ExitStack() as processes):
+        # The upstream's socket is bound here and handed over, so its address is known before
+        # it runs and both processes start at once, without racing anyone for a free port.
         root = Path(folder)
-        upstream_command = [PYTHON, "-m", "bench.soak", "upstream", "--port", "0",
-                            "--fault-rate", str(fault_rate), "--seed", str(seed)]
-        with started(upstream_command, root / "upstream.log", environment()) as upstream:
-            specs = spec_tree(root, upstream.url)
-            gateway_command = [PYTHON, "-m", "gateway", "serve", "--port", "0"]
-            settings = environment(specs_dir=str(specs), log_level="warning", log_json="true",
-                                   access_log="false")
-            with started(gateway_command, root / "gateway.log", settings) as gateway:
-                began = time.perf_counter()
-                answers = asyncio.run(_bounded(
-                    drive(f"{gateway.url}/soak/mcp", calls, concurrency, gateway.process.pid,
-                          report), limit))
-                report.seconds = round(time.perf_counter() - began, 3)
-                report.rss_kib.append((len(answers), rss_kib(gateway.process.pid)["rss_kib"]))
-                stats = asyncio.run(_bounded(_stats(upstream.url), 30))
-                for name, process in (("upstream", upstream), ("gateway", gateway)):
-                    if process.process.poll() is not None:
-                        raise RuntimeError(f"the {name} exited during the soak:\n"
-                                           f"{process.log_tail()}")
-            report.gateway_log_errors = gateway_log_errors(gateway.log.read_text(errors="replace"))
+        specs = spec_tree(root, f"http://127.0.0.1:{listener.getsockname()[1]}")
+        upstream_process = processes.enter_context(spawned(
+            [PYTHON, "-m", "bench.soak", "upstream", "--fd", str(listener.fileno()),
+             "--fault-rate", str(fault_rate), "--seed", str(seed)],
+            root / "upstream.log", environment(), pass_fds=(listener.fileno(),)))
+        gateway_process = processes.enter_context(spawned(
+            [PYTHON, "-m", "gateway", "serve", "--port", "0"], root / "gateway.log",
+            environment(specs_dir=str(specs), log_level="warning", log_json="true",
+                        access_log="false")))
+        upstream = listening(upstream_process, root / "upstream.log")
+        gateway = listening(gateway_process, root / "gateway.log")
+        began = time.perf_counter()
+        answers = asyncio.run(_bounded(
+            drive(f"{gateway.url}/soak/mcp", calls, concurrency, gateway.process.pid, report),
+            limit))
+        report.seconds = round(time.perf_counter() - began, 3)
+        report.rss_kib.append((len(answers), rss_kib(gateway.process.pid)["rss_kib"]))
+        stats = asyncio.run(_bounded(_stats(upstream.url), 30))
+        for name, running in (("upstream", upstream), ("gateway", gateway)):
+            if running.process.poll() is not None:
+                raise RuntimeError(f"the {name} exited during the soak:\n{running.log_tail()}")
+        processes.close()  # stopped first, so what the gateway logs on the way out counts too
+        report.gateway_log_errors = gateway_log_errors(gateway.log.read_text(errors="replace"))
     report.upstream_requests = stats["requests"]
     report.faults = stats["faults"]
     outcomes: Counter[str] = Counter()
@@ -489,11 +502,13 @@ def main(argv: list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog="python -m bench.soak upstream",
                                          description="the soak's fault-injecting upstream")
         parser.add_argument("--port", type=int, default=0)
+        parser.add_argument("--fd", type=int, default=None,
+                            help="serve on this inherited listening socket instead")
         parser.add_argument("--fault-rate", type=float, default=0.01)
         parser.add_argument("--seed", type=int, default=1)
         args = parser.parse_args(argv[1:])
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve_upstream(args.port, args.fault_rate, args.seed))
+            asyncio.run(serve_upstream(args.port, args.fault_rate, args.seed, args.fd))
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench.soak",
                                      description=__doc__.splitlines()[0])
