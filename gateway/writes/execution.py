@@ -157,8 +157,7 @@ class WriteCalls:
             raise self._store_down(call, down, token_kept=True) from down
         if not claimed:
             self._record(call, "execute", "refused", reason="reused")
-            raise ToolExecutionError("Not executed. The confirmation token was already used; "
-                                     "preview the change again.")
+            raise ToolExecutionError(await self._reused(call, claim))
         policy = caller.writes
         try:
             wait = await self._limits.take(f"writes:{caller.service}:{caller.tenant}",
@@ -185,6 +184,32 @@ class WriteCalls:
         before = await self._baseline(call, ctx)
         return await self._send_write(call, ctx, redact, claim, idempotency_key(nonce),
                                       before)
+
+    async def _reused(self, call: _Call, claim: str) -> str:
+        """What a caller resending a used confirmation is told: what became of its first use.
+        "Preview again" only when that use provably changed nothing: a resend after a lost
+        answer (a dead replica, a broken connection) must not lead to the change twice."""
+        try:
+            state = await self._limits.state_of(claim)
+        except StoreUnavailable:
+            state = None
+        if state == "done":
+            return ("Not executed. The confirmation token was already used, and that change "
+                    "was applied: do not repeat it.")
+        if state in ("failed", "not_applied"):
+            return ("Not executed. The confirmation token was already used, and that change was "
+                    "not applied; preview the change again.")
+        return ("Not executed. The confirmation token was already used by a request whose "
+                "outcome is not known (it may still be running, or it stopped before "
+                "answering). The change may have been applied: do not preview it again "
+                "blindly" + _how_to_check(call.tool))
+
+    async def _settle(self, claim: str, state: str) -> None:
+        """Remember what became of a confirmation, for a caller who sends it again."""
+        try:
+            await self._limits.settle(claim, state)
+        except StoreUnavailable as down:
+            log.warning("confirmation_not_settled", state=state, error=str(down))
 
     async def _give_back(self, claim: str) -> bool:
         """Release a claim whose write did not run; whether the token is good again."""
@@ -213,27 +238,33 @@ class WriteCalls:
             ToolExecutionError: anything but done.
         """
         tool = call.tool
+        # Recorded before the request leaves: a process that dies before the answer still
+        # leaves a trace of a write that may have been applied.
+        self._record(call, "execute", "sending")
         try:
             response = await self._upstream.send_spec(
                 _write_request(tool), call.caller, ctx, extra_headers={IDEMPOTENCY_HEADER: key},
                 retry=False)
         except UpstreamError as failed:
             self._record(call, "execute", "failed", upstream_status=failed.status)
+            await self._settle(claim, "failed")
             raise
         except ResponseShapeError as unreadable:
             self._record(call, "execute", "done", reason="answer_unreadable")
+            await self._settle(claim, "done")
             raise ToolExecutionError(
                 "The change was applied (the upstream accepted it), but its answer could not be "
                 f"read: {unreadable.message} Do not repeat the change; read the item to see its "
                 "new state.") from unreadable
         except UpstreamUnavailable as lost:
             if lost.maybe_delivered:
-                return await self._reconciled(call, ctx, before, lost)
+                return await self._reconciled(call, ctx, before, lost, claim)
             kept = await self._give_back(claim)
             self._record(call, "execute", "failed", reason="not_sent")
             raise ToolExecutionError(f"Not executed, nothing was changed: {lost.message} "
                                      + _RETRY[kept]) from lost
         self._record(call, "execute", "done", upstream_status=response.status)
+        await self._settle(claim, "done")
         return WriteOutcome({"status": "done", "changed": True,
                              "result": redact(select(tool.shape.select, response.body))},
                             response.status)
@@ -250,7 +281,7 @@ class WriteCalls:
             return None
 
     async def _reconciled(self, call: _Call, ctx: RenderContext, before: Any,
-                          lost: UpstreamUnavailable) -> WriteOutcome:
+                          lost: UpstreamUnavailable, claim: str) -> WriteOutcome:
         """A write sent whose answer was lost: one verification read, when the spec declares
         one, tells done from not applied; otherwise, or when it cannot tell, the outcome is
         unknown. Never a blind retry.
@@ -260,6 +291,7 @@ class WriteCalls:
         """
         what = lost.message.split(";")[0].rstrip(".")  # the failure, not its advice
         applied = await self._verified(call, ctx, before)
+        await self._settle(claim, {True: "done", False: "not_applied", None: "unknown"}[applied])
         if applied is True:
             self._record(call, "execute", "done", reason="verified")
             return WriteOutcome({"status": "done", "changed": True, "verified": True,

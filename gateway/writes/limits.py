@@ -12,6 +12,8 @@ from typing import Final, Protocol
 from cachetools import LRUCache, TTLCache
 
 MAX_TRACKED_KEYS: Final = 100_000
+PENDING: Final = "pending"
+"""A claim whose action has not told its outcome yet: still running, or its process died."""
 
 
 class LimitStore(Protocol):
@@ -22,7 +24,16 @@ class LimitStore(Protocol):
         ...
 
     async def claim_once(self, key: str, ttl_s: int) -> bool:
-        """True the first time `key` is claimed within `ttl_s`, False ever after."""
+        """True the first time `key` is claimed within `ttl_s` (its state is then `PENDING`),
+        False ever after."""
+        ...
+
+    async def settle(self, key: str, state: str) -> None:
+        """Record what became of a claimed action (kept as long as the claim)."""
+        ...
+
+    async def state_of(self, key: str) -> str | None:
+        """What became of a claimed action: `PENDING` until settled; None when unclaimed."""
         ...
 
     async def release(self, key: str) -> None:
@@ -46,7 +57,7 @@ class MemoryLimits:
 
     def __init__(self, *, max_keys: int = MAX_TRACKED_KEYS) -> None:
         self._buckets: LRUCache[str, tuple[float, float]] = LRUCache(maxsize=max_keys)
-        self._claims: TTLCache[str, bool] = TTLCache(maxsize=max_keys, ttl=3600)
+        self._claims: TTLCache[str, str] = TTLCache(maxsize=max_keys, ttl=3600)
 
     async def take(self, key: str, capacity: int, per_s: float, now: float) -> float:
         tokens, last = self._buckets.get(key, (float(capacity), now))
@@ -61,8 +72,15 @@ class MemoryLimits:
         # One TTL for all claims: it is longer than any confirmation's life, so none expires early.
         if key in self._claims:
             return False
-        self._claims[key] = True
+        self._claims[key] = PENDING
         return True
+
+    async def settle(self, key: str, state: str) -> None:
+        if key in self._claims:
+            self._claims[key] = state
+
+    async def state_of(self, key: str) -> str | None:
+        return self._claims.get(key)
 
     async def release(self, key: str) -> None:
         self._claims.pop(key, None)

@@ -9,6 +9,7 @@ from typing import Final
 import redis.asyncio as redis
 
 from gateway.errors import StartupError, StoreUnavailable
+from gateway.writes.limits import PENDING
 
 # A token bucket in one atomic step: refill by elapsed time, then take one token or say how long
 # until one is free. The key expires once a full bucket would have refilled.
@@ -65,9 +66,31 @@ class RedisLimits:
             StoreUnavailable: Redis did not answer (nothing was claimed, as far as we know).
         """
         try:
-            return bool(await self._client.set(PREFIX + key, b"1", nx=True, ex=max(1, ttl_s)))
+            return bool(await self._client.set(PREFIX + key, PENDING, nx=True,
+                                               ex=max(1, ttl_s)))
         except redis.RedisError as exc:
             raise _unavailable(exc) from exc
+
+    async def settle(self, key: str, state: str) -> None:
+        """Raises:
+            StoreUnavailable: Redis did not answer.
+        """
+        try:
+            await self._client.set(PREFIX + key, state, xx=True, keepttl=True)
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+
+    async def state_of(self, key: str) -> str | None:
+        """Raises:
+            StoreUnavailable: Redis did not answer.
+        """
+        try:
+            found = await self._client.get(PREFIX + key)
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+        if isinstance(found, bytes):
+            return found.decode(errors="replace")
+        return None if found is None else str(found)
 
     async def release(self, key: str) -> None:
         """Raises:

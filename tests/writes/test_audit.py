@@ -189,7 +189,8 @@ async def test_a_confirmed_execution_writes_a_done_record_with_the_upstream_stat
         gateway: TestClient[Any, Any], log_path: Path) -> None:
     token = await preview_token(gateway)
     await execute(gateway, token, request_id="req-execute-1")
-    preview, done = records(log_path)
+    preview, sending, done = records(log_path)
+    assert (sending["phase"], sending["outcome"]) == ("execute", "sending")  # before it left
     assert (done["phase"], done["outcome"], done["upstream_status"]) == ("execute", "done", 200)
     assert done["correlation_id"] == "req-execute-1"
     assert done["arguments_digest"] == preview["arguments_digest"]
@@ -229,7 +230,8 @@ async def test_a_rate_limited_execution_records_a_refusal_with_its_reason(
     tokens = [await preview_token(gateway) for _ in range(4)]
     for token in tokens:
         await execute(gateway, token)
-    assert [r["outcome"] for r in records(log_path)[-4:]] == ["done", "done", "done", "refused"]
+    outcomes = [r["outcome"] for r in records(log_path)]
+    assert outcomes[-7:] == ["sending", "done", "sending", "done", "sending", "done", "refused"]
     assert records(log_path)[-1]["reason"] == "rate_limited"
 
 
@@ -252,8 +254,8 @@ async def test_every_phase_record_carries_the_same_fields(
     upstream.write.mock(return_value=httpx.Response(500, json={}))
     await execute(gateway, await preview_token(gateway))  # failed
     written = records(log_path)
-    assert [r["outcome"] for r in written] == ["previewed", "done", "refused", "previewed",
-                                               "failed"]
+    assert [r["outcome"] for r in written] == ["previewed", "sending", "done", "refused",
+                                               "previewed", "sending", "failed"]
     missing = {r["outcome"]: sorted(FIELDS - r.keys()) for r in written if FIELDS - r.keys()}
     assert missing == {}
 
@@ -270,7 +272,7 @@ async def test_records_hold_no_token_and_no_raw_argument_value(
     await execute(gateway, token)
     await execute(gateway, token)
     text = "\n".join(lines_of(log_path))
-    assert len(records(log_path)) == 3
+    assert len(records(log_path)) == 4  # previewed, sending, done, refused
     assert WRITER not in text
     assert AUDIT_KEY not in text and SECRET_KEY not in text
     assert token not in text and token.partition(".")[0] not in text
@@ -293,9 +295,8 @@ async def test_without_an_audit_file_the_records_go_to_the_log_stream(
 
 
 async def write_three(client: TestClient[Any, Any]) -> None:
-    token = await preview_token(client)
-    await execute(client, token)
-    await preview_token(client)
+    for _ in range(3):
+        await preview_token(client)
 
 
 async def test_verify_says_an_untouched_log_is_intact(

@@ -6,8 +6,6 @@ Idempotency-Key derived from its confirmation."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,67 +14,23 @@ import pytest
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from bench.run import free_port
 from gateway.server.app import create_app
 from gateway.settings import Settings
+from tests.faults import Fault, FaultServer, hang, json_answer, raw_answer, reset, running
 from tests.support import MCP_HEADERS, AiohttpClient, rpc
 
 ARGS = {"text": "call the customer back"}
 
 
-class FaultyUpstream:
-    """A raw HTTP server on loopback: reads each request whole, records it, then does what the
-    test says: answer JSON, answer HTML, drop the connection, or never answer."""
-
-    def __init__(self) -> None:
-        self.mode = "ok"
-        self.received: list[bytes] = []
-        self.port = free_port()
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
-            self.received.append(head + await reader.readexactly(length))
-            if self.mode == "hang":
-                with contextlib.suppress(asyncio.CancelledError):  # until the test stops it
-                    await asyncio.Event().wait()
-                return
-            if self.mode == "ok":
-                body = b'{"id": "n1"}'
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            elif self.mode == "html":
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
-                             b"Content-Length: 6\r\n\r\n<html>")
-            await writer.drain()  # mode "drop": nothing written, the connection just closes
-        finally:
-            with contextlib.suppress(ConnectionError):
-                writer.close()
-
-
 @pytest.fixture
-async def faulty() -> AsyncIterator[FaultyUpstream]:
-    upstream = FaultyUpstream()
-    await upstream.start()
-    yield upstream
-    await upstream.stop()
+async def faulty() -> AsyncIterator[FaultServer]:
+    async with running(FaultServer()) as upstream:
+        yield upstream
 
 
 @pytest.fixture
 async def desk(aiohttp_client: AiohttpClient, tmp_path: Path,
-               faulty: FaultyUpstream) -> TestClient[Any, Any]:
+               faulty: FaultServer) -> TestClient[Any, Any]:
     folder = tmp_path / "desk"
     folder.mkdir()
     (folder / "service.yaml").write_text(
@@ -107,10 +61,10 @@ async def confirm(desk: TestClient[Any, Any]) -> tuple[str, dict[str, Any], list
     return token, result, audit
 
 
-@pytest.mark.parametrize("mode", ["drop", "hang"])
+@pytest.mark.parametrize("fault", [reset, hang], ids=["reset", "hang"])
 async def test_a_write_whose_answer_was_lost_is_reported_as_outcome_unknown(
-        desk: TestClient[Any, Any], faulty: FaultyUpstream, mode: str) -> None:
-    faulty.mode = mode
+        desk: TestClient[Any, Any], faulty: FaultServer, fault: Fault) -> None:
+    faulty.plan("/notes", fault)
 
     _, result, audit = await confirm(desk)
 
@@ -118,19 +72,20 @@ async def test_a_write_whose_answer_was_lost_is_reported_as_outcome_unknown(
     assert result["isError"] is True
     assert text.startswith("Outcome unknown") and "may have been applied" in text
     assert "retry later" not in text
-    assert [e["outcome"] for e in audit] == ["unknown"]
-    assert len(faulty.received) == 1  # the upstream did get it: once
+    assert [e["outcome"] for e in audit] == ["sending", "unknown"]
+    assert faulty.count("/notes") == 1  # the upstream did get it: once
 
 
 async def test_a_write_that_never_left_changes_nothing_and_its_token_stays_good(
-        desk: TestClient[Any, Any], faulty: FaultyUpstream) -> None:
+        desk: TestClient[Any, Any], faulty: FaultServer) -> None:
     await faulty.stop()  # connection refused: nothing can have been sent
 
     token, result, audit = await confirm(desk)
 
     assert result["isError"] is True
     assert result["content"][0]["text"].startswith("Not executed, nothing was changed")
-    assert [(e["outcome"], e["reason"]) for e in audit] == [("failed", "not_sent")]
+    assert [(e["outcome"], e["reason"]) for e in audit] == [("sending", None),
+                                                            ("failed", "not_sent")]
     await faulty.start()
     retried = await call(desk, {**ARGS, "confirmation_token": token})
     assert retried["isError"] is False
@@ -138,22 +93,42 @@ async def test_a_write_that_never_left_changes_nothing_and_its_token_stays_good(
 
 
 async def test_an_unreadable_2xx_answer_is_a_change_that_was_applied(
-        desk: TestClient[Any, Any], faulty: FaultyUpstream) -> None:
-    faulty.mode = "html"
+        desk: TestClient[Any, Any], faulty: FaultServer) -> None:
+    faulty.plan("/notes", raw_answer(200, b"<html>", {"Content-Type": "text/html"}))
 
     _, result, audit = await confirm(desk)
 
     assert result["isError"] is True
     assert result["content"][0]["text"].startswith("The change was applied")
-    assert [e["outcome"] for e in audit] == ["done"]
+    assert [e["outcome"] for e in audit] == ["sending", "done"]
 
 
 async def test_every_confirmed_write_carries_an_idempotency_key_of_its_own(
-        desk: TestClient[Any, Any], faulty: FaultyUpstream) -> None:
+        desk: TestClient[Any, Any], faulty: FaultServer) -> None:
     await confirm(desk)
     await confirm(desk)
 
-    keys = [line.split(b":", 1)[1].strip() for request in faulty.received
-            for line in request.split(b"\r\n") if line.lower().startswith(b"idempotency-key:")]
+    keys = [request.headers["idempotency-key"] for request in faulty.received]
     assert len(keys) == 2 and keys[0] != keys[1]
     assert all(len(key) == 32 for key in keys)
+
+
+@pytest.mark.parametrize(("fault", "told"), [
+    (reset, "outcome is not known"),
+    (json_answer({"id": "n1"}), "that change was applied: do not repeat it"),
+    (json_answer({"message": "Bad"}, 422), "that change was not applied; preview the change"),
+], ids=["answer lost", "done", "refused upstream"])
+async def test_a_used_token_sent_again_is_told_what_became_of_its_first_use(
+        desk: TestClient[Any, Any], faulty: FaultServer, fault: Fault, told: str) -> None:
+    """Sent again after a lost answer (a dead replica, a broken connection), a token must not
+    be answered "preview the change again" when the change may have been applied."""
+    faulty.plan("/notes", fault)
+    token, _, _ = await confirm(desk)
+
+    again = await call(desk, {**ARGS, "confirmation_token": token})
+
+    text = again["content"][0]["text"]
+    assert again["isError"] is True and "already used" in text
+    assert told in text
+    assert ("preview the change again" in text) == (told.endswith("preview the change"))
+    assert faulty.count("/notes") == 1

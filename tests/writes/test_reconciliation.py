@@ -162,7 +162,7 @@ async def _a_write_applied_but_unanswered_is_reported_done_after_one_read(
     assert result.structured_content["status"] == "done"
     assert result.structured_content["verified"] is True
     assert [(a["phase"], a["outcome"], a["reason"]) for a in audit] == [
-        ("execute", "done", "verified")]
+        ("execute", "sending", None), ("execute", "done", "verified")]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.__name__)
@@ -182,7 +182,8 @@ async def _a_write_lost_before_the_upstream_saw_it_is_reported_not_applied(
     if tool == "send_survey":
         # No more queued surveys than before cannot tell "dropped" from "all suppressed".
         assert "Outcome unknown" in _text(result) and "list_outbox" in _text(result)
-        assert [a["outcome"] for a in audit] == ["unknown"]
+        assert [a["outcome"] for a in audit] == ["sending", "unknown"]
     else:
         assert _text(result).startswith("Not applied"), _text(result)
-        assert [(a["outcome"], a["reason"]) for a in audit] == [("not_applied", "verified")]
+        assert [(a["outcome"], a["reason"]) for a in audit] == [
+            ("sending", None), ("not_applied", "verified")]
