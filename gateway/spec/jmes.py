@@ -18,6 +18,7 @@ from jmespath import functions
 from jmespath.visitor import TreeInterpreter
 
 from gateway.errors import ResponseShapeError
+from gateway.spec.fragments import expand
 
 
 def _ordered_unique(values: list[Any]) -> list[Any]:
@@ -98,6 +99,7 @@ def compile_expression(text: str) -> Expression:
         jmespath.exceptions.JMESPathError: a syntax error.
         ValueError: an unknown function, or a call with the wrong number of arguments.
     """
+    text = expand(text)  # the service's shared fragments ($name), while a tree is loaded
     parsed = jmespath.compile(text).parsed
     _check_functions(parsed)
     return Expression(text, parsed, _compile(parsed))

@@ -34,6 +34,7 @@ from gateway.spec.compiled import (
     Registry,
 )
 from gateway.spec.compiler import CompileProblem, compile_tool
+from gateway.spec.fragments import fragments_of
 from gateway.spec.models import ServiceSpec
 from gateway.spec.source import (
     SERVICE_FILE,
@@ -115,9 +116,10 @@ def load_service(folder: Path, env: Mapping[str, str]) -> CompiledService:
         raise SpecError(problems)
     problems.extend(_located(head, (), check_service(service)))
     built = _Built(service, problems)
-    for file in files:
-        if isinstance(file.model, SpecFile):
-            built.add_file(file)
+    with fragments_of(service.fragments):
+        for file in files:
+            if isinstance(file.model, SpecFile):
+                built.add_file(file)
     declared_tools = {t.name for f in files if isinstance(f.model, SpecFile) for t in f.model.tools}
     problems.extend(
         SpecProblem(head.name, line_of(head.lines, ("auth", "anonymous_tools")),

@@ -231,5 +231,8 @@ class ServiceSpec(SpecModel):
     budget: Budget = Budget()
     pii: PiiPolicy | None = None
     writes: WritePolicy = WritePolicy()
+    fragments: dict[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*$")], str] = {}
+    """Shared JMESPath pieces, used as `$name` in any expression of the service's tools, e.g.
+    `item: '(data.responses[0] || data)'` then `select: '$item.{id: id}'`."""
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
+    field_validator,
     model_validator,
 )
 
@@ -45,6 +46,31 @@ class InputProperty(SpecModel):
     """Giving this argument needs the service's PII read (or write) scope, e.g. search by email."""
 
 
+def query_of(query: dict[str, Any]) -> dict[str, Any]:
+    """A request's query with `from_input` spelled out: a list of arguments sent under their own
+    names, or a map of argument -> parameter name (`{campaign_id: campaignId}`); each becomes
+    `param: '{argument}'`, so an absent argument drops out as usual.
+
+    Raises:
+        ValueError: `from_input` of another shape, or naming a parameter given explicitly too.
+    """
+    if "from_input" not in query:
+        return query
+    rest = {k: v for k, v in query.items() if k != "from_input"}
+    given = query["from_input"]
+    if isinstance(given, list) and all(isinstance(name, str) for name in given):
+        given = {name: name for name in given}
+    if not isinstance(given, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in given.items()):
+        raise ValueError("from_input takes a list of argument names, or a map of argument "
+                         "name -> query parameter name")
+    twice = sorted(set(given.values()) & set(rest))
+    if twice:
+        raise ValueError(f"query parameter(s) {', '.join(twice)} given both explicitly and by "
+                         "from_input")
+    return {**{param: f"{{{argument}}}" for argument, param in given.items()}, **rest}
+
+
 class RequestSpec(SpecModel):
     """How arguments become one upstream request."""
 
@@ -60,6 +86,11 @@ class RequestSpec(SpecModel):
     """A read sent with another method than GET or HEAD (a search by POST, say) that is safe to
     send twice: the gateway may retry it like a GET. Ignored on a write's own request, which is
     never retried."""
+
+    @field_validator("query")
+    @classmethod
+    def _spelled_out(cls, query: dict[str, Any]) -> dict[str, Any]:
+        return query_of(query)
 
 
 class CheckSpec(SpecModel):
