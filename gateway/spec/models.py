@@ -177,7 +177,9 @@ class WritePolicy(SpecModel):
 
     confirm_ttl_s: int = Field(300, ge=10, le=3600)
     """How long a preview's confirmation token stays valid."""
-    per_account_per_minute: int = Field(30, ge=1, le=100_000)
+    per_account_per_minute: Annotated[int, Field(ge=1, le=100_000), WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 100_000}, ENV_REFERENCE]})
+    ] = 30
     """Write executions allowed per account per minute (token bucket)."""
     previews_per_account_per_minute: Annotated[int, Field(ge=1, le=1_000_000), WithJsonSchema(
         {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 1_000_000}, ENV_REFERENCE]})

@@ -40,9 +40,7 @@ from gateway.writes.confirmations import (
     verify,
 )
 from gateway.writes.limits import LimitStore
-
-Redactor = Callable[[Any], Any]
-"""De-identifies a value for the calling principal (identity when it may see PII)."""
+from gateway.writes.previews import Redactor, as_given
 
 
 @dataclass(frozen=True)
@@ -361,36 +359,6 @@ def idempotency_key(nonce: str) -> str:
     """The Idempotency-Key of a confirmed write: one per confirmation, so an upstream that honours
     the header drops a duplicate of the same confirmed change, and reveals nothing of the token."""
     return hashlib.sha256(b"mcp-gateway idempotency\x00" + nonce.encode()).hexdigest()[:32]
-
-
-def as_given(described: Any, redact: Redactor, arguments: dict[str, Any]) -> Any:
-    """The request a preview shows: de-identified like any result, except that what the caller
-    typed is shown as typed. Mapping a caller's guess onto the pseudonym that reads show for
-    the real person would confirm the guess; the caller's own input reveals nothing new, and
-    anything the upstream supplied (a lookup, the current state) stays de-identified."""
-    return _restore(described, redact(described), frozenset(_strings(arguments)))
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for item in value.values() for s in _strings(item)]
-    if isinstance(value, list):
-        return [s for item in value for s in _strings(item)]
-    return []
-
-
-def _restore(original: Any, redacted: Any, given: frozenset[str]) -> Any:
-    if isinstance(original, str) and original in given:
-        return original
-    if isinstance(original, dict) and isinstance(redacted, dict):
-        return {key: _restore(original[key], value, given) if key in original else value
-                for key, value in redacted.items()}
-    if isinstance(original, list) and isinstance(redacted, list) and len(original) == len(
-            redacted):
-        return [_restore(o, r, given) for o, r in zip(original, redacted, strict=True)]
-    return redacted
 
 
 def _write_request(tool: CompiledTool) -> CompiledRequest:

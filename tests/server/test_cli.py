@@ -359,7 +359,8 @@ def test_serve_prints_one_line_with_its_address_and_services(
                          r"(?P<url>http://127\.0\.0\.1:\d+): (?P<services>.+)", line)
     assert found, line
     assert found["services"] == ", ".join(f"{s.name} {s.spec.endpoint} ({len(s.tools)} tools)"
-                                          for s in registry.services)
+                                          for s in (*registry.services, *registry.views))
+    assert "/retently/readonly/mcp (44 tools)" in found["services"]  # a virtual server
     with urllib.request.urlopen(found["url"] + "/healthz", timeout=10) as answer:  # noqa: S310
         assert answer.status == 200
     serve.send_signal(signal.SIGTERM)

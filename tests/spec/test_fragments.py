@@ -48,10 +48,10 @@ def loaded(tmp_path: Path, select: str, query: str = "{}") -> RequestSource:
     assert service is not None
     tool = service.tools["read_item"]
     assert isinstance(tool.source, RequestSource)
-    select = tool.shape.select
-    assert select is not None
+    expression = tool.shape.select
+    assert expression is not None
     answer = {"data": {"responses": [{"id": 7, "tags": ["vip"], "email": "x@y.z"}]}}
-    assert search(select, answer) == {"id": 7, "tags": ["vip"]}
+    assert search(expression, answer) == {"id": 7, "tags": ["vip"]}
     return tool.source
 
 
