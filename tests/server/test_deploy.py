@@ -41,8 +41,6 @@ GATEWAY = "mcp-gateway"
 """The gateway's Deployment, its container image and its Service."""
 GATEWAY_PORT = 8080
 UPSTREAM_VARIABLES = ("RETENTLY_API_URL", "REFINER_API_URL", "REFINER_AUTH_URL")
-COMING_SETTINGS = frozenset({"GATEWAY_SPECS_WATCH"})
-"""Settings the manifests set before the gateway has them (a gateway without one warns)."""
 
 Doc = dict[str, Any]
 
@@ -381,7 +379,7 @@ def check_settings(documents: list[Doc], _secrets: list[Doc]) -> list[str]:
     on every interface needs is there; Redis and the upstreams in the cluster are Services."""
     _, container = gateway_of(documents)
     variables = environment(documents, container)
-    known = {f"GATEWAY_{name.upper()}" for name in Settings.model_fields} | COMING_SETTINGS
+    known = {f"GATEWAY_{name.upper()}" for name in Settings.model_fields}
     problems = [f"{name} is not a setting" for name in sorted(variables)
                 if name.startswith("GATEWAY_") and name not in known]
     public = variables.get("GATEWAY_PUBLIC_URL") or ""
