@@ -75,6 +75,12 @@ inspect: venv node        ## the MCP Inspector CLI lists and calls a tool of eac
 	$(BIN)/python conformance/inspect.py
 
 check-all: venv lint services node  ## everything, the slow external checks included
+	@# podman, runc and debootstrap build and run the image (tests/server/test_image.py)
+	@command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && \
+	  command -v debootstrap >/dev/null 2>&1 || { \
+	  (apt-get install -y -qq podman runc debootstrap || (apt-get update -qq && \
+	    apt-get install -y -qq podman runc debootstrap)) >/dev/null 2>&1 || \
+	  echo "note: podman, runc or debootstrap could not be installed; the image tests will report a skip"; }
 	HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -q
 
 clean:
