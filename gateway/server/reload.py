@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +30,8 @@ from gateway.spec.compiled import Registry
 from gateway.spec.loader import load_tree
 from gateway.telemetry.metrics import RELOADS, specs_served
 
+MAX_TREE_DEPTH: Final = 4
+"""A tree is a folder of service folders (two levels); deeper is not read."""
 WATCH_DEBOUNCE_MS: Final = 300
 """Changes closer together than this are one reload (an editor's save, a ConfigMap swap)."""
 log = structlog.get_logger("gateway.reload")
@@ -102,11 +105,21 @@ class LiveSpecs:
 
 
 def tree_digest(root: Path) -> str:
-    """A digest of every spec file under `root` (paths and bytes), in a stable order."""
+    """A digest of every spec file under `root` (paths and bytes), in a stable order.
+
+    Symbolic links are followed, as the loader follows them: a Kubernetes ConfigMap volume is
+    made of links into a hidden `..data` folder that is swapped on update. The hidden `..*`
+    folders themselves are skipped (they hold the same files again), and so is anything deeper
+    than a spec tree goes (no link loop can make this endless)."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml")
-                       and p.is_file() and not any(part.startswith("..") for part in
-                                                   p.relative_to(root).parts)):
+    found: list[Path] = []
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        relative = Path(folder).relative_to(root)
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("..")
+                               and len(relative.parts) < MAX_TREE_DEPTH)
+        found += [Path(folder) / name for name in files
+                  if name.endswith((".yaml", ".yml")) and not name.startswith("..")]
+    for path in sorted(found):
         digest.update(str(path.relative_to(root)).encode() + b"\x00")
         digest.update(path.read_bytes() + b"\x00")
     return digest.hexdigest()[:16]

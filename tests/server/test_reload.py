@@ -193,3 +193,27 @@ def readyz(base: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{base}/readyz", timeout=10) as answer:  # noqa: S310
         found: dict[str, Any] = orjson.loads(answer.read())
         return found
+
+
+async def test_a_tree_mounted_as_kubernetes_mounts_a_configmap_reloads_when_it_is_swapped(
+        aiohttp_client: AiohttpClient, tmp_path: Path, upstream: FaultServer) -> None:
+    """A ConfigMap volume: the visible folders are links into `..data`, itself a link to a
+    timestamped folder that an update replaces whole."""
+    mount = tmp_path / "specs"
+    mount.mkdir()
+    first = desk_specs(tmp_path / "..2026_12_04_one", upstream.url, upstream.url)
+    (mount / "..2026_12_04_one").symlink_to(first)
+    (mount / "..data").symlink_to("..2026_12_04_one")
+    for service in ("desk", "other"):
+        (mount / service).symlink_to(f"..data/{service}")
+    client = await aiohttp_client(create_app(Settings(specs_dir=mount, log_json=True)))
+    live = client.app[SPECS]
+    second = desk_specs(tmp_path / "..2026_12_04_two", upstream.url, upstream.url)
+    (second / "desk" / "extra.yaml").write_text(EXTRA_TOOL)
+    (mount / "..2026_12_04_two").symlink_to(second)
+    (mount / "..data_tmp").symlink_to("..2026_12_04_two")
+    (mount / "..data_tmp").rename(mount / "..data")  # the atomic swap kubelet makes
+    before = live.current.digest
+    assert await live.reload("test") is True
+    assert live.current.digest != before
+    assert "read_extra" in await tool_names(client)
