@@ -3,7 +3,9 @@ expression of its tools (a select, a preview or lookup select, a filter field, a
 Pure.
 
 A use is replaced by the fragment's text in parentheses before the expression is compiled, so a
-fragment behaves as one term wherever it stands (`$item.notes`, `sort($tags)`). Fragments may use
+fragment behaves as one term wherever it stands (`$item.notes`, `sort($tags)`); a fragment that
+is one multi-select hash (`{id: id, ...}`) goes in as it is, so it can follow a projection's
+`.` (`data.items[].$row`). Fragments may use
 other fragments; a cycle, or a name no fragment has, is a load error. Text inside JMESPath string
 literals ('...', "...", `...`) is never touched.
 """
@@ -51,12 +53,27 @@ def expand(text: str, named: Mapping[str, str] | None = None, *, depth: int = 0)
         if name not in named:
             known = ", ".join(f"${n}" for n in sorted(named)) or "none"
             raise ValueError(f"unknown fragment ${name} (this service has: {known})")
-        return "(" + expand(named[name], named, depth=depth + 1) + ")"
+        text = expand(named[name], named, depth=depth + 1).strip()
+        # A multi-select hash is one term already, and may follow a `.` (a projection's
+        # `items[].$row`), where parentheses are not allowed.
+        return text if _one_hash(text) else f"({text})"
 
-    pieces, last = [], 0
+    pieces, last = [], 0  # substitute between string literals, never inside one
     for literal in _LITERALS.finditer(text):
         pieces.append(NAME.sub(one, text[last:literal.start()]))
         pieces.append(literal[0])
         last = literal.end()
     pieces.append(NAME.sub(one, text[last:]))
     return "".join(pieces)
+
+
+def _one_hash(text: str) -> bool:
+    """Whether `text` is one `{...}` multi-select hash (its first brace closes at its end)."""
+    if not (text.startswith("{") and text.endswith("}")):
+        return False
+    depth = 0
+    for index, char in enumerate(_LITERALS.sub("''", text)):
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth == 0:
+            return index == len(_LITERALS.sub("''", text)) - 1
+    return False

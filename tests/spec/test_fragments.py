@@ -103,3 +103,10 @@ def test_a_from_input_that_cannot_work_is_a_load_error(
     with pytest.raises(SpecError) as refused:
         load_tree(service_tree(tmp_path, "desk", SERVICE, tools("$item_brief", query)), {})
     assert said in str(refused.value)
+
+
+def test_a_projection_fragment_can_follow_a_projection() -> None:
+    named = {"row": "{id: id, name: name}", "item": "data.items[0] || data"}
+    assert expand("items[].$row", named) == "items[].{id: id, name: name}"
+    assert expand("$item | $row", named) == "(data.items[0] || data) | {id: id, name: name}"
+    assert expand("$pair", {"pair": "{a: a} || {b: b}"}) == "({a: a} || {b: b})"

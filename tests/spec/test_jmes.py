@@ -12,6 +12,7 @@ import pytest
 
 from gateway.errors import ResponseShapeError
 from gateway.settings import SHIPPED_SPECS
+from gateway.spec.fragments import expand
 from gateway.spec.jmes import OPTIONS, compile_expression, search
 from gateway.spec.loader import load_tree
 from sandbox import FIXTURES_DIR
@@ -21,17 +22,20 @@ def shipped_expressions() -> list[str]:
     registry = load_tree(SHIPPED_SPECS, {"MCP_GATEWAY_CONFORMANCE": "true"})
     found: set[str] = set()
     for service in registry.services:
+        texts: set[str] = set()
         for tool in [*service.tools.values(), *(r.tool for r in service.resources.values())]:
             spec = tool.spec
-            found |= {e for e in (spec.response.select,
+            texts |= {e for e in (spec.response.select,
                                   spec.collect.items if spec.collect else None,
                                   spec.collect.pages.stop_when
                                   if spec.collect and spec.collect.pages else None,
                                   spec.write.preview_select if spec.write else None) if e}
-            found |= {c.field for c in spec.filter}
-            found |= {lookup.select for lookup in spec.lookups.values()}
+            texts |= {c.field for c in spec.filter}
+            texts |= {lookup.select for lookup in spec.lookups.values()}
             if spec.aggregate:
-                found |= set(spec.aggregate.groups.values())
+                texts |= set(spec.aggregate.groups.values())
+        # As the interpreter gets them: with the service's fragments spelled out.
+        found |= {expand(text, service.spec.fragments) for text in texts}
     return sorted(found)
 
 
