@@ -85,7 +85,7 @@ class Converter:
                 out[key] = {k: self._schema(s, trail, depth + 1) for k, s in schema[key].items()}
         self._properties(schema, out, trail, depth)
         self._dialects(schema, out)
-        return out
+        return merged_all_of(out)
 
     def _one(self, key: str, value: Any, trail: tuple[str, ...], depth: int) -> Any:
         if key == "items" and isinstance(value, list):  # Draft 4's tuple form
@@ -209,6 +209,26 @@ def object_properties(schema: Any) -> tuple[dict[str, Any], list[str]] | None:
     if not props and "allOf" not in schema and "properties" not in schema:
         return None
     return props, required
+
+
+MERGEABLE: Final = frozenset({"type", "title", "description", "properties", "required", "allOf"})
+
+
+def merged_all_of(schema: dict[str, Any]) -> dict[str, Any]:
+    """An `allOf` of plain objects (an envelope and its payload, a base model and its
+    extension) written as the one object it describes; anything else as it is."""
+    parts = schema.get("allOf")
+    if not isinstance(parts, list) or not set(schema) <= MERGEABLE or any(
+            not isinstance(p, dict) or not set(p) <= MERGEABLE for p in parts):
+        return schema
+    found = object_properties(schema)
+    if found is None:
+        return schema
+    merged = {k: v for k, v in schema.items() if k in ("title", "description")}
+    merged = {"type": "object", **merged, "properties": found[0]}
+    if found[1]:
+        merged["required"] = found[1]
+    return merged
 
 
 def is_object(schema: Any) -> bool:

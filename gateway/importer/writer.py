@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-SELECT_HINT: Final = "select: a JMESPath keeping what the model needs (spec-format.md, section 7)"
+SELECT_HINT: Final = ("select: a JMESPath keeping what the model needs; "
+                      "then make output_schema match")
 _WIDE: Final = "\u00a1-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
 """Letters of other scripts, without the ones YAML reads as a line break or a byte-order mark."""
 _PLAIN: Final = re.compile(f"^[A-Za-z_/{_WIDE}][A-Za-z0-9_ .,/()+\\-:@'!?%&=*$;`#\"<>|~^{_WIDE}]*$")
@@ -27,7 +28,9 @@ _SPECIAL: Final = frozenset({"yes", "no", "true", "false", "on", "off", "null", 
 _UNPRINTABLE: Final = re.compile("[^\x09\x0a\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe"
                                  "\uff00-\ufffd\U00010000-\U0010ffff]")
 """What is written escaped: control characters, what YAML reads as a line break (NEL, the
-Unicode line and paragraph separators), a byte-order mark, lone surrogates."""
+Unicode line and paragraph separators), a byte-order mark."""
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+"""Half a character (JSON can spell one); no YAML parser takes it, so it becomes U+FFFD."""
 
 
 def scalar(value: Any) -> str:
@@ -46,10 +49,10 @@ def scalar(value: Any) -> str:
 
 
 def _text(text: str) -> str:
-    if (_PLAIN.match(text) and text.lower() not in _SPECIAL and ": " not in text
+    if (_PLAIN.fullmatch(text) and text.lower() not in _SPECIAL and ": " not in text
             and " #" not in text and not text.endswith((" ", ":"))):
         return text
-    quoted = json.dumps(text, ensure_ascii=False)
+    quoted = json.dumps(_SURROGATE.sub("\ufffd", text), ensure_ascii=False)
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
 
 
