@@ -51,6 +51,8 @@ class Converter:
     budget: int = MAX_REFS
     depth: int = 0
     """How deep schemas are kept (MAX_DEPTH, or MAX_RESULT_DEPTH for responses)."""
+    patterns: dict[str, bool] = field(default_factory=dict)
+    """Whether each pattern met is valid: documents repeat a few patterns many times."""
 
     def __post_init__(self) -> None:
         self.depth = MAX_DEPTH if self.direction == "request" else MAX_RESULT_DEPTH
@@ -127,6 +129,13 @@ class Converter:
             if names:
                 out["required"] = names
 
+    def _valid(self, pattern: Any) -> bool:
+        if not isinstance(pattern, str):
+            return False
+        if pattern not in self.patterns:
+            self.patterns[pattern] = valid_pattern(pattern)
+        return self.patterns[pattern]
+
     def _dialects(self, schema: dict[str, Any], out: dict[str, Any]) -> None:
         """OpenAPI 3.0 and Swagger 2.0 spellings made 2020-12 ones, and what no validator can
         use dropped."""
@@ -147,7 +156,7 @@ class Converter:
                     out[exclusive] = out.pop(bound)
         if "format" in out and out["format"] not in FORMATS:
             del out["format"]
-        if "pattern" in out and not valid_pattern(out["pattern"]):
+        if "pattern" in out and not self._valid(out["pattern"]):
             self.notes.append(f"pattern {out.pop('pattern')!r} is not a regular expression "
                               "every validator takes; left out")
         example = schema.get("example", _MISSING)
