@@ -66,3 +66,36 @@ def test_each_example_imports_loads_and_accounts_for_every_operation(
     assert sorted(tools) == sorted(g.tool for g in report.generated)
     assert {entry.tool for entry in report.unmapped} <= set(tools)
     assert all(entry.text for entry in [*report.skipped, *report.unmapped])
+
+
+NAMED = [
+    # document, (found, generated, skipped), something said in the report or written
+    ("3.0/json/petstore.json", (20, 20, 0), "application/x-www-form-urlencoded is not sent"),
+    ("2.0/json/petstore.json", (20, 20, 0), "'api_key' is not a header name"),
+    ("3.1/json/petstore.json", (20, 20, 0), "format: \"Bearer {token}\""),
+    ("2.0/json/schema-circular.json", (1, 1, 0), "refers to itself; any value accepted"),
+    ("3.0/json/polymorphism.json", (13, 13, 0), "oneOf:"),
+    ("3.0/json/discriminators.json", (10, 10, 0), "oneOf:"),
+    ("3.0/json/parameters-style.json", (25, 16, 9), "style matrix for a scalar"),
+    ("3.1/json/parameters-style.json", (25, 16, 9), "cookie parameter 'primitive'"),
+    ("3.0/json/security-multiple.json", (4, 4, 0), "header: X-API-KEY"),
+    ("3.1/json/security.json", (15, 15, 0), "an API key in the query"),
+    ("3.0/json/callbacks.json", (1, 1, 0), "1 webhook(s) and callback(s)"),
+    ("3.1/json/webhooks.json", (0, 0, 0), "1 webhook(s) and callback(s)"),
+    ("3.0/json/readme-extensions.json", (12, 12, 0), "name: "),
+    ("3.1/json/readme-extensions.json", (10, 10, 0), "name: "),
+    ("3.0/json/server-variables.json", (4, 1, 3), "its own server https://httpbin.com"),
+]
+
+
+@pytest.mark.parametrize(("name", "counts", "said"), NAMED, ids=[n[0] for n in NAMED])
+def test_what_the_named_examples_become(tmp_path: Path, name: str, counts: tuple[int, int, int],
+                                        said: str) -> None:
+    path = EXAMPLES / name
+    if not path.is_file():
+        pytest.skip(MISSING)
+    out = tmp_path / "example"
+    report = import_openapi(Options(str(path), "example", out))
+    assert (report.found, len(report.generated), len(report.skipped)) == counts
+    written = "\n".join(p.read_text() for p in sorted(out.glob("*.yaml")))
+    assert said in f"{report.render()}\n{written}"
