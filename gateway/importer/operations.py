@@ -52,7 +52,8 @@ class Tool:
     operation: Operation
     unmapped: list[str] = field(default_factory=list)
     anonymous: bool = False
-    arguments: Inputs | None = None
+    inputs: Inputs | None = None
+    """What its arguments were made from, to write them again as a full input_schema."""
 
 
 def operations(document: Document) -> list[Operation]:
@@ -108,7 +109,7 @@ class Mapper:
         security = operation.op.get("security")
         return Tool(spec={k: v for k, v in spec.items() if v not in (None, [], {})},
                     file=file_slug(operation.tags[0]) if operation.tags else "untagged",
-                    operation=operation, unmapped=unmapped, arguments=inputs,
+                    operation=operation, unmapped=unmapped, inputs=inputs,
                     anonymous=isinstance(security, list) and (not security or {} in security))
 
     def _server_prefix(self, operation: Operation) -> str:

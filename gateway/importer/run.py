@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from gateway.importer.arguments import input_block
 from gateway.importer.naming import tool_name
 from gateway.importer.operations import Mapper, Operation, Tool, operations
-from gateway.importer.parameters import Skip
+from gateway.importer.parameters import Argument, Skip
 from gateway.importer.refs import Document
 from gateway.importer.report import Entry, Generated, Report
 from gateway.importer.schemas import Converter
@@ -117,7 +117,8 @@ def _filter(operation: Operation, options: Options) -> None:
     """Raises: Skip when --include-tags or --exclude leave the operation out."""
     wanted = {t.lower() for t in options.include_tags}
     if wanted and not wanted & {t.lower() for t in operation.tags}:
-        raise Skip("its tags are not among --include-tags")
+        raise Skip("its tags are not among --include-tags" if operation.tags
+                   else "it has no tag, and --include-tags is given")
     op_id = operation.op.get("operationId")
     names = [operation.label, tool_name(op_id, operation.method, operation.path)]
     if isinstance(op_id, str):
@@ -140,15 +141,15 @@ def _fit(tool: Tool, checker: ServiceSpec) -> None:
     if scopes:
         tool.spec["scopes"] = [s for s in scopes if SCOPE.match(s)] or None
     problem = _compile_problem(tool.spec, checker)
-    if problem is not None and "input" in tool.spec and tool.arguments is not None:
-        tool.spec = _with_schema(tool.spec, tool.arguments.arguments)
+    if problem is not None and "input" in tool.spec and tool.inputs is not None:
+        tool.spec = _with_schema(tool.spec, tool.inputs.arguments)
         problem = _compile_problem(tool.spec, checker)
     if problem is not None:
         raise Skip(f"the generated tool does not load: {problem}")
     tool.spec = {k: v for k, v in tool.spec.items() if v is not None}
 
 
-def _with_schema(spec: dict[str, Any], arguments: list[Any]) -> dict[str, Any]:
+def _with_schema(spec: dict[str, Any], arguments: list[Argument]) -> dict[str, Any]:
     block, schema = input_block(arguments, short=False)
     return {(block if k == "input" else k): (schema if k == "input" else v)
             for k, v in spec.items()}
