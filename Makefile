@@ -6,15 +6,17 @@ STAMP  := $(VENV)/.installed-$(shell $(PYTHON) -c 'import hashlib,sys;print(hash
 
 .PHONY: venv demo test lint services node conformance inspect check-all bench serve sandbox clean
 
-# Node 22 and the MCP project's own tools (conformance suites, Inspector, TypeScript SDK), from
-# the npm registry into .node/ only: nothing global, nothing downloaded from anywhere else.
+# Node 22 and the MCP project's own tools (conformance suites, Inspector, TypeScript SDK), plus
+# the OpenAPI example documents import-openapi is tested on, from the npm registry into .node/
+# only: nothing global, nothing downloaded from anywhere else.
 NODE_DIR  := .node
 NODE_BIN  := $(NODE_DIR)/node_modules/.bin
 NODE_PKGS := node@22 \
 	conformance-0.1@npm:@modelcontextprotocol/conformance@0.1.16 \
 	conformance-0.2@npm:@modelcontextprotocol/conformance@0.2.0-alpha.12 \
 	@modelcontextprotocol/inspector@2.12.0 \
-	@modelcontextprotocol/sdk@1.32.2
+	@modelcontextprotocol/sdk@1.32.2 \
+	@readme/oas-examples@8.2.2
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,7 +62,7 @@ $(NODE_DIR)/.installed: Makefile
 	@$(NODE_BIN)/node --version
 	@touch $@
 
-node: $(NODE_DIR)/.installed  ## Node 22 + conformance suites + Inspector + TypeScript SDK, project-local
+node: $(NODE_DIR)/.installed  ## Node 22 + conformance suites + Inspector + TypeScript SDK + OpenAPI examples, project-local
 
 bench: venv               ## gateway vs bare proxy (vs FastMCP if installable) -> bench/results/
 	@test -x build/peer-venv/bin/python || { python3 -m venv build/peer-venv && \

@@ -1,4 +1,5 @@
-"""`mcp-gateway serve | check | tools | schema | docs | audit | sandbox | demo`: the command line.
+"""`mcp-gateway serve | check | tools | schema | docs | audit | sandbox | demo | import-openapi`:
+the command line.
 Off the request path: it may import anything in the gateway, and nothing on the request path
 imports it. The long-running commands live in `serve` and `demo`; this module parses arguments,
 runs the short commands, and turns the ways a command line ends (a closed pipe, Ctrl+C) into
@@ -23,6 +24,8 @@ from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
+from gateway.importer.run import Options
+from gateway.importer.run import command as import_command
 from gateway.server.catalog_docs import page_name, render_page, splice
 from gateway.server.console import load_or_report
 from gateway.server.demo import run_demo
@@ -113,7 +116,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--with-conformance", action="store_true",
                       help="also serve the conformance fixtures at /conformance/mcp")
     demo.set_defaults(run=run_demo)
+    _add_import_openapi(commands)
     return parser
+
+
+def _add_import_openapi(commands: Any) -> None:
+    command = commands.add_parser(
+        "import-openapi", help="write a service folder of tools from an OpenAPI 3.x or "
+        "Swagger 2.0 document, and report what was mapped and what was not")
+    command.add_argument("source", metavar="SOURCE", help="a file, or an http(s) URL")
+    command.add_argument("--service", required=True, metavar="NAME",
+                         help="the service's name (also its endpoint /NAME/mcp)")
+    command.add_argument("--out", required=True, type=Path, metavar="DIR",
+                         help="the service folder to write: new, or an empty folder")
+    command.add_argument("--include-tags", nargs="+", action="extend", default=[],
+                         metavar="TAG", help="only operations with one of these tags")
+    command.add_argument("--exclude", nargs="+", action="extend", default=[],
+                         metavar="PATTERN", help="leave out operations whose operationId, "
+                         "tool name or 'METHOD /path' matches a shell-style pattern")
+    command.set_defaults(run=run_import_openapi)
+
+
+def run_import_openapi(args: argparse.Namespace) -> int:
+    tags = [t for given in args.include_tags for t in given.split(",") if t.strip()]
+    return import_command(Options(args.source, args.service, args.out,
+                                  tuple(t.strip() for t in tags), tuple(args.exclude)))
 
 
 def run_check(args: argparse.Namespace) -> int:
