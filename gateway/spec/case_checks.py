@@ -74,8 +74,10 @@ def differences(case: ToolTestCase, *, writes: bool, base_url: str,
 def _refusal(code: int, outcome: Outcome) -> list[str]:
     error = outcome.body.get("error") if isinstance(outcome.body, dict) else None
     if not isinstance(error, dict):
-        return [f"protocol_error: expected JSON-RPC error {code}, got HTTP {outcome.status}: "
-                f"{shown(outcome.body)}"]
+        result = outcome.body.get("result") if isinstance(outcome.body, dict) else None
+        got = (f"a result: {shown(_text(result))}" if isinstance(result, dict)
+               else f"HTTP {outcome.status}: {shown(outcome.body)}")
+        return [f"protocol_error: expected JSON-RPC error {code}, got {got}"]
     if error.get("code") != code:
         return [f"protocol_error: expected JSON-RPC error {code}, got {error.get('code')}: "
                 f"{shown(error.get('message', ''))}"]
@@ -145,9 +147,7 @@ def request_differences(expected: ExpectedRequest, request: Sent, base_url: str)
 
 def _result(expect: ExpectedResult, result: dict[str, Any]) -> list[str]:
     found = []
-    blocks = result.get("content")
-    text = " ".join(b.get("text", "") for b in blocks if isinstance(b, dict)) if isinstance(
-        blocks, list) else ""
+    text = _text(result)
     if result.get("isError", False) is not expect.is_error:
         found.append(f"isError: expected {str(expect.is_error).lower()}, got "
                      f"{str(result.get('isError', False)).lower()}: {shown(text)}")
@@ -162,6 +162,13 @@ def _result(expect: ExpectedResult, result: dict[str, Any]) -> list[str]:
                                           "structured")) is not None:
             found.append(mismatch)
     return found
+
+
+def _text(result: dict[str, Any]) -> str:
+    """The text blocks of a result, joined."""
+    blocks = result.get("content")
+    return " ".join(str(b.get("text", "")) for b in blocks if isinstance(b, dict)) if isinstance(
+        blocks, list) else ""
 
 
 def subset_mismatch(actual: Any, expected: Any, where: str) -> str | None:
