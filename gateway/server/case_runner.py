@@ -32,9 +32,13 @@ from gateway.upstream.wire import Answer
 CASE_TIME: Final = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 """Cases run at this moment, so `{now...}` templates give the same values every day."""
 TOKENS: Final = ("case_tester_token_0123456789abcdef", "CaseTester0123456789abcdef0123456789",
-                 "rtly_mcp_pat_casetester_s3cr3t")
-"""The caller's bearer token: the first of these that the service's `auth.token_pattern`
-accepts."""
+                 "casetester_0123456789abcdef",
+                 "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1c2VyX2Nhc2UifQ.Y2FzZXRlc3Rlcg")
+"""Bearer tokens of the usual shapes (opaque, JWT). The caller's is the first of these, alone or
+after the literal start of `auth.token_pattern` (`acme_` of `^acme_[a-z0-9]{16,}$`), that the
+pattern accepts."""
+LITERAL_START: Final = re.compile(r"^(?:\^|\\A)((?:[^\\.^$*+?{}\[\]|()]|\\[-_./:@])*)")
+"""The characters a token pattern starts with that stand for themselves."""
 CALL_TIMEOUT_S: Final = 30.0
 """A case whose call takes longer fails (the upstream answers at once, so it hangs)."""
 MCP_HEADERS: Final = {"Content-Type": "application/json",
@@ -136,16 +140,28 @@ async def run_case(registry: Registry, found: FoundCase,
 def _caller(service: CompiledService, case: ToolTestCase) -> tuple[str | None, str]:
     """The token the case calls with, or None and why the case cannot be run."""
     pattern = service.spec.auth.token_pattern
-    token = next((t for t in TOKENS if pattern is None or re.fullmatch(pattern, t)), None)
+    tried = caller_tokens(pattern)
+    token = next((t for t in tried if pattern is None or re.fullmatch(pattern, t)), None)
     if token is None:
         return None, (f"none of the test tokens matches auth.token_pattern {pattern!r}: "
-                      f"{', '.join(TOKENS)}")
+                      f"{', '.join(tried)}")
     wanted = case.caller_scopes
     if (wanted is not None and service.spec.auth.resolver == "passthrough"
             and set(wanted) != passthrough_principal(service, token).scopes):
         return None, ("as_scopes: the service does not introspect its tokens (auth.resolver: "
                       "passthrough), so a caller always holds its default scopes")
     return token, ""
+
+
+def caller_tokens(pattern: str | None) -> list[str]:
+    """The tokens a case may call with, in the order tried (see TOKENS)."""
+    start = LITERAL_START.match(pattern or "")
+    if pattern is None or start is None or not start[1]:
+        return list(TOKENS)
+    literal = re.sub(r"\\(.)", r"\1", start[1])
+    if pattern[start.end():start.end() + 1] in ("*", "+", "?", "{"):
+        literal = literal[:-1]  # its last character is repeated or optional
+    return [*TOKENS, *(literal + token for token in TOKENS)]
 
 
 async def _outcome(case: ToolTestCase, call: Callable[[dict[str, Any]], Awaitable[
