@@ -83,14 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("dir", nargs="?", type=Path, default=SHIPPED_SPECS)
     check.set_defaults(run=run_check)
 
-    test = commands.add_parser("test", help="run the test cases of a spec tree's tools, "
-                               "offline; print each failing case")
-    test.add_argument("dir", nargs="?", type=Path, default=SHIPPED_SPECS)
-    test.add_argument("--service", action="append", default=[], metavar="NAME",
-                      help="only this service's tools (may be given more than once)")
-    test.add_argument("--tool", action="append", default=[], metavar="NAME",
-                      help="only this tool (may be given more than once)")
-    test.set_defaults(run=run_test)
+    add_test_command(commands)
 
     tools = commands.add_parser("tools", help="list the services and tools of a spec tree")
     tools.add_argument("dir", nargs="?", type=Path, default=SHIPPED_SPECS)
@@ -163,6 +156,17 @@ def run_check(args: argparse.Namespace) -> int:
     tools = sum(len(s.tools) for s in registry.services)
     print(f"ok: {len(registry.services)} service(s), {tools} tool(s) in {args.dir}")
     return 0
+
+
+def add_test_command(commands: Any) -> None:
+    test = commands.add_parser("test", help="run the test cases of a spec tree's tools, "
+                               "offline; print each failing case")
+    test.add_argument("dir", nargs="?", type=Path, default=SHIPPED_SPECS)
+    test.add_argument("--service", action="append", default=[], metavar="NAME",
+                      help="only this service's tools (may be given more than once)")
+    test.add_argument("--tool", action="append", default=[], metavar="NAME",
+                      help="only this tool (may be given more than once)")
+    test.set_defaults(run=run_test)
 
 
 def run_test(args: argparse.Namespace) -> int:
