@@ -282,8 +282,9 @@ def test_a_service_whose_token_pattern_no_test_token_matches_fails_saying_so(
 
 def test_a_token_pattern_with_a_literal_start_gets_a_token_with_that_start(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    prefixed = SERVICE.replace("resolver: introspection",
-                               "resolver: introspection\n  token_pattern: '^shop_[A-Za-z0-9]{16,}$'")
+    prefixed = SERVICE.replace(
+        "resolver: introspection",
+        "resolver: introspection\n  token_pattern: '^shop_[A-Za-z0-9]{16,}$'")
 
     code, failures, _ = run(["test", str(tree(tmp_path, GET_ITEM, service=prefixed))], capsys)
 
