@@ -1,5 +1,5 @@
-"""`mcp-gateway serve | check | tools | schema | docs | audit | sandbox | demo | import-openapi`:
-the command line.
+"""`mcp-gateway serve | check | test | tools | schema | docs | audit | sandbox | demo |
+import-openapi`: the command line.
 Off the request path: it may import anything in the gateway, and nothing on the request path
 imports it. The long-running commands live in `serve` and `demo`; this module parses arguments,
 runs the short commands, and turns the ways a command line ends (a closed pipe, Ctrl+C) into
@@ -9,12 +9,14 @@ exit codes instead of tracebacks.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import difflib
 import functools
 import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -26,8 +28,10 @@ from pydantic.json_schema import models_json_schema
 from gateway import __version__
 from gateway.importer.run import Options
 from gateway.importer.run import command as import_command
+from gateway.logs import configure_logging
+from gateway.server.case_runner import case_settings, find_cases, run_cases, selected_tools
 from gateway.server.catalog_docs import page_name, render_page, splice
-from gateway.server.console import load_or_report
+from gateway.server.console import load_or_report, refuse
 from gateway.server.demo import run_demo
 from gateway.server.serve import run_sandbox, run_serve
 from gateway.server.settings_docs import BEGIN as SETTINGS_BEGIN
@@ -78,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a spec tree; print every problem")
     check.add_argument("dir", nargs="?", type=Path, default=SHIPPED_SPECS)
     check.set_defaults(run=run_check)
+
+    add_test_command(commands)
 
     tools = commands.add_parser("tools", help="list the services and tools of a spec tree")
     tools.add_argument("dir", nargs="?", type=Path, default=SHIPPED_SPECS)
@@ -150,6 +156,46 @@ def run_check(args: argparse.Namespace) -> int:
     tools = sum(len(s.tools) for s in registry.services)
     print(f"ok: {len(registry.services)} service(s), {tools} tool(s) in {args.dir}")
     return 0
+
+
+def add_test_command(commands: Any) -> None:
+    test = commands.add_parser("test", help="run the test cases of a spec tree's tools, "
+                               "offline; print each failing case")
+    test.add_argument("dir", nargs="?", type=Path, default=SHIPPED_SPECS)
+    test.add_argument("--service", action="append", default=[], metavar="NAME",
+                      help="only this service's tools (may be given more than once)")
+    test.add_argument("--tool", action="append", default=[], metavar="NAME",
+                      help="only this tool (may be given more than once)")
+    test.set_defaults(run=run_test)
+
+
+def run_test(args: argparse.Namespace) -> int:
+    """Exit 0 when every selected case passes, 1 when one fails, 2 when the tree does not load
+    or a --service / --tool names nothing in it."""
+    registry = load_or_report(args.dir)
+    if registry is None:
+        return 2
+    known = {s.name for s in registry.services}
+    names = {t for s in registry.services if not args.service or s.name in args.service
+             for t in s.tools}
+    unknown = [f"service {n!r}" for n in args.service if n not in known] + [
+        f"tool {n!r}" for n in args.tool if n not in names]
+    if unknown:
+        return refuse("test", f"no {', no '.join(unknown)} in {args.dir}")
+    settings = case_settings()
+    configure_logging(settings.model_copy(update={"log_level": "error", "log_json": True}))
+    chosen = selected_tools(registry, services=args.service, tools=args.tool)
+    cases = find_cases(registry, services=args.service, tools=args.tool)
+    started = time.perf_counter()
+    results = asyncio.run(run_cases(registry, cases, settings))
+    failed = [result for result in results if not result.passed]
+    for result in failed:
+        print(result)
+    untested = sum(1 for _, tool in chosen if not tool.spec.tests)
+    print(f"{len(results)} case(s) of {len(chosen) - untested} tool(s): {len(failed)} failed"
+          + (f", {untested} tool(s) untested" if untested else "")
+          + f" in {time.perf_counter() - started:.1f}s")
+    return 1 if failed else 0
 
 
 def run_tools(args: argparse.Namespace) -> int:

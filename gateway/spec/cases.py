@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import (
-    Field,
-)
+from pydantic import Field, model_validator
 
 from gateway.spec.models import HttpMethod, SpecModel
 
@@ -40,8 +38,12 @@ class ToolTestCase(SpecModel):
 
     name: str
     arguments: dict[str, Any] = {}
+    as_scopes: list[str] | None = None
+    """The caller holds exactly these scopes for this case (default: every scope of the
+    service). Its token is introspected with them, so the service needs the introspection
+    resolver unless they are its `default_scopes`."""
     scopes: list[str] | None = None
-    """The caller's scopes (default: every scope of the service)."""
+    """The older name of `as_scopes`, with the same meaning; a case gives one or the other."""
     claims: dict[str, Any] = {}
     """More claims of the caller's token, as its introspection would give them."""
     confirm: bool = False
@@ -55,3 +57,17 @@ class ToolTestCase(SpecModel):
     expect: ExpectedResult = ExpectedResult()
     protocol_error: int | None = None
     """Expected JSON-RPC error code when the call must be refused before any upstream request."""
+    expect_absent: list[str] = []
+    """Strings that must appear nowhere in what the caller gets back (any key or value of the
+    result or error, the preview's too): an email, a name, for a caller without the PII scope."""
+
+    @model_validator(mode="after")
+    def _one_scope_key(self) -> ToolTestCase:
+        if self.as_scopes is not None and self.scopes is not None:
+            raise ValueError("`as_scopes` and `scopes` are the same key: give one of them")
+        return self
+
+    @property
+    def caller_scopes(self) -> list[str] | None:
+        """The scopes the caller holds, None for every scope of the service."""
+        return self.as_scopes if self.as_scopes is not None else self.scopes

@@ -202,6 +202,16 @@ class Verification:
     """Which read tool shows the change, for the caller (spec: `verify.hint`)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a tool is written, for what is reported about it after loading (its test cases)."""
+
+    file: str
+    line: int
+    cases: tuple[int, ...] = ()
+    """The line of each of its test cases (the case's `- name:`), in order."""
+
+
 @dataclass(frozen=True)
 class CompiledTool:
     spec: ToolSpec
@@ -228,6 +238,8 @@ class CompiledTool:
     """Whether the input schema mirrors arguments into Mcp-Param-* headers (x-mcp-header)."""
     whole_numbers: Mapping[str, bool] = field(default_factory=dict)
     """Integer arguments (name -> whether a list of integers): a 1.0 sent is passed on as 1."""
+    origin: Origin | None = None
+    """Set by the loader; None for a tool compiled from a spec that is in no file."""
 
     @property
     def name(self) -> str:

@@ -8,7 +8,7 @@ checked; a tree either loads whole or raises one SpecError listing every problem
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from gateway.spec.compiled import (
     CompiledResource,
     CompiledService,
     CompiledTool,
+    Origin,
     Registry,
 )
 from gateway.spec.compiler import CompileProblem, compile_tool
@@ -44,7 +45,7 @@ from gateway.spec.source import (
     pydantic_problems,
     read_yaml,
 )
-from gateway.spec.tools import SpecFile
+from gateway.spec.tools import SpecFile, ToolSpec
 from gateway.spec.views import unknown_selectors, views_of
 
 Loc = tuple[str | int, ...]
@@ -163,6 +164,16 @@ def _located(file: _File, where: Loc, found: list[Problem], name: str = "") -> l
             for loc, message in found]
 
 
+def _origin(file: _File, index: int, tool: ToolSpec) -> Origin:
+    where = ("tools", index)
+    return Origin(file.name, line_of(file.lines, where), tuple(
+        line_of(file.lines, (*where, "tests", case)) for case in range(len(tool.tests))))
+
+
+def _compile_located(tool: ToolSpec, service: ServiceSpec, origin: Origin) -> CompiledTool:
+    return replace(compile_tool(tool, service), origin=origin)
+
+
 class _Built:
     """The compiled items of one service, collected file by file, with their problems."""
 
@@ -178,7 +189,8 @@ class _Built:
         service = self.service
         for index, tool in enumerate(spec_file.tools):
             self._add(file, ("tools", index), tool.name, self.tools,
-                      check_declarations(tool, service), partial(compile_tool, tool, service),
+                      check_declarations(tool, service),
+                      partial(_compile_located, tool, service, _origin(file, index, tool)),
                       lambda compiled: check_references(compiled, service))
         for index, resource in enumerate(spec_file.resources):
             read = resource.as_tool()
