@@ -8,8 +8,10 @@ raises) comes back the way the real clients report it.
 
 from __future__ import annotations
 
+import os
 import select
 import subprocess
+import sys
 import textwrap
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
@@ -122,3 +124,13 @@ def first_line(process: subprocess.Popen[str], timeout_s: float = 60) -> str:
     ready, _, _ = select.select([process.stdout], [], [], timeout_s)
     assert ready, f"no output within {timeout_s} s"
     return process.stdout.readline().rstrip("\n")
+
+
+def start_serve(specs: Path, port: int) -> subprocess.Popen[str]:
+    """`mcp-gateway serve` over `specs` on loopback `port`, with JSON logs and none of the
+    environment's GATEWAY_* settings; its output piped (read its first line to know it serves)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    return subprocess.Popen(  # noqa: S603 - our own command
+        [sys.executable, "-m", "gateway", "serve", "--specs", str(specs), "--port", str(port)],
+        env={**clean, "GATEWAY_LOG_JSON": "true"}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)

@@ -32,7 +32,8 @@ class Stack:
         return f"{self.gateway_url}/{service}/mcp"
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve `app` on a free loopback port: its runner (to clean up) and its URL."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -42,13 +43,14 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 @asynccontextmanager
 async def running_stack(**settings: Any) -> AsyncIterator[Stack]:
-    sandbox_runner, sandbox_url = await _serve(create_sandbox_app())
+    sandbox_runner, sandbox_url = await serve_on_loopback(create_sandbox_app())
     try:
         registry = load_tree(SHIPPED_SPECS, {"RETENTLY_API_URL": sandbox_url,
                                              "REFINER_API_URL": sandbox_url,
                                              "REFINER_AUTH_URL": sandbox_url})
         gateway_settings = Settings(log_json=True, log_level="warning", **settings)
-        gateway_runner, gateway_url = await _serve(create_app(gateway_settings, registry))
+        gateway_runner, gateway_url = await serve_on_loopback(
+            create_app(gateway_settings, registry))
         try:
             yield Stack(gateway_url, sandbox_url)
         finally:

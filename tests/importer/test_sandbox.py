@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from mcp import Client
 
 from gateway.importer.run import Options, import_openapi
@@ -25,7 +24,7 @@ from gateway.server.cli import main
 from gateway.settings import Settings
 from gateway.spec.loader import load_tree
 from sandbox import FIXTURES_DIR, create_sandbox_app
-from tests.e2e.stack import MODES, mcp_client
+from tests.e2e.stack import MODES, mcp_client, serve_on_loopback
 from tests.importer.support import read_back
 from tests.support import REPO, RETENTLY_ADMIN
 
@@ -42,14 +41,6 @@ def fixture_rows(name: str) -> list[dict[str, Any]]:
     return rows
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site.port}"
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The document imported once, with the command an operator runs."""
@@ -63,13 +54,13 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @asynccontextmanager
 async def gateway(folder: Path, prefix: str | None = "api_key=") -> AsyncIterator[str]:
     """The sandbox and the gateway serving the imported folder; yields the MCP endpoint."""
-    sandbox, sandbox_url = await serve(create_sandbox_app())
+    sandbox, sandbox_url = await serve_on_loopback(create_sandbox_app())
     try:
         env = {"RETENTLY_SANDBOX_API_URL": f"{sandbox_url}/api/v2"}
         if prefix is not None:
             env["RETENTLY_SANDBOX_CREDENTIAL_PREFIX"] = prefix
         settings = Settings(log_json=True, log_level="warning")
-        runner, url = await serve(create_app(settings, load_tree(folder, env)))
+        runner, url = await serve_on_loopback(create_app(settings, load_tree(folder, env)))
         try:
             yield f"{url}/{SERVICE}/mcp"
         finally:

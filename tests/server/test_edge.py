@@ -22,7 +22,7 @@ import pytest
 
 from bench.run import free_port
 from sandbox import create_sandbox_app
-from tests.e2e.stack import _serve
+from tests.e2e.stack import serve_on_loopback
 
 ANALYST = "rtly_mcp_pat_demoanalyst_s3cr3t"
 CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
@@ -36,7 +36,7 @@ MAX_CONNECTIONS = 24
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[str]:
-    runner, url = await _serve(create_sandbox_app())
+    runner, url = await serve_on_loopback(create_sandbox_app())
     yield url
     await runner.cleanup()
 

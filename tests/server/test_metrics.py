@@ -4,10 +4,7 @@ optional bearer token; and one log event per request, carrying what the metrics 
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +19,7 @@ from gateway.server.app import create_app
 from gateway.server.state import SPECS
 from gateway.settings import Settings
 from tests.faults import FaultServer, desk_specs, json_answer, running
-from tests.support import MCP_HEADERS, AiohttpClient, first_line, rpc
+from tests.support import MCP_HEADERS, AiohttpClient, first_line, rpc, start_serve
 
 
 @pytest.fixture
@@ -131,11 +128,7 @@ def test_each_request_leaves_one_json_log_event_with_its_outcome_and_no_token(
         tmp_path: Path) -> None:
     specs = desk_specs(tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9")
     port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    process = subprocess.Popen(  # noqa: S603 - our own command
-        [sys.executable, "-m", "gateway", "serve", "--specs", str(specs), "--port", str(port)],
-        env={**clean, "GATEWAY_LOG_JSON": "true"}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+    process = start_serve(specs, port)
     try:
         first_line(process)
         request = urllib.request.Request(

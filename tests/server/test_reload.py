@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -25,7 +23,7 @@ from gateway.server.app import create_app
 from gateway.server.state import SPECS
 from gateway.settings import Settings
 from tests.faults import DESK_TOOLS, FaultServer, desk_specs, json_answer, running, slow
-from tests.support import MCP_HEADERS, AiohttpClient, first_line, rpc
+from tests.support import MCP_HEADERS, AiohttpClient, first_line, rpc, start_serve
 
 EXTRA_TOOL = """\
 tools:
@@ -163,11 +161,7 @@ def test_serve_reloads_on_sighup(tmp_path: Path) -> None:
     """The command as an operator runs it: a new tool file, `kill -HUP`, and it is listed."""
     specs = desk_specs(tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9")
     port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    process = subprocess.Popen(  # noqa: S603 - our own command
-        [sys.executable, "-m", "gateway", "serve", "--specs", str(specs), "--port", str(port)],
-        env={**clean, "GATEWAY_LOG_JSON": "true"}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+    process = start_serve(specs, port)
     try:
         assert "mcp-gateway" in first_line(process)
         base = f"http://127.0.0.1:{port}"

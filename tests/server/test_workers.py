@@ -25,7 +25,7 @@ from aiohttp import web
 
 from bench.run import free_port
 from sandbox import create_sandbox_app
-from tests.e2e.stack import _serve
+from tests.e2e.stack import serve_on_loopback
 from tests.support import REPO
 
 ANALYST = "rtly_mcp_pat_demoanalyst_s3cr3t"
@@ -84,7 +84,7 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 
     app = create_sandbox_app()
     app.middlewares.append(note)
-    runner, upstream.url = await _serve(app)
+    runner, upstream.url = await serve_on_loopback(app)
     yield upstream
     await runner.cleanup()
 

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 from mcp import Client
 from structlog.testing import capture_logs
 
@@ -17,20 +16,12 @@ from gateway.server.app import create_app
 from gateway.settings import SHIPPED_SPECS, Settings
 from gateway.spec.loader import load_tree
 from sandbox import create_sandbox_app
-from tests.e2e.stack import mcp_client
+from tests.e2e.stack import mcp_client, serve_on_loopback
 from tests.faults import Fault, FaultServer, forward, reset, running
 
 ADMIN = "rtly_mcp_pat_demoadmin_s3cr3t"
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
-
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site.port}"
 
 
 class Desk:
@@ -57,13 +48,14 @@ class Desk:
 
 @pytest.fixture
 async def stack() -> AsyncIterator[Desk]:
-    sandbox, sandbox_url = await _serve(create_sandbox_app())
+    sandbox, sandbox_url = await serve_on_loopback(create_sandbox_app())
     try:
         async with running(FaultServer(behind=sandbox_url)) as proxy:
             registry = load_tree(SHIPPED_SPECS, {"RETENTLY_API_URL": proxy.url,
                                                  "REFINER_API_URL": proxy.url,
                                                  "REFINER_AUTH_URL": proxy.url})
-            gateway, url = await _serve(create_app(Settings(log_level="warning"), registry))
+            gateway, url = await serve_on_loopback(
+                create_app(Settings(log_level="warning"), registry))
             try:
                 yield Desk(proxy, f"{url}/retently/mcp")
             finally:
