@@ -38,6 +38,10 @@ def check_service(service: ServiceSpec) -> list[Problem]:
     if auth.token_pattern is not None and (error := _regex_error(auth.token_pattern)):
         problems.append((("auth", "token_pattern"),
                          f"auth.token_pattern: invalid regular expression: {error}"))
+    for index, refused in enumerate(auth.refuse_patterns):
+        if error := _regex_error(refused.pattern):
+            problems.append((("auth", "refuse_patterns", index, "pattern"),
+                             f"auth.refuse_patterns: invalid regular expression: {error}"))
     return problems
 
 
