@@ -220,3 +220,14 @@ async def test_a_write_without_its_scope_is_refused(stack: Stack) -> None:
             await client.call_tool("tag_feedback", {"id": "5a9d595701c85b37224ab2d0",
                                                     "add": ["x"]})
     assert "feedback:tag" in refused.value.error.message
+
+
+async def test_monthly_stats_cover_exactly_the_last_12_calendar_months(stack: Stack) -> None:
+    async with mcp_client(stack.endpoint("retently"), RETENTLY_ANALYST, "legacy") as client:
+        months = [m["month"] for m in
+                  data(await client.call_tool("get_monthly_stats", {}))["months"]]
+    newest = months[0]
+    year, month = divmod(int(newest[:4]) * 12 + int(newest[5:7]) - 1 - 11, 12)
+    assert len(months) == 12
+    assert months == sorted(months, reverse=True)
+    assert months[-1] == f"{year:04d}-{month + 1:02d}"
