@@ -231,3 +231,17 @@ async def test_monthly_stats_cover_exactly_the_last_12_calendar_months(stack: St
     assert len(months) == 12
     assert months == sorted(months, reverse=True)
     assert months[-1] == f"{year:04d}-{month + 1:02d}"
+
+
+@pytest.mark.parametrize(("tool", "lacking"), [("list_campaigns", "default"),
+                                               ("list_templates", "subject")])
+async def test_campaign_and_template_lists_promise_only_what_the_rest_api_returns(
+        stack: Stack, tool: str, lacking: str) -> None:
+    async with mcp_client(stack.endpoint("retently"), RETENTLY_ANALYST, "legacy") as client:
+        listed = {t.name: t for t in (await client.list_tools()).tools}[tool]
+        items = data(await client.call_tool(tool, {}))["items"]
+    assert listed.output_schema is not None and listed.description is not None
+    declared = set(listed.output_schema["properties"]["items"]["items"]["properties"])
+    promise, _, caveat = listed.description.partition(". ")
+    assert items and all(set(item) == declared for item in items)
+    assert lacking not in promise and f"no {lacking}" in caveat
