@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.spec.compiled import (
     CollectSource,
+    CompiledCheck,
     CompiledPrompt,
     CompiledRequest,
     CompiledTool,
@@ -121,10 +122,14 @@ def _values(tool: CompiledTool) -> Iterator[tuple[Loc, Any]]:
     yield ("response", "extra"), shape.extra
     yield ("response", "empty_message"), shape.empty_message
     yield ("response", "content"), shape.content
-    for index, check in enumerate(tool.checks):
-        yield ("checks", index, "value"), check.value
-        yield ("checks", index, "than"), check.than
-        yield ("checks", index, "message"), check.message
+    rules: list[tuple[Loc, tuple[CompiledCheck, ...]]] = [(("checks",), tool.checks)]
+    if tool.preview is not None:
+        rules.append((("write", "preview_checks"), tool.preview.checks))
+    for where, checks in rules:
+        for index, check in enumerate(checks):
+            yield (*where, index, "value"), check.value
+            yield (*where, index, "than"), check.than
+            yield (*where, index, "message"), check.message
 
 
 def _request_problems(request: CompiledRequest, loc: Loc, names: _Names) -> Iterator[Problem]:

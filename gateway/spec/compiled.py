@@ -186,6 +186,8 @@ class Preview:
 
     request: CompiledRequest
     select: Expression | None = None
+    checks: tuple[CompiledCheck, ...] = ()
+    """Rules over the read (`current`): a broken one refuses the preview, issuing no token."""
 
 
 @dataclass(frozen=True)

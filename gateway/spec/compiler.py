@@ -137,8 +137,8 @@ def _integer(schema: dict[str, Any]) -> bool:
     return kind == "integer" or (isinstance(kind, list) and "integer" in kind)
 
 
-def compile_check(index: int, check: CheckSpec) -> CompiledCheck:
-    with located("checks", index):
+def compile_check(index: int, check: CheckSpec, *where: str) -> CompiledCheck:
+    with located(*(where or ("checks",)), index):
         return CompiledCheck(compile_value(check.value), check.op, compile_value(check.than),
                              compile_value(check.message))
 
@@ -150,7 +150,9 @@ def compile_preview(write: WriteSpec | None, service: ServiceSpec) -> Preview | 
         request = compile_request(write.preview, service)
     with located("write", "preview_select"):
         select = compile_expression(write.preview_select) if write.preview_select else None
-    return Preview(request, select)
+    checks = tuple(compile_check(index, check, "write", "preview_checks")
+                   for index, check in enumerate(write.preview_checks))
+    return Preview(request, select, checks)
 
 
 def compile_verification(write: WriteSpec | None, service: ServiceSpec) -> Verification | None:

@@ -223,9 +223,19 @@ class WriteSpec(SpecModel):
     preview: RequestSpec | None = None
     """A read whose result shows the current state; available to the write as `current`."""
     preview_select: str | None = None
+    preview_checks: list[CheckSpec] = []
+    """Rules over the current state (`current` in `$expr`), the arguments and the principal,
+    checked after the preview read: a broken one refuses the preview in its own words, and no
+    confirmation token is issued (e.g. the campaign must be enabled)."""
     verify: VerifySpec | None = None
     """Run once when the write's outcome is unknown (sent, answer lost), to report it as done,
     not applied, or still unknown."""
+
+    @model_validator(mode="after")
+    def _checks_need_a_read(self) -> WriteSpec:
+        if self.preview_checks and self.preview is None:
+            raise ValueError("`preview_checks` check the preview read: give `preview` too")
+        return self
 
 
 class Annotations(SpecModel):

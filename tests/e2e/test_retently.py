@@ -11,6 +11,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
+from mcp.types import TextContent
 
 from sandbox import FIXTURES_DIR
 from tests.e2e.stack import MODES, Stack, mcp_client, running_stack
@@ -245,3 +246,17 @@ async def test_campaign_and_template_lists_promise_only_what_the_rest_api_return
     promise, _, caveat = listed.description.partition(". ")
     assert items and all(set(item) == declared for item in items)
     assert lacking not in promise and f"no {lacking}" in caveat
+
+
+@pytest.mark.parametrize(("is_active", "kind", "says"), [
+    (False, "transactional", "disabled"), (True, "recurring", "not a transactional campaign")])
+async def test_a_survey_send_through_a_campaign_that_cannot_send_is_refused_at_preview(
+        stack: Stack, is_active: bool, kind: str, says: str) -> None:
+    async with mcp_client(stack.endpoint("retently"), WRITER, "legacy") as client:
+        campaign = data(await client.call_tool("search_campaigns", {
+            "type": kind, "is_active": is_active}))["items"][0]["id"]
+        preview = await client.call_tool("send_survey", {
+            "campaign_id": campaign, "subscribers": [{"email": "qa@yourco.com"}]})
+    assert preview.is_error is True and isinstance(preview.content[0], TextContent)
+    text = preview.content[0].text
+    assert says in text and campaign in text and "confirmation_token" not in text
