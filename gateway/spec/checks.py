@@ -16,6 +16,7 @@ from typing import Any
 from gateway.spec.compiled import (
     CollectSource,
     CompiledCheck,
+    CompiledGiven,
     CompiledPrompt,
     CompiledRequest,
     CompiledTool,
@@ -114,8 +115,13 @@ def _values(tool: CompiledTool) -> Iterator[tuple[Loc, Any]]:
         yield ("result",), source.template
     if isinstance(source, CollectSource):
         yield ("collect", "limit"), source.limit
-        for index, condition in enumerate(source.conditions):
-            yield ("filter", index, "value"), condition.value
+        for index, entry in enumerate(source.conditions):
+            if isinstance(entry, CompiledGiven):
+                yield ("filter", index, "given"), entry.given
+                yield ("filter", index, "when"), entry.when
+            else:
+                yield ("filter", index, "value"), entry.value
+        yield ("filter_match",), source.match
         if source.aggregate is not None:
             yield ("aggregate", "by"), source.aggregate.by
             yield ("aggregate", "compare", "days"), source.aggregate.compare_days

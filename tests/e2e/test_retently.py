@@ -260,3 +260,68 @@ async def test_a_survey_send_through_a_campaign_that_cannot_send_is_refused_at_p
     assert preview.is_error is True and isinstance(preview.content[0], TextContent)
     text = preview.content[0].text
     assert says in text and campaign in text and "confirmation_token" not in text
+
+
+def replay_arguments(spec: dict[str, Any]) -> dict[str, Any]:
+    """apply_filter's arguments for a saved or recent filter's spec, as its description says."""
+    attributes = [{"name": c["field"].removeprefix("attributes."), "op": c["op"],
+                   "value": c["value"]}
+                  for c in spec["conditions"] if c["field"].startswith("attributes.")]
+    conditions = [c for c in spec["conditions"] if not c["field"].startswith("attributes.")]
+    return {"conditions": conditions, "attributes": attributes, "match": spec["match"]}
+
+
+def holds(row: dict[str, Any], condition: dict[str, Any]) -> bool:
+    """The sandbox's reading of one spec condition, as an oracle for apply_filter."""
+    field: str = condition["field"]
+    op: str = condition["op"]
+    wanted: Any = condition["value"]
+    props = {p["name"]: p["value"] for p in row.get("customProps") or []}
+    actual = props.get(field.removeprefix("attributes.")) if field.startswith(
+        "attributes.") else row.get(field)
+    if actual is None:
+        return op == "ne"
+    if op == "contains":
+        return str(wanted).lower() in str(actual).lower()
+    if isinstance(actual, str):
+        actual, wanted = actual.lower(), str(wanted).lower()
+    outcomes: dict[str, bool] = {
+        "eq": actual == wanted, "ne": actual != wanted, "gt": actual > wanted,
+        "gte": actual >= wanted, "lt": actual < wanted, "lte": actual <= wanted}
+    return outcomes[op]
+
+
+async def test_every_saved_and_recent_filter_replays_to_exactly_its_matches(
+        stack: Stack) -> None:
+    rows = json.loads((FIXTURES_DIR / "retently" / "feedback.json").read_text())["acc_demo"]
+    async with mcp_client(stack.endpoint("retently"), RETENTLY_ADMIN, "legacy") as client:
+        filters = [*data(await client.call_tool("list_saved_filters", {}))["items"],
+                   *data(await client.call_tool("list_recent_filters", {}))["items"]]
+        matched = [data(await client.call_tool("apply_filter", replay_arguments(f["spec"])))
+                   for f in filters]
+    assert len(filters) == 5
+    assert {f["spec"]["match"] for f in filters} == {"all", "any"}
+    for found, saved in zip(matched, filters, strict=True):
+        joined = all if saved["spec"]["match"] == "all" else any
+        expected = [r for r in rows if joined(holds(r, c) for c in saved["spec"]["conditions"])]
+        assert found["complete"] is True
+        assert found["items_matched"] == len(expected) > 0, saved
+
+
+@pytest.mark.parametrize("spec", [
+    {"match": "any", "conditions": [{"field": "score", "op": "lte", "value": 6},
+                                    {"field": "attributes.region", "op": "eq", "value": "EU"}]},
+    {"match": "any", "conditions": [{"field": "attributes.plan", "op": "eq", "value": "Pro"},
+                                    {"field": "attributes.seats", "op": "gt", "value": 100}]},
+    {"match": "all", "conditions": [{"field": "metricsType", "op": "eq", "value": "NPS"},
+                                    {"field": "score", "op": "gte", "value": 9},
+                                    {"field": "attributes.region", "op": "ne", "value": "EU"}]},
+])
+async def test_a_spec_mixing_customer_properties_and_other_fields_replays_faithfully(
+        stack: Stack, spec: dict[str, Any]) -> None:
+    rows = json.loads((FIXTURES_DIR / "retently" / "feedback.json").read_text())["acc_demo"]
+    joined = all if spec["match"] == "all" else any
+    expected = [r for r in rows if joined(holds(r, c) for c in spec["conditions"])]
+    async with mcp_client(stack.endpoint("retently"), RETENTLY_ADMIN, "legacy") as client:
+        found = data(await client.call_tool("apply_filter", replay_arguments(spec)))
+    assert found["items_matched"] == len(expected) > 0
