@@ -39,8 +39,12 @@ def check_format(service: CompiledService, token: str) -> None:
     """Refuse a token that cannot be the service's before anything is sent anywhere.
 
     Raises:
-        AuthError: the token does not have the service's token format.
+        AuthError: the token has the shape of a kind the service refuses, or does not have the
+            service's token format.
     """
+    for refused in service.spec.auth.refuse_patterns:
+        if re.fullmatch(refused.pattern, token):
+            raise AuthError(refused.message, error="invalid_token")
     pattern = service.spec.auth.token_pattern
     if pattern is not None and not re.fullmatch(pattern, token):
         raise AuthError(f"This is not a {service.spec.title} token", error="invalid_token")

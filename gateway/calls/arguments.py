@@ -4,13 +4,13 @@ rules, and the personal-data gates. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateway.auth.principal import require_scopes
 from gateway.calls.derive import OPERATORS
 from gateway.errors import INVALID_PARAMS, ProtocolError, ToolExecutionError
-from gateway.spec.compiled import CompiledTool
+from gateway.spec.compiled import CompiledCheck, CompiledTool
 from gateway.spec.templates import ABSENT, RenderContext, render_value
 
 MAX_PROBLEM_TEXT = 200
@@ -92,7 +92,14 @@ def check_rules(tool: CompiledTool, ctx: RenderContext) -> None:
     """Raises:
         ToolExecutionError: the first rule the call breaks, in the rule's own words.
     """
-    for check in tool.checks:
+    enforce_rules(tool.checks, ctx)
+
+
+def enforce_rules(checks: Sequence[CompiledCheck], ctx: RenderContext) -> None:
+    """Raises:
+        ToolExecutionError: the first of `checks` the call breaks, in the rule's own words.
+    """
+    for check in checks:
         value = render_value(check.value, ctx)
         if value is ABSENT:
             continue

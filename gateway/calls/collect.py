@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from gateway.calls.derive import active_conditions, aggregate, matches
+from gateway.calls.derive import active_conditions, aggregate, match_any, matches
 from gateway.errors import ResponseShapeError, ToolExecutionError
 from gateway.spec.compiled import CollectSource
 from gateway.spec.jmes import search
@@ -52,12 +52,16 @@ async def derived(source: CollectSource, ctx: RenderContext,
     """Collect, keep the items the conditions match, then aggregate them or list them.
 
     Raises:
-        ToolExecutionError: a page could not be read, or the aggregation was asked for a group
-            that does not exist.
+        ToolExecutionError: a page could not be read, a condition given is not one the spec
+            offers, or the aggregation was asked for a group that does not exist.
     """
+    try:  # before any page is read: a bad condition costs no upstream request
+        conditions = active_conditions(source.conditions, ctx)
+        any_of = match_any(source.match, ctx)
+    except ValueError as exc:
+        raise ToolExecutionError(str(exc)) from exc
     items, pages, complete = await collect_items(source, fetch_page)
-    conditions = active_conditions(source.conditions, ctx)
-    kept = [item for item in items if matches(item, conditions)]
+    kept = [item for item in items if matches(item, conditions, any_of)]
     coverage: dict[str, Any] = {"pages_read": pages, "items_scanned": len(items),
                                 "complete": complete}
     if not complete:

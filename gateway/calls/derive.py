@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from gateway.spec.compiled import CompiledAggregate, CompiledCondition
+from gateway.spec.compiled import CompiledAggregate, CompiledCondition, CompiledGiven
 from gateway.spec.jmes import Expression, search
 from gateway.spec.templates import ABSENT, RenderContext, render_value
 
@@ -82,20 +82,89 @@ OPERATORS: Final[Mapping[str, Callable[[Any, Any], bool]]] = {
 }
 
 
-def matches(item: Any, conditions: Sequence[tuple[Expression, str, Any]]) -> bool:
-    return all(OPERATORS[op](search(field, item), value)
-               for field, op, value in conditions)
+Active = tuple[Expression, str | None, str, Any]
+"""A condition on for this call: (field, key in the object the field gives or None, op, value)."""
 
 
-def active_conditions(conditions: Sequence[CompiledCondition], ctx: RenderContext
-                      ) -> list[tuple[Expression, str, Any]]:
-    """The conditions whose value is given for this call, with the value rendered."""
-    active = []
+def matches(item: Any, conditions: Sequence[Active], any_of: bool = False) -> bool:
+    """Whether the item passes every condition, or with `any_of` one of them (no condition:
+    it passes)."""
+    outcomes = (OPERATORS[op](_read(item, field, key), value)
+                for field, key, op, value in conditions)
+    return any(outcomes) if any_of and conditions else all(outcomes)
+
+
+def _read(item: Any, field: Expression, key: str | None) -> Any:
+    found = search(field, item)
+    if key is None:
+        return found
+    if not isinstance(found, dict):
+        return None
+    if key in found:
+        return found[key]
+    folded = key.casefold()
+    return next((v for k, v in found.items() if isinstance(k, str) and k.casefold() == folded),
+                None)
+
+
+def active_conditions(conditions: Sequence[CompiledCondition | CompiledGiven],
+                      ctx: RenderContext) -> list[Active]:
+    """The conditions whose value is given for this call, with the value rendered.
+
+    Raises:
+        ValueError: conditions given as data that are not {field, op, value} over the fields
+            and operators the spec offers.
+    """
+    active: list[Active] = []
     for condition in conditions:
+        if isinstance(condition, CompiledGiven):
+            active.extend(_given(condition, ctx))
+            continue
         value = render_value(condition.value, ctx)
         if value is not ABSENT and value is not None:
-            active.append((condition.field, condition.op, value))
+            active.append((condition.field, None, condition.op, value))
     return active
+
+
+def _given(entry: CompiledGiven, ctx: RenderContext) -> list[Active]:
+    if entry.when is not None and _off(render_value(entry.when, ctx)):
+        return []
+    given = render_value(entry.given, ctx)
+    if _off(given):
+        return []
+    if not isinstance(given, list):
+        raise ValueError("The conditions given must be a list of {field, op, value}.")
+    active: list[Active] = []
+    for condition in given:
+        op = condition.get("op") if isinstance(condition, dict) else None
+        if op not in OPERATORS:
+            raise ValueError(f"A condition is {{field, op, value}} with op one of "
+                             f"{', '.join(OPERATORS)}; got {condition!r:.100}.")
+        where = entry.resolve(condition.get("field"))
+        if where is None:
+            raise ValueError(f"Condition field {condition.get('field')!r:.80} is not one of: "
+                             f"{', '.join(entry.names)}.")
+        if condition.get("value") is not None:
+            active.append((*where, str(op), condition["value"]))
+    return active
+
+
+def _off(value: Any) -> bool:
+    return value is ABSENT or value in (None, False, "", [], {})
+
+
+def match_any(match: Any, ctx: RenderContext) -> bool:
+    """Whether a tool's `filter_match` asks for any condition rather than all of them.
+
+    Raises:
+        ValueError: it renders something other than all or any.
+    """
+    value = ABSENT if match is None else render_value(match, ctx)
+    if value is ABSENT or value is None or value == "all":
+        return False
+    if value == "any":
+        return True
+    raise ValueError(f"filter_match must be all or any, not {value!r:.40}.")
 
 
 def aggregate(items: Sequence[Any], spec: CompiledAggregate, ctx: RenderContext) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from typing import Any
 
 from gateway.spec.compiled import (
     CollectSource,
+    CompiledCheck,
+    CompiledGiven,
     CompiledPrompt,
     CompiledRequest,
     CompiledTool,
@@ -38,6 +40,10 @@ def check_service(service: ServiceSpec) -> list[Problem]:
     if auth.token_pattern is not None and (error := _regex_error(auth.token_pattern)):
         problems.append((("auth", "token_pattern"),
                          f"auth.token_pattern: invalid regular expression: {error}"))
+    for index, refused in enumerate(auth.refuse_patterns):
+        if error := _regex_error(refused.pattern):
+            problems.append((("auth", "refuse_patterns", index, "pattern"),
+                             f"auth.refuse_patterns: invalid regular expression: {error}"))
     return problems
 
 
@@ -109,18 +115,27 @@ def _values(tool: CompiledTool) -> Iterator[tuple[Loc, Any]]:
         yield ("result",), source.template
     if isinstance(source, CollectSource):
         yield ("collect", "limit"), source.limit
-        for index, condition in enumerate(source.conditions):
-            yield ("filter", index, "value"), condition.value
+        for index, entry in enumerate(source.conditions):
+            if isinstance(entry, CompiledGiven):
+                yield ("filter", index, "given"), entry.given
+                yield ("filter", index, "when"), entry.when
+            else:
+                yield ("filter", index, "value"), entry.value
+        yield ("filter_match",), source.match
         if source.aggregate is not None:
             yield ("aggregate", "by"), source.aggregate.by
             yield ("aggregate", "compare", "days"), source.aggregate.compare_days
     yield ("response", "extra"), shape.extra
     yield ("response", "empty_message"), shape.empty_message
     yield ("response", "content"), shape.content
-    for index, check in enumerate(tool.checks):
-        yield ("checks", index, "value"), check.value
-        yield ("checks", index, "than"), check.than
-        yield ("checks", index, "message"), check.message
+    rules: list[tuple[Loc, tuple[CompiledCheck, ...]]] = [(("checks",), tool.checks)]
+    if tool.preview is not None:
+        rules.append((("write", "preview_checks"), tool.preview.checks))
+    for where, checks in rules:
+        for index, check in enumerate(checks):
+            yield (*where, index, "value"), check.value
+            yield (*where, index, "than"), check.than
+            yield (*where, index, "message"), check.message
 
 
 def _request_problems(request: CompiledRequest, loc: Loc, names: _Names) -> Iterator[Problem]:

@@ -11,7 +11,8 @@ from gateway.spec.compiled import (
     CompiledPrompt,
     CompiledResource,
 )
-from gateway.spec.compiler import compile_tool, located
+from gateway.spec.compiler import compile_tool
+from gateway.spec.located import located
 from gateway.spec.models import ServiceSpec
 from gateway.spec.templates import compile_template, compile_value
 from gateway.spec.tools import (

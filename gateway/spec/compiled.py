@@ -60,6 +60,35 @@ class CompiledCondition:
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledGiven:
+    """Conditions the caller gives as data, over the fields the spec names."""
+
+    given: Any
+    """A compiled template giving the list of {field, op, value}."""
+    fields: Mapping[str, Expression]
+    families: Mapping[str, Expression] = field(default_factory=dict)
+    """Prefix (`attributes.`) -> an expression giving an object keyed by the rest of a name."""
+    when: Any = None
+    """A compiled template: the entry is on only while it renders a true value."""
+
+    def resolve(self, name: Any) -> tuple[Expression, str | None] | None:
+        """Where a caller's field name reads an item: (expression, key in the object it gives,
+        for a family), or None for a name the spec does not offer."""
+        if not isinstance(name, str):
+            return None
+        if name in self.fields:
+            return self.fields[name], None
+        for prefix, expression in self.families.items():
+            if name.startswith(prefix) and len(name) > len(prefix):
+                return expression, name[len(prefix):]
+        return None
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.fields, *(f"{prefix}<name>" for prefix in self.families)]
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledAggregate:
     by: Any
     """A compiled template naming one of `groups` (or a literal group name)."""
@@ -90,7 +119,9 @@ class CollectSource:
     max_pages: int
     max_items: int
     limit: Any = None
-    conditions: tuple[CompiledCondition, ...] = ()
+    conditions: tuple[CompiledCondition | CompiledGiven, ...] = ()
+    match: Any = None
+    """A compiled template giving `all` (None: the default) or `any`."""
     aggregate: CompiledAggregate | None = None
 
 
@@ -186,6 +217,8 @@ class Preview:
 
     request: CompiledRequest
     select: Expression | None = None
+    checks: tuple[CompiledCheck, ...] = ()
+    """Rules over the read (`current`): a broken one refuses the preview, issuing no token."""
 
 
 @dataclass(frozen=True)

@@ -7,19 +7,16 @@ per tool after the cross-field checks (checks.py) passed, and reports what it ra
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Final
 
-import jmespath.exceptions
 import jsonschema_rs
 
 from gateway.protocol.sdk_inbound import x_mcp_header_map
+from gateway.spec.compile_filter import compile_filter, filtered_personal_arguments
 from gateway.spec.compiled import (
     CollectSource,
     CompiledAggregate,
     CompiledCheck,
-    CompiledCondition,
     CompiledLookup,
     CompiledRequest,
     CompiledTool,
@@ -34,9 +31,9 @@ from gateway.spec.compiled import (
     Verification,
 )
 from gateway.spec.jmes import compile_expression
+from gateway.spec.located import located
 from gateway.spec.models import Budget, ServiceSpec
 from gateway.spec.schema import derived_annotations, input_schema, with_confirmation
-from gateway.spec.source import one_line
 from gateway.spec.templates import compile_template, compile_value, value_refs
 from gateway.spec.tools import (
     AggregateSpec,
@@ -50,33 +47,6 @@ from gateway.spec.tools import (
 
 METRIC_FUNCTIONS: Final = frozenset({"count", "distinct", "nps", "avg", "sum", "min", "max",
                                      "count_if", "first"})
-
-
-class CompileProblem(ValueError):
-    """A spec value that does not compile, with the key path where it is written (below the
-    tool, resource or prompt), so the loader can name its line."""
-
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        self.loc = loc
-        self.message = message
-        super().__init__(message)
-
-
-@contextmanager
-def located(*loc: str | int) -> Iterator[None]:
-    """Compile what the block compiles as the value at `loc`; nested blocks add to the path.
-
-    Raises:
-        CompileProblem: whatever the block raised, with its location.
-    """
-    try:
-        yield
-    except CompileProblem as inner:
-        raise CompileProblem((*loc, *inner.loc), inner.message) from inner
-    except jmespath.exceptions.JMESPathError as exc:
-        raise CompileProblem(loc, f"invalid JMESPath expression: {one_line(exc)}") from exc
-    except ValueError as exc:
-        raise CompileProblem(loc, one_line(exc)) from exc
 
 
 def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
@@ -137,8 +107,8 @@ def _integer(schema: dict[str, Any]) -> bool:
     return kind == "integer" or (isinstance(kind, list) and "integer" in kind)
 
 
-def compile_check(index: int, check: CheckSpec) -> CompiledCheck:
-    with located("checks", index):
+def compile_check(index: int, check: CheckSpec, *where: str) -> CompiledCheck:
+    with located(*(where or ("checks",)), index):
         return CompiledCheck(compile_value(check.value), check.op, compile_value(check.than),
                              compile_value(check.message))
 
@@ -150,7 +120,9 @@ def compile_preview(write: WriteSpec | None, service: ServiceSpec) -> Preview | 
         request = compile_request(write.preview, service)
     with located("write", "preview_select"):
         select = compile_expression(write.preview_select) if write.preview_select else None
-    return Preview(request, select)
+    checks = tuple(compile_check(index, check, "write", "preview_checks")
+                   for index, check in enumerate(write.preview_checks))
+    return Preview(request, select, checks)
 
 
 def compile_verification(write: WriteSpec | None, service: ServiceSpec) -> Verification | None:
@@ -195,11 +167,7 @@ def compile_collect(tool: ToolSpec, collect: CollectSpec, service: ServiceSpec) 
         stop_when = compile_expression(pages.stop_when) if pages and pages.stop_when else None
     with located("collect", "limit"):
         limit = compile_value(collect.limit) if collect.limit is not None else None
-    conditions = []
-    for index, condition in enumerate(tool.filter):
-        with located("filter", index):
-            conditions.append(CompiledCondition(compile_expression(condition.field),
-                                                condition.op, compile_value(condition.value)))
+    conditions, match = compile_filter(tool)
     with located("aggregate"):
         aggregate = compile_aggregate(tool.aggregate) if tool.aggregate else None
     return CollectSource(request=request, items=items,
@@ -207,7 +175,7 @@ def compile_collect(tool: ToolSpec, collect: CollectSpec, service: ServiceSpec) 
                          page_start=pages.start if pages else 1, stop_when=stop_when,
                          max_pages=pages.max_pages if pages else 1,
                          max_items=collect.max_items, limit=limit,
-                         conditions=tuple(conditions), aggregate=aggregate)
+                         conditions=conditions, match=match, aggregate=aggregate)
 
 
 def compile_shape(tool: ToolSpec, service: ServiceSpec) -> ResultShape:
@@ -255,28 +223,6 @@ def compile_pii(tool: ToolSpec, service: ServiceSpec, source: Source) -> PiiRule
         for name in filtered_personal_arguments(source, rules.pseudonymise | rules.drop):
             arguments.setdefault((name,), policy.scope)
     return PiiRules(policy.scope, rules, tool.pii.required, arguments)
-
-
-def filtered_personal_arguments(source: CollectSource, personal: frozenset[str]) -> set[str]:
-    """The arguments that filter collected items on a field the PII policy hides: giving them
-    needs the PII scope, or a caller could find hidden values by trying them (binary search on
-    `gt` included). Read from the compiled conditions."""
-    hidden = {key.casefold() for key in personal}
-    return {ref.name for condition in source.conditions
-            if field_names(condition.field.parsed) & hidden
-            for ref in value_refs(condition.value) if ref.source == "arg"}
-
-
-def field_names(node: Any) -> set[str]:
-    """Every field name a JMESPath parse tree reads, case-folded."""
-    if isinstance(node, dict):
-        names = {str(node["value"]).casefold()} if node.get("type") == "field" else set()
-        for child in node.get("children", []):
-            names |= field_names(child)
-        return names
-    if isinstance(node, list):
-        return set().union(*(field_names(child) for child in node)) if node else set()
-    return set()
 
 
 def paging_hint(argument_names: set[str]) -> str:

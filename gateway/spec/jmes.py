@@ -1,7 +1,8 @@
 """JMESPath as the spec format uses it: the standard functions plus a few the specs need. Pure.
 
 Extra functions: `lower(s)`, `upper(s)`, `month(date)` ("YYYY-MM"), `day(date)` ("YYYY-MM-DD"),
-`union(a, b)`, `difference(a, b)` (order kept, duplicates dropped), `unique(a)`, and
+`union(a, b)`, `difference(a, b)` (order kept, duplicates dropped), `unique(a)`,
+`from_items(pairs)` (an object from [key, value] pairs, e.g. custom properties by name), and
 `explode(items, 'field')`: one copy of each item per element of its list `field`, with that
 field holding the one element (so per-topic rows keep their feedback's other fields).
 """
@@ -58,6 +59,11 @@ class GatewayFunctions(functions.Functions):
     @functions.signature({"types": ["array", "null"]})
     def _func_unique(self, values: list[Any] | None) -> list[Any]:
         return _ordered_unique(values or [])
+
+    @functions.signature({"types": ["array", "null"]})
+    def _func_from_items(self, pairs: list[Any] | None) -> dict[str, Any]:
+        return {pair[0]: pair[1] for pair in pairs or []
+                if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)}
 
     @functions.signature({"types": ["array", "null"]}, {"types": ["string"]})
     def _func_explode(self, items: list[Any] | None, field: str) -> list[Any]:

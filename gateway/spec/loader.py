@@ -34,8 +34,9 @@ from gateway.spec.compiled import (
     Origin,
     Registry,
 )
-from gateway.spec.compiler import CompileProblem, compile_tool
+from gateway.spec.compiler import compile_tool
 from gateway.spec.fragments import fragments_of
+from gateway.spec.located import CompileProblem
 from gateway.spec.models import ServiceSpec
 from gateway.spec.source import (
     SERVICE_FILE,

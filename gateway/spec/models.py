@@ -111,6 +111,15 @@ class ClaimNames(SpecModel):
     refer to them as {principal.<name>}."""
 
 
+class RefusedToken(SpecModel):
+    """A recognisable kind of token the service never accepts, and what its holder is told."""
+
+    pattern: str
+    """A regular expression the whole token matches (a REST API key's shape, say)."""
+    message: str = Field(min_length=1, max_length=300)
+    """Why it is refused and what to use instead; sent as the 401's error_description."""
+
+
 class AuthSpec(SpecModel):
     """How an inbound bearer token becomes a principal."""
 
@@ -134,6 +143,9 @@ class AuthSpec(SpecModel):
     """Upper bound on how long an introspection result is reused (never past the expiry)."""
     token_pattern: str | None = None
     """A regular expression every token must match before anything else happens."""
+    refuse_patterns: list[RefusedToken] = []
+    """Tokens of a wrong kind that can be told by their shape (an upstream REST key sent where
+    an OAuth token is needed): refused with their own message before anything is asked."""
     anonymous_tools: list[str] = []
     """Tools callable without a token (e.g. a liveness probe)."""
     authorization_servers: list[HttpUrl] = []

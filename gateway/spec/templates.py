@@ -2,12 +2,12 @@
 
 A template string refers to values in braces: `{page}` (an argument), `{principal.account}`,
 `{principal.subject}` (the verified caller), `{now}` (the current UTC time, ISO 8601),
-`{now-30d}` / `{now+1h}` (offsets), `{now-(days)d}` (an offset counted by an argument) and
-`{now-30d:date}` (a date). `{a ?? b}` takes the first
-of several that is present (`{start_date ?? now-30d:date}`, `{form ?? 'every form'}`: a quoted
-alternative is literal text); `{metric|lower}` and `|upper`
-change the case of text, and `|list` makes a comma-separated text a list (a list stays as it
-is). `{{` and `}}` are literal braces.
+`{now-30d}` / `{now+1h}` (offsets), `{now-(days)d}` (an offset counted by an argument),
+`{now-30d:date}` (a date) and `{now-11mo:month}` (calendar months, as YYYY-MM). `{a ?? b}` takes
+the first of several that is present (`{start_date ?? now-30d:date}`, `{form ?? 'every form'}`:
+a quoted alternative is literal text); `{metric|lower}` and `|upper` change the case of text,
+and `|list` makes a comma-separated text a list (a list stays as it is). `{{` and `}}` are
+literal braces.
 
 An object `{$expr: "<JMESPath>"}` in a body computes a value from `args` (the arguments),
 `current` (the write's preview read) and `principal`, e.g.
@@ -20,6 +20,7 @@ the whole template absent, so optional arguments simply drop out of the request.
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -32,7 +33,8 @@ from gateway.spec.jmes import Expression, compile_expression, search
 
 _REF = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-_NOW = re.compile(r"^now(?:([+-])(\d{1,4}|\([A-Za-z_][A-Za-z0-9_]*\))([smhd]))?(?::(date))?$")
+_NOW = re.compile(
+    r"^now(?:([+-])(\d{1,4}|\([A-Za-z_][A-Za-z0-9_]*\))(mo|[smhd]))?(?::(date|month))?$")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 ABSENT: Final[Any] = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
@@ -55,6 +57,10 @@ class Ref:
     date_only: bool = False
     offset_argument: str | None = None
     """For `{now-<argument>d}`: the argument holding the number of units."""
+    offset_months: int = 0
+    """Calendar months added after `offset_s` (`mo`): the day is kept, or the month's last."""
+    month_only: bool = False
+    """`:month`: the moment's year and month, YYYY-MM."""
     fallbacks: tuple[Ref, ...] = ()
     """Tried in order when this reference is absent."""
     case: str | None = None
@@ -154,13 +160,14 @@ def _parse_alternative(body: str) -> Ref:
 
 def _parse_ref(body: str) -> Ref:
     if now := _NOW.match(body):
-        sign, amount, unit, date_only = now.groups()
+        sign, amount, unit, form = now.groups()
         direction = -1 if sign == "-" else 1
-        if amount and not amount.isdigit():
-            return Ref("now", "now", direction * _UNITS[unit], date_only is not None,
-                       offset_argument=amount.strip("()"))
-        offset = int(amount) * _UNITS[unit] if amount else 0
-        return Ref("now", "now", direction * offset, date_only is not None)
+        count = int(amount) if amount and amount.isdigit() else 1
+        argument = amount.strip("()") if amount and not amount.isdigit() else None
+        months = direction * count if unit == "mo" else 0
+        offset = direction * count * _UNITS[unit] if amount and unit != "mo" else 0
+        return Ref("now", "now", offset, form == "date", offset_argument=argument,
+                   offset_months=months, month_only=form == "month")
     if not _NAME.match(body):
         raise TemplateSyntaxError(f"{{{body}}} is not a valid reference")
     head, _, field = body.partition(".")
@@ -198,16 +205,27 @@ def _resolve_one(ref: Ref, ctx: RenderContext) -> Any:
     if ref.source == "principal":
         value = ctx.principal.get(ref.name)
         return ABSENT if value is None else value
-    offset = ref.offset_s
+    offset, months = ref.offset_s, ref.offset_months
     if ref.offset_argument is not None:
         count = ctx.arguments.get(ref.offset_argument)
         if not isinstance(count, int) or isinstance(count, bool):
             return ABSENT
-        offset *= count
+        offset, months = offset * count, months * count
     moment = ctx.now + timedelta(seconds=offset)
+    if months:
+        moment = _add_months(moment, months)
+    if ref.month_only:
+        return moment.date().isoformat()[:7]
     if ref.date_only:
         return moment.date().isoformat()
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    """The same day `months` calendar months away, or that month's last day when it is shorter."""
+    year, month = divmod(moment.year * 12 + moment.month - 1 + months, 12)
+    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+    return moment.replace(year=year, month=month + 1, day=day)
 
 
 def render(template: Template, ctx: RenderContext) -> Any:

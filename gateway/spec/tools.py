@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    Discriminator,
     Field,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -158,6 +160,32 @@ class ConditionSpec(SpecModel):
     """A template; when it renders absent (an optional argument not given) the condition is off."""
 
 
+class GivenConditionsSpec(SpecModel):
+    """Conditions the caller gives as data (a saved filter's, say): a list of {field, op,
+    value} whose fields are names declared here, never expressions."""
+
+    given: Any
+    """A template giving the list; absent, null or [] adds no condition."""
+    fields: dict[str, str]
+    """Field name a caller may use -> a JMESPath on an item. A name ending in `*` names a
+    family: its expression gives an object, and the rest of the caller's name is its key
+    (`attributes.*` takes `attributes.region`)."""
+    when: Any = None
+    """A template; when set, the entry is on only while it renders a true value."""
+
+
+def _filter_entry(value: Any) -> str:
+    return "entry[given]" if isinstance(value, dict) and "given" in value else "entry[field]"
+
+
+FilterEntry = Annotated[
+    Annotated[ConditionSpec, Tag("entry[field]")]
+    | Annotated[GivenConditionsSpec, Tag("entry[given]")],
+    Discriminator(_filter_entry)]
+"""One entry of `filter`: a fixed condition, or conditions the caller gives. (A tag with
+brackets is left out of the key path of a problem, like pydantic's own union members.)"""
+
+
 class CompareSpec(SpecModel):
     """Compare each group over the last `days` with the `days` before (period over period)."""
 
@@ -223,9 +251,19 @@ class WriteSpec(SpecModel):
     preview: RequestSpec | None = None
     """A read whose result shows the current state; available to the write as `current`."""
     preview_select: str | None = None
+    preview_checks: list[CheckSpec] = []
+    """Rules over the current state (`current` in `$expr`), the arguments and the principal,
+    checked after the preview read: a broken one refuses the preview in its own words, and no
+    confirmation token is issued (e.g. the campaign must be enabled)."""
     verify: VerifySpec | None = None
     """Run once when the write's outcome is unknown (sent, answer lost), to report it as done,
     not applied, or still unknown."""
+
+    @model_validator(mode="after")
+    def _checks_need_a_read(self) -> WriteSpec:
+        if self.preview_checks and self.preview is None:
+            raise ValueError("`preview_checks` check the preview read: give `preview` too")
+        return self
 
 
 class Annotations(SpecModel):
@@ -250,7 +288,10 @@ class ReadSpec(SpecModel):
     every argument its request names is given; otherwise `{name}` stays absent."""
     request: RequestSpec | None = None
     collect: CollectSpec | None = None
-    filter: list[ConditionSpec] = []
+    filter: list[FilterEntry] = []
+    filter_match: Any = None
+    """A template giving `all` (the default: an item must pass every active condition) or
+    `any` (one is enough), e.g. '{match}'."""
     aggregate: AggregateSpec | None = None
     response: ResponseSpec = ResponseSpec()
     result: Any = None
@@ -280,7 +321,8 @@ class ToolSpec(ReadSpec):
         if len(sources) != 1:
             raise ValueError("a tool needs exactly one of `request` (one upstream call), "
                              "`collect` (paged reads) or `result` (answered by the gateway)")
-        if (self.filter or self.aggregate) and self.collect is None:
+        if (self.filter or self.filter_match is not None or self.aggregate) and (
+                self.collect is None):
             raise ValueError("`filter` and `aggregate` work on `collect`ed items")
         if self.write is not None and self.kind != "write":
             raise ValueError("`write` is for tools of kind: write")

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import structlog
 
+from gateway.calls.arguments import enforce_rules
 from gateway.calls.context import Caller
 from gateway.calls.lookups import fill
 from gateway.calls.shaping import select
@@ -116,6 +117,7 @@ class WriteCalls:
                 f"({policy.previews_per_account_per_minute} a minute) is reached; retry in "
                 f"{max(1, round(wait))} seconds.", retry_after_s=wait)
         ctx = await self._prepared(call, ctx)
+        self._check_current(call, ctx)
         would_send = build_request(_write_request(tool), caller.upstream, ctx, None)
         confirmation = issue(self._key, tool=tool.name, arguments=call.arguments,
                              subject=caller.subject, account=caller.account,
@@ -135,6 +137,15 @@ class WriteCalls:
         if tool.preview is not None:
             result["current"] = redact(ctx.current)
         return WriteOutcome(result)
+
+    def _check_current(self, call: _Call, ctx: RenderContext) -> None:
+        """The spec's rules over the preview read: a broken one refuses the preview, issuing no
+        token for a write the upstream would refuse. Raises: ToolExecutionError, its words."""
+        try:
+            enforce_rules(call.tool.preview.checks if call.tool.preview else (), ctx)
+        except ToolExecutionError:
+            self._record(call, "preview", "refused", reason="preview_check")
+            raise
 
     async def _execute(self, call: _Call, ctx: RenderContext, redact: Redactor,
                        token: Any) -> WriteOutcome:

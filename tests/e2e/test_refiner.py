@@ -244,3 +244,20 @@ async def test_prompt_arguments_are_checked(stack: Stack, arguments: dict[str, s
             await client.get_prompt("nps_get_score_and_counts", arguments)
     assert refused.value.error.code == -32602
     assert problem in " ".join(refused.value.error.data["problems"])
+
+
+@pytest.mark.parametrize(("token", "says"), [
+    ("refiner_key_production", "REST API key"),
+    ("refiner_demo_expired", "expired or was revoked"),
+])
+async def test_a_rest_api_key_is_refused_as_one_not_as_an_expired_token(
+        stack: Stack, token: str, says: str) -> None:
+    async with httpx2.AsyncClient() as http:
+        answer = await http.post(stack.endpoint("refiner"), headers={
+            **MCP_HEADERS, "Authorization": f"Bearer {token}"}, json={
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "get-projects", "arguments": {}}})
+    assert answer.status_code == 401
+    challenge = answer.headers["www-authenticate"]
+    assert 'error="invalid_token"' in challenge
+    assert says in challenge

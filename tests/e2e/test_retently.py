@@ -11,6 +11,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
+from mcp.types import TextContent
 
 from sandbox import FIXTURES_DIR
 from tests.e2e.stack import MODES, Stack, mcp_client, running_stack
@@ -220,3 +221,107 @@ async def test_a_write_without_its_scope_is_refused(stack: Stack) -> None:
             await client.call_tool("tag_feedback", {"id": "5a9d595701c85b37224ab2d0",
                                                     "add": ["x"]})
     assert "feedback:tag" in refused.value.error.message
+
+
+async def test_monthly_stats_cover_exactly_the_last_12_calendar_months(stack: Stack) -> None:
+    async with mcp_client(stack.endpoint("retently"), RETENTLY_ANALYST, "legacy") as client:
+        months = [m["month"] for m in
+                  data(await client.call_tool("get_monthly_stats", {}))["months"]]
+    newest = months[0]
+    year, month = divmod(int(newest[:4]) * 12 + int(newest[5:7]) - 1 - 11, 12)
+    assert len(months) == 12
+    assert months == sorted(months, reverse=True)
+    assert months[-1] == f"{year:04d}-{month + 1:02d}"
+
+
+@pytest.mark.parametrize(("tool", "lacking"), [("list_campaigns", "default"),
+                                               ("list_templates", "subject")])
+async def test_campaign_and_template_lists_promise_only_what_the_rest_api_returns(
+        stack: Stack, tool: str, lacking: str) -> None:
+    async with mcp_client(stack.endpoint("retently"), RETENTLY_ANALYST, "legacy") as client:
+        listed = {t.name: t for t in (await client.list_tools()).tools}[tool]
+        items = data(await client.call_tool(tool, {}))["items"]
+    assert listed.output_schema is not None and listed.description is not None
+    declared = set(listed.output_schema["properties"]["items"]["items"]["properties"])
+    promise, _, caveat = listed.description.partition(". ")
+    assert items and all(set(item) == declared for item in items)
+    assert lacking not in promise and f"no {lacking}" in caveat
+
+
+@pytest.mark.parametrize(("is_active", "kind", "says"), [
+    (False, "transactional", "disabled"), (True, "recurring", "not a transactional campaign")])
+async def test_a_survey_send_through_a_campaign_that_cannot_send_is_refused_at_preview(
+        stack: Stack, is_active: bool, kind: str, says: str) -> None:
+    async with mcp_client(stack.endpoint("retently"), WRITER, "legacy") as client:
+        campaign = data(await client.call_tool("search_campaigns", {
+            "type": kind, "is_active": is_active}))["items"][0]["id"]
+        preview = await client.call_tool("send_survey", {
+            "campaign_id": campaign, "subscribers": [{"email": "qa@yourco.com"}]})
+    assert preview.is_error is True and isinstance(preview.content[0], TextContent)
+    text = preview.content[0].text
+    assert says in text and campaign in text and "confirmation_token" not in text
+
+
+def replay_arguments(spec: dict[str, Any]) -> dict[str, Any]:
+    """apply_filter's arguments for a saved or recent filter's spec, as its description says."""
+    attributes = [{"name": c["field"].removeprefix("attributes."), "op": c["op"],
+                   "value": c["value"]}
+                  for c in spec["conditions"] if c["field"].startswith("attributes.")]
+    conditions = [c for c in spec["conditions"] if not c["field"].startswith("attributes.")]
+    return {"conditions": conditions, "attributes": attributes, "match": spec["match"]}
+
+
+def holds(row: dict[str, Any], condition: dict[str, Any]) -> bool:
+    """The sandbox's reading of one spec condition, as an oracle for apply_filter."""
+    field: str = condition["field"]
+    op: str = condition["op"]
+    wanted: Any = condition["value"]
+    props = {p["name"]: p["value"] for p in row.get("customProps") or []}
+    actual = props.get(field.removeprefix("attributes.")) if field.startswith(
+        "attributes.") else row.get(field)
+    if actual is None:
+        return op == "ne"
+    if op == "contains":
+        return str(wanted).lower() in str(actual).lower()
+    if isinstance(actual, str):
+        actual, wanted = actual.lower(), str(wanted).lower()
+    outcomes: dict[str, bool] = {
+        "eq": actual == wanted, "ne": actual != wanted, "gt": actual > wanted,
+        "gte": actual >= wanted, "lt": actual < wanted, "lte": actual <= wanted}
+    return outcomes[op]
+
+
+async def test_every_saved_and_recent_filter_replays_to_exactly_its_matches(
+        stack: Stack) -> None:
+    rows = json.loads((FIXTURES_DIR / "retently" / "feedback.json").read_text())["acc_demo"]
+    async with mcp_client(stack.endpoint("retently"), RETENTLY_ADMIN, "legacy") as client:
+        filters = [*data(await client.call_tool("list_saved_filters", {}))["items"],
+                   *data(await client.call_tool("list_recent_filters", {}))["items"]]
+        matched = [data(await client.call_tool("apply_filter", replay_arguments(f["spec"])))
+                   for f in filters]
+    assert len(filters) == 5
+    assert {f["spec"]["match"] for f in filters} == {"all", "any"}
+    for found, saved in zip(matched, filters, strict=True):
+        joined = all if saved["spec"]["match"] == "all" else any
+        expected = [r for r in rows if joined(holds(r, c) for c in saved["spec"]["conditions"])]
+        assert found["complete"] is True
+        assert found["items_matched"] == len(expected) > 0, saved
+
+
+@pytest.mark.parametrize("spec", [
+    {"match": "any", "conditions": [{"field": "score", "op": "lte", "value": 6},
+                                    {"field": "attributes.region", "op": "eq", "value": "EU"}]},
+    {"match": "any", "conditions": [{"field": "attributes.plan", "op": "eq", "value": "Pro"},
+                                    {"field": "attributes.seats", "op": "gt", "value": 100}]},
+    {"match": "all", "conditions": [{"field": "metricsType", "op": "eq", "value": "NPS"},
+                                    {"field": "score", "op": "gte", "value": 9},
+                                    {"field": "attributes.region", "op": "ne", "value": "EU"}]},
+])
+async def test_a_spec_mixing_customer_properties_and_other_fields_replays_faithfully(
+        stack: Stack, spec: dict[str, Any]) -> None:
+    rows = json.loads((FIXTURES_DIR / "retently" / "feedback.json").read_text())["acc_demo"]
+    joined = all if spec["match"] == "all" else any
+    expected = [r for r in rows if joined(holds(r, c) for c in spec["conditions"])]
+    async with mcp_client(stack.endpoint("retently"), RETENTLY_ADMIN, "legacy") as client:
+        found = data(await client.call_tool("apply_filter", replay_arguments(spec)))
+    assert found["items_matched"] == len(expected) > 0

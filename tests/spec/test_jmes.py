@@ -15,6 +15,7 @@ from gateway.settings import SHIPPED_SPECS
 from gateway.spec.fragments import expand
 from gateway.spec.jmes import OPTIONS, compile_expression, search
 from gateway.spec.loader import load_tree
+from gateway.spec.tools import ConditionSpec
 from sandbox import FIXTURES_DIR
 
 
@@ -30,7 +31,9 @@ def shipped_expressions() -> list[str]:
                                   spec.collect.pages.stop_when
                                   if spec.collect and spec.collect.pages else None,
                                   spec.write.preview_select if spec.write else None) if e}
-            texts |= {c.field for c in spec.filter}
+            for entry in spec.filter:
+                texts |= ({entry.field} if isinstance(entry, ConditionSpec)
+                          else set(entry.fields.values()))
             texts |= {lookup.select for lookup in spec.lookups.values()}
             if spec.aggregate:
                 texts |= set(spec.aggregate.groups.values())
@@ -65,6 +68,7 @@ EXTRA = [
     "a | [0]", "{x: a, y: b.c}", "[a, b]", "length(a)", "keys(@)", "a[?b > `1`]", "a[1:3]",
     "*.b", "sort_by(a, &b)", "a[][]", "`null` || `0`", "'' || `false` || a", "merge(a, {z: b})",
     "a[].{n: name, t: tags[0]}", "unique(a)", "explode(a, 'b')[].b",
+    "from_items(a[].[name, b])", "from_items(a)",
 ]
 EDGE = [{"a": [{"b": 1, "name": "n", "tags": ["t"]}, {"b": 2}, 3, None], "b": {"c": 0}},
         {"a": {"b": {"c": []}}}, {"a": []}, {"a": ""}, {"a": 0}, {"a": [[1, [2]], 3]},

@@ -459,6 +459,8 @@ def test_every_missing_required_key_of_service_yaml_is_reported(tmp_path: Path) 
 @pytest.mark.parametrize(("text", "line", "message"), [
     (SERVICE + "auth: {token_pattern: '[x'}\n", 9,
      "auth.token_pattern: invalid regular expression: unterminated character set at position 0"),
+    (SERVICE + "auth:\n  refuse_patterns:\n    - {pattern: '(x', message: a REST key}\n", 11,
+     "auth.refuse_patterns: invalid regular expression: missing ), unterminated subpattern"),
     (SERVICE.replace("version: 1", "version: 2"), 1, "version: Input should be 1"),
     (SERVICE.replace("/demo/mcp", "demo/mcp"), 4, "endpoint: String should match pattern"),
     (SERVICE.replace("https://api.example.test/v1", "https://api.example.test/?a=1"), 6,
