@@ -92,6 +92,8 @@ class CollectSource:
     limit: Any = None
     conditions: tuple[CompiledCondition, ...] = ()
     aggregate: CompiledAggregate | None = None
+    page_total: Expression | None = None
+    """Over the first page's body: how many pages there are (for progress reports)."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ def shipped_expressions() -> list[str]:
                                   spec.collect.items if spec.collect else None,
                                   spec.collect.pages.stop_when
                                   if spec.collect and spec.collect.pages else None,
+                                  spec.collect.pages.total
+                                  if spec.collect and spec.collect.pages else None,
                                   spec.write.preview_select if spec.write else None) if e}
             texts |= {c.field for c in spec.filter}
             texts |= {lookup.select for lookup in spec.lookups.values()}
