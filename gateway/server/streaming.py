@@ -114,9 +114,14 @@ class ProgressStream:
             return await task
         except asyncio.CancelledError:
             current = asyncio.current_task()
-            if self.closed and (current is None or not current.cancelling()):
-                raise StreamClosed("The client closed the stream") from None
-            raise  # this handler itself is being cancelled (shutdown): so is the call
+            if current is not None and current.cancelling():
+                if not self._gone():
+                    raise  # this handler is being cancelled (shutdown): so is the call
+                # The server cancels a handler whose client left when so configured
+                # (aiohttp's handler_cancellation): that too is a closed stream.
+                current.uncancel()
+            self.closed = True
+            raise StreamClosed("The client closed the stream") from None
         finally:
             watcher.cancel()
             task.cancel()
