@@ -36,7 +36,7 @@ from gateway.errors import (
     StreamClosed,
 )
 from gateway.protocol.envelope import Envelope, Era, decode, parse
-from gateway.protocol.methods import METHODS, MethodCall, Outcome, dispatch, needs_credential
+from gateway.protocol.methods import METHODS, MethodCall, dispatch, needs_credential
 from gateway.protocol.replies import (
     encode_reply,
     error_body,
@@ -140,7 +140,8 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
             outcome = await dispatch(request.app[CALLS], MethodCall(inbound, service, caller))
         shaped = request.app[SHAPED]
         body = encode_reply(inbound, service, outcome, shaped)
-        event.log(_outcome_word(outcome), outcome.upstream_status, principal=principal)
+        event.log(outcome.error or "tool_error" if outcome.result.get("isError") else "ok",
+                  outcome.upstream_status, principal=principal)
         if inbound.method in LIST_METHODS:  # a reload that changes the catalog changes it
             return web.Response(body=body, content_type=JSON,
                                 headers={"ETag": f'"{service.catalog_digest}"'})
@@ -178,6 +179,8 @@ async def _streamed(request: web.Request, call: MethodCall, token: ProgressToken
     try:
         with request_span(inbound.method, service.name, request.headers):
             outcome = await stream.run(dispatch(request.app[CALLS], call))
+        shaped = request.app[SHAPED]
+        body = encode_reply(inbound, service, outcome, shaped)
     except StreamClosed:
         event.log("cancelled", principal=principal)
         return stream.cancelled()
@@ -187,15 +190,9 @@ async def _streamed(request: web.Request, call: MethodCall, token: ProgressToken
         event.log("internal_error", principal=principal)
         log.exception("unhandled_error", service=service.name, method=inbound.method)
         return await stream.respond(orjson.dumps(internal_error(inbound.id)))
-    shaped = request.app[SHAPED]
-    body = encode_reply(inbound, service, outcome, shaped)
-    event.log(_outcome_word(outcome), outcome.upstream_status, principal=principal)
+    event.log(outcome.error or "tool_error" if outcome.result.get("isError") else "ok",
+              outcome.upstream_status, principal=principal)
     return await stream.respond(body)
-
-
-def _outcome_word(outcome: Outcome) -> str:
-    """How a method call ended, in a word of a fixed list (a metrics label)."""
-    return outcome.error or "tool_error" if outcome.result.get("isError") else "ok"
 
 
 async def _principal(request: web.Request, service: CompiledService,

@@ -48,6 +48,15 @@ tools:
       pages: {stop_when: 'data.page >= data.pages', total: data.pages, max_pages: 5}
     filter:
       - {field: n, op: gte, value: '{min}'}
+  - name: scan_badly
+    kind: read
+    description: Rows read in one request, answered with a content block no version accepts.
+    scopes: [items]
+    collect:
+      request: {method: GET, path: /rows}
+      items: data.rows
+    response:
+      content: [{type: text}]
   - name: read_item
     kind: read
     description: Read the item.
@@ -259,6 +268,16 @@ async def test_an_upstream_failure_after_the_stream_opened_is_its_last_event(
                           progress(1, 3, "Read page 1 of 3")]
     assert events[-1]["id"] == 9 and events[-1]["result"]["isError"] is True
     assert "500" in events[-1]["result"]["content"][0]["text"]
+
+
+async def test_an_internal_error_after_the_stream_opened_is_its_last_event(
+        client: Gateway) -> None:
+    events = await every_event(await post(client, "scan_badly"))
+
+    assert events[:2] == [progress(0, 1, "Reading the first page"),
+                          progress(1, 1, "Read page 1 of 1")]
+    assert events[-1] == {"jsonrpc": "2.0", "id": 9,
+                          "error": {"code": -32603, "message": "Internal error"}}
 
 
 @pytest.mark.parametrize("era", ["legacy", "modern"])
