@@ -125,6 +125,9 @@ class ProgressStream:
         finally:
             watcher.cancel()
             task.cancel()
+            await asyncio.wait({task, watcher})  # the call has stopped when the answer ends
+            if not task.cancelled():
+                task.exception()  # retrieved: raised above, or to be dropped with the call
 
     async def respond(self, body: bytes) -> web.StreamResponse:
         """The answer carrying the JSON-RPC response `body`: the stream's last event when it
