@@ -9,6 +9,7 @@
     ├── AuthUnavailable         the token could not be checked (introspection down) -> HTTP 503
     │   └── IntrospectionThrottled  too many unknown tokens lately -> HTTP 429/503 + Retry-After
     ├── StoreUnavailable        the limit/claim store (Redis) did not answer; writes say so
+    ├── StreamClosed            the client closed a streamed answer: the call is cancelled
     ├── WireError               an upstream exchange failed (upstream/*_wire.py)
     └── ToolExecutionError      a tool call failed -> CallToolResult(isError=true)
         ├── UpstreamError       the upstream answered with a non-2xx status
@@ -140,6 +141,12 @@ class IntrospectionThrottled(AuthUnavailable):
 class StoreUnavailable(GatewayError):
     """The store of write limits and single-use claims (Redis) did not answer; the message names
     the failure by class and text (never a URL, which may carry a password)."""
+
+
+class StreamClosed(GatewayError):
+    """The client closed the SSE answer of a call that reports progress. Closing the stream is
+    how a client cancels such a call, so the call stops (no more upstream pages are read) and
+    nothing more is sent."""
 
 
 WireFailure = Literal["timeout", "connect", "broken", "too_large"]

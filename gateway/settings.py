@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     bound is lowered to fit the process's file descriptor limit)."""
     max_json_depth: int = Field(64, ge=4, le=10_000)
     """Deepest nesting accepted in a request body; deeper is answered as a parse error."""
+    progress_keepalive_s: float = Field(10.0, gt=0, le=300)
+    """A call that streams its progress (an SSE answer, for a progressToken) sends a comment
+    line after this many seconds without an event, so proxies do not drop a quiet stream."""
 
     upstream_connect_timeout_s: float = Field(3.0, gt=0)
     """Bound on opening a connection to an upstream."""

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from sandbox import refiner, retently
 from sandbox.errors import RETENTLY_MESSAGES, UpstreamError, retently_error
@@ -62,6 +63,25 @@ async def upstream_errors(request: web.Request, handler: Handler) -> web.StreamR
         return _render(request, error)
 
 
+PAGE_SIZE_PARAMS = ("limit", "page_length")
+"""The query parameters that set a list's page size: Retently's and Refiner's."""
+
+
+def page_size_cap(largest: int) -> Middleware:
+    """A middleware lowering a requested page size to `largest` before the API reads it."""
+
+    @web.middleware
+    async def cap(request: web.Request, handler: Handler) -> web.StreamResponse:
+        query = request.rel_url.query
+        lowered = {name: str(largest) for name in PAGE_SIZE_PARAMS
+                   if query.get(name, "").isdigit() and int(query[name]) > largest}
+        if lowered:
+            request = request.clone(rel_url=request.rel_url.update_query(lowered))
+        return await handler(request)
+
+    return cap
+
+
 def create_sandbox_app(
     fixtures_dir: Path | None = None,
     *,
@@ -69,6 +89,7 @@ def create_sandbox_app(
     rate_limits: bool = False,
     now: Callable[[], datetime] | None = None,
     public_url: str | None = None,
+    max_page_size: int | None = None,
 ) -> web.Application:
     """Build a sandbox app with its own copy of the fixtures.
 
@@ -78,6 +99,9 @@ def create_sandbox_app(
         rate_limits: enforce Retently 150/min per token and Refiner 4000/min per key (429).
         now: the clock for rebasing, rate limits, token expiry and write timestamps (UTC).
         public_url: this server's origin for metadata documents; default the request's host.
+        max_page_size: serve lists in pages of at most this many rows, whatever `limit` or
+            `page_length` asks (as an API with a lower maximum would), so that tests see paged
+            tools read several pages of the fixtures.
 
     Raises:
         FileNotFoundError, KeyError: the fixtures are missing or incomplete.
@@ -90,7 +114,10 @@ def create_sandbox_app(
         limiter=RateLimiter(clock) if rate_limits else None,
         public_url=public_url,
     )
-    app = web.Application(middlewares=[idempotent_writes(clock), upstream_errors])
+    middlewares: list[Middleware] = [idempotent_writes(clock), upstream_errors]
+    if max_page_size is not None:
+        middlewares.insert(0, page_size_cap(max_page_size))
+    app = web.Application(middlewares=middlewares)
     app[SANDBOX] = sandbox
     app.router.add_routes(retently.routes())
     app.router.add_routes(refiner.routes())

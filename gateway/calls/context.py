@@ -1,4 +1,5 @@
-"""The per-call context handed down a call's pipeline: who calls, which service, which trace. Pure.
+"""The per-call context handed down a call's pipeline: who calls, which service, which trace,
+and where progress goes. Pure.
 
 Built once per request from the verified principal, so no step below the endpoint needs the
 whole principal or the whole service, and no value a model sends can stand in for one of these.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
@@ -17,6 +18,10 @@ from gateway.auth.principal import Principal
 from gateway.spec.compiled import CompiledService, CompiledTool
 from gateway.spec.models import UpstreamSpec, WritePolicy
 from gateway.spec.templates import RenderContext
+
+Progress = Callable[[int, int | None, str], Awaitable[None]]
+"""Where a call reports how far it got: (done so far, total when known, a short message). It
+may raise StreamClosed when nobody listens any more, which ends the call."""
 
 _TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 
@@ -53,6 +58,8 @@ class Caller:
     """The tool (or resource) being called, whose share of upstream slots its requests take."""
     tool_cap: int = 50
     """That tool's upstream requests open at once, at most (its `max_in_flight`)."""
+    progress: Progress | None = None
+    """Where the call reports its progress, when the client asked for it (a progressToken)."""
 
     @classmethod
     def of(cls, service: CompiledService, principal: Principal,

@@ -158,7 +158,7 @@ class Calls:
                     return (await self._upstream.send_spec(source.request, caller, ctx,
                                                            extra_query=extra)).body
 
-                return await derived(source, ctx, page), None
+                return await derived(source, ctx, page, caller.progress), None
             case ResultSource(template=template):
                 return render_value(template, ctx), None
 

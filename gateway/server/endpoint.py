@@ -15,6 +15,7 @@ import hashlib
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, Final
 
 import orjson
@@ -32,6 +33,7 @@ from gateway.errors import (
     InsufficientScope,
     IntrospectionThrottled,
     ProtocolError,
+    StreamClosed,
 )
 from gateway.protocol.envelope import Envelope, Era, decode, parse
 from gateway.protocol.methods import METHODS, MethodCall, dispatch, needs_credential
@@ -45,6 +47,7 @@ from gateway.protocol.replies import (
 from gateway.server.discovery import public_base, resource_metadata_url
 from gateway.server.origin import origin_allowed
 from gateway.server.state import CALLS, RESOLVER, SETTINGS, SHAPED, SPECS
+from gateway.server.streaming import ProgressStream, ProgressToken, progress_token
 from gateway.spec.compiled import CompiledService
 from gateway.telemetry.metrics import REQUEST_SECONDS, REQUESTS, UPSTREAM_TIME
 from gateway.telemetry.tracing import request_span
@@ -70,7 +73,7 @@ def _closing(response: web.Response) -> web.Response:
     return response
 
 
-async def mcp_endpoint(request: web.Request) -> web.Response:
+async def mcp_endpoint(request: web.Request) -> web.StreamResponse:
     """The MCP endpoint of whichever service the path names."""
     service = request.app[SPECS].registry.by_endpoint.get(request.path)
     if service is None:
@@ -112,7 +115,7 @@ def _accepts_json(accept: str | None) -> bool:
 
 
 async def _serve(request: web.Request, service: CompiledService, data: Any,
-                 started: float) -> web.Response:
+                 started: float) -> web.StreamResponse:
     headers = request.headers  # case-insensitive, and it keeps repeated headers
     parsed = parse(data, headers, _raw_headers(request))
     envelope = parsed.envelope
@@ -128,6 +131,11 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
             return web.Response(status=202)
         event.era = inbound.era
         caller = Caller.of(service, principal, headers.get("traceparent"))
+        if "_meta" in inbound.params:  # a progressToken may ask for a streamed answer
+            token = progress_token(inbound, service, headers.get("Accept"))
+            if token is not None:
+                return await _streamed(request, MethodCall(inbound, service, caller), token,
+                                       event, principal)
         with request_span(inbound.method, service.name, headers):
             outcome = await dispatch(request.app[CALLS], MethodCall(inbound, service, caller))
         shaped = request.app[SHAPED]
@@ -157,6 +165,34 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
         event.log("internal_error", principal=principal)
         log.exception("unhandled_error", service=service.name, method=envelope.method)
         return _json(internal_error(envelope.id))
+
+
+async def _streamed(request: web.Request, call: MethodCall, token: ProgressToken, event: _Event,
+                    principal: Principal) -> web.StreamResponse:
+    """A call that reports its progress over SSE (server/streaming.py). Until its first report
+    it fails as any call does (raised, for _serve to answer as JSON); once the stream is open,
+    an internal error is its last event, and a closed stream ends it as cancelled."""
+    inbound, service = call.inbound, call.service
+    stream = ProgressStream(request, token,
+                            keepalive_s=request.app[SETTINGS].progress_keepalive_s)
+    call = replace(call, caller=replace(call.caller, progress=stream.report))
+    try:
+        with request_span(inbound.method, service.name, request.headers):
+            outcome = await stream.run(dispatch(request.app[CALLS], call))
+        shaped = request.app[SHAPED]
+        body = encode_reply(inbound, service, outcome, shaped)
+    except StreamClosed:
+        event.log("cancelled", principal=principal)
+        return stream.cancelled()
+    except Exception:
+        if not stream.started:
+            raise
+        event.log("internal_error", principal=principal)
+        log.exception("unhandled_error", service=service.name, method=inbound.method)
+        return await stream.respond(orjson.dumps(internal_error(inbound.id)))
+    event.log(outcome.error or "tool_error" if outcome.result.get("isError") else "ok",
+              outcome.upstream_status, principal=principal)
+    return await stream.respond(body)
 
 
 async def _principal(request: web.Request, service: CompiledService,

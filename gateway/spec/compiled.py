@@ -123,6 +123,8 @@ class CollectSource:
     match: Any = None
     """A compiled template giving `all` (None: the default) or `any`."""
     aggregate: CompiledAggregate | None = None
+    page_total: Expression | None = None
+    """Over the first page's body: how many pages there are (for progress reports)."""
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,8 @@ def compile_collect(tool: ToolSpec, collect: CollectSpec, service: ServiceSpec) 
         items = compile_expression(collect.items)
     with located("collect", "pages", "stop_when"):
         stop_when = compile_expression(pages.stop_when) if pages and pages.stop_when else None
+    with located("collect", "pages", "total"):
+        page_total = compile_expression(pages.total) if pages and pages.total else None
     with located("collect", "limit"):
         limit = compile_value(collect.limit) if collect.limit is not None else None
     conditions, match = compile_filter(tool)
@@ -175,7 +177,8 @@ def compile_collect(tool: ToolSpec, collect: CollectSpec, service: ServiceSpec) 
                          page_start=pages.start if pages else 1, stop_when=stop_when,
                          max_pages=pages.max_pages if pages else 1,
                          max_items=collect.max_items, limit=limit,
-                         conditions=conditions, match=match, aggregate=aggregate)
+                         conditions=conditions, match=match, aggregate=aggregate,
+                         page_total=page_total)
 
 
 def compile_shape(tool: ToolSpec, service: ServiceSpec) -> ResultShape:

@@ -134,6 +134,9 @@ class PagesSpec(SpecModel):
     start: int = Field(1, ge=0)
     stop_when: str | None = None
     """A JMESPath over a page's body; when true, that page is the last."""
+    total: str | None = None
+    """A JMESPath over the first page's body: how many pages there are, reported as the
+    `total` of progress notifications (at most `max_pages`)."""
     max_pages: int = Field(10, ge=1, le=100)
 
 

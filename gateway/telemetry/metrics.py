@@ -33,7 +33,8 @@ LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 REQUESTS: Final = Counter(
     "mcp_gateway_requests", "MCP requests, by service, method, tool and outcome (ok, tool_error, "
     "upstream_error, upstream_unavailable, busy, circuit_open, bad_upstream_answer, rate_limited, "
-    "unauthenticated, refused_scope, throttled, auth_unavailable, protocol_error, internal_error)",
+    "unauthenticated, refused_scope, throttled, auth_unavailable, protocol_error, internal_error, "
+    "cancelled)",
     ["service", "method", "tool", "outcome"])
 REQUEST_SECONDS: Final = Histogram(
     "mcp_gateway_request_seconds", "Time to answer an MCP request, by service and method",

@@ -42,8 +42,12 @@ async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, str]:
 
 
 @asynccontextmanager
-async def running_stack(**settings: Any) -> AsyncIterator[Stack]:
-    sandbox_runner, sandbox_url = await serve_on_loopback(create_sandbox_app())
+async def running_stack(*, sandbox_page_size: int | None = None,
+                        **settings: Any) -> AsyncIterator[Stack]:
+    """`sandbox_page_size` caps the sandbox's pages (its `max_page_size`), so paged tools read
+    several pages of the fixtures; `settings` are the gateway's."""
+    sandbox_runner, sandbox_url = await serve_on_loopback(
+        create_sandbox_app(max_page_size=sandbox_page_size))
     try:
         registry = load_tree(SHIPPED_SPECS, {"RETENTLY_API_URL": sandbox_url,
                                              "REFINER_API_URL": sandbox_url,

@@ -17,10 +17,10 @@ from tests.support import REPO
 RUNNER = REPO / "conformance" / "run.py"
 SUITES = REPO / ".node" / "node_modules"
 BOUNDED_2025 = ["server-initialize", "ping", "tools-list", "tools-call-simple-text",
-                "tools-call-error", "dns-rebinding-protection"]
+                "tools-call-error", "tools-call-with-progress", "dns-rebinding-protection"]
 BOUNDED_2026 = ["server-stateless", "tools-list", "tools-call-simple-text",
-                "http-header-validation", "http-custom-header-server-validation", "caching",
-                "sep-2164-resource-not-found"]
+                "tools-call-with-progress", "http-header-validation",
+                "http-custom-header-server-validation", "caching", "sep-2164-resource-not-found"]
 
 
 def run(*arguments: str) -> tuple[int, dict[str, dict[str, dict[str, object]]]]:

@@ -223,6 +223,18 @@ async def test_a_limit_of_1000_is_accepted(client: TestClient[Any, Any]) -> None
     assert (data["pages"], len(data["responses"])) == (1, len(FEEDBACK))
 
 
+async def test_a_sandbox_with_a_page_size_cap_serves_smaller_pages_of_the_same_rows(
+        aiohttp_client: AiohttpClient) -> None:
+    capped = await aiohttp_client(create_sandbox_app(rebase_dates=False, now=lambda: ANCHOR,
+                                                     max_page_size=100))
+    data = (await get(capped, "/feedback", limit=1000))["data"]
+    assert (data["pages"], data["limit"], len(data["responses"])) == (
+        math.ceil(len(FEEDBACK) / 100), 100, 100)
+    rows = await every_page(capped, "/feedback", "responses", limit=1000)
+    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in FEEDBACK)
+    assert len((await get(capped, "/feedback", limit=30))["data"]["responses"]) == 30
+
+
 @pytest.mark.parametrize(
     ("current", "legacy"),
     [

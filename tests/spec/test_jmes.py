@@ -30,6 +30,8 @@ def shipped_expressions() -> list[str]:
                                   spec.collect.items if spec.collect else None,
                                   spec.collect.pages.stop_when
                                   if spec.collect and spec.collect.pages else None,
+                                  spec.collect.pages.total
+                                  if spec.collect and spec.collect.pages else None,
                                   spec.write.preview_select if spec.write else None) if e}
             for entry in spec.filter:
                 texts |= ({entry.field} if isinstance(entry, ConditionSpec)
