@@ -30,7 +30,7 @@ from gateway.spec.jmes import search
 from gateway.spec.templates import RenderContext
 from gateway.telemetry.metrics import WRITES
 from gateway.upstream.client import Upstream
-from gateway.upstream.requests import UpstreamRequest, build_request
+from gateway.upstream.requests import build_request
 from gateway.writes.audit import AuditLog
 from gateway.writes.confirmations import (
     CONFIRMATION_ARGUMENT,
@@ -40,7 +40,7 @@ from gateway.writes.confirmations import (
     verify,
 )
 from gateway.writes.limits import LimitStore
-from gateway.writes.previews import Redactor, as_given
+from gateway.writes.previews import Redactor, as_given, describe, write_request
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class WriteCalls:
                 f"({policy.previews_per_account_per_minute} a minute) is reached; retry in "
                 f"{max(1, round(wait))} seconds.", retry_after_s=wait)
         ctx = await self._prepared(call, ctx)
-        would_send = build_request(_write_request(tool), caller.upstream, ctx, None)
+        would_send = build_request(write_request(tool), caller.upstream, ctx, None)
         confirmation = issue(self._key, tool=tool.name, arguments=call.arguments,
                              subject=caller.subject, account=caller.account,
                              now=self._clock(), ttl_s=caller.writes.confirm_ttl_s)
@@ -125,7 +125,7 @@ class WriteCalls:
         result: dict[str, Any] = {
             "status": "preview",
             "changed": False,
-            "would_send": as_given(_describe(would_send), redact, call.arguments),
+            "would_send": as_given(describe(would_send), redact, call.arguments),
             "confirmation_token": confirmation.token,
             "expires_at": expires.isoformat().replace("+00:00", "Z"),
             "next_step": (f"Nothing has been changed. To apply exactly this change, call "
@@ -241,7 +241,7 @@ class WriteCalls:
         self._record(call, "execute", "sending")
         try:
             response = await self._upstream.send_spec(
-                _write_request(tool), call.caller, ctx, extra_headers={IDEMPOTENCY_HEADER: key},
+                write_request(tool), call.caller, ctx, extra_headers={IDEMPOTENCY_HEADER: key},
                 retry=False)
         except UpstreamError as failed:
             self._record(call, "execute", "failed", upstream_status=failed.status)
@@ -359,21 +359,4 @@ def idempotency_key(nonce: str) -> str:
     """The Idempotency-Key of a confirmed write: one per confirmation, so an upstream that honours
     the header drops a duplicate of the same confirmed change, and reveals nothing of the token."""
     return hashlib.sha256(b"mcp-gateway idempotency\x00" + nonce.encode()).hexdigest()[:32]
-
-
-def _write_request(tool: CompiledTool) -> CompiledRequest:
-    """The one request a write sends (the spec model gives every write tool a `request`)."""
-    if tool.request is None:
-        raise ValueError(f"write tool {tool.name} has no request")
-    return tool.request
-
-
-def _describe(request: UpstreamRequest) -> dict[str, Any]:
-    """What a preview shows of the request it would send; never the credential."""
-    description: dict[str, Any] = {"method": request.method, "url": request.url}
-    if request.query:
-        description["query"] = dict(request.query)
-    if request.json_body is not None:
-        description["body"] = request.json_body
-    return description
 
