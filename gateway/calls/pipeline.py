@@ -1,8 +1,8 @@
 """The call pipeline: one place where a tools/call (or a resources/read) runs, start to finish.
 
-    authorize -> validate -> gate personal data -> check rules -> (write: preview or confirm)
-    -> fill lookups -> answer from the source (request | collect | result) -> select -> redact
-    -> budget -> encode
+    authorize -> validate -> gate personal data -> (ask the client: input_required) -> check
+    rules -> (write: preview or confirm, by token or by a person) -> fill lookups -> answer
+    from the source (request | collect | result) -> select -> redact -> budget -> encode
 
 It serves the methods that run something (the `Handlers` of protocol/methods.py). Failures of
 the call are `isError` results the model can read; malformed requests raise ProtocolError;
@@ -20,8 +20,9 @@ from gateway.calls.arguments import check_rules, gate_personal_data, validated_a
 from gateway.calls.collect import derived
 from gateway.calls.context import Caller
 from gateway.calls.lookups import fill
-from gateway.calls.prompts import prompt_messages
+from gateway.calls.prompts import prompt_arguments, prompt_messages
 from gateway.calls.redaction import Pseudonymiser, memoised, redact
+from gateway.calls.rounds import Rounds
 from gateway.calls.shaping import apply_budget, render, render_error, select
 from gateway.errors import (
     INVALID_PARAMS,
@@ -35,6 +36,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.protocol.methods import MethodCall, Outcome
+from gateway.protocol.mrtr import InputRequired
 from gateway.settings import Settings
 from gateway.spec.compiled import (
     CollectSource,
@@ -58,13 +60,18 @@ class Calls:
     """Runs tools, resources and prompts for the method table; holds no per-request state."""
 
     def __init__(self, settings: Settings, upstream: Upstream, writes: WriteCalls,
-                 pseudonym_key: bytes, clock: Callable[[], datetime]) -> None:
+                 pseudonym_key: bytes, clock: Callable[[], datetime], *,
+                 state_key: bytes) -> None:
         self._settings = settings
         self._upstream = upstream
         self._writes = writes
         self._pseudonym_key = pseudonym_key
         self._pseudonym_of = memoised(settings.pseudonym_memo_size)
         self._clock = clock
+        self._rounds = Rounds(state_key, self._seconds)
+
+    def _seconds(self) -> float:
+        return self._clock().timestamp()
 
     async def call_tool(self, call: MethodCall, tool: CompiledTool, arguments: Any) -> Outcome:
         """Raises:
@@ -76,7 +83,10 @@ class Calls:
         given = validated_arguments(tool, arguments)
         gate_personal_data(tool, caller.scopes, given)
         redactor = self._redactor(tool, caller)
-        ctx = caller.render_context(given, self._clock())
+        ctx = self._rounds.gather(tool.rounds, call.inbound, tool.name, caller,
+                                  caller.render_context(given, self._clock()))
+        if isinstance(ctx, InputRequired):
+            return Outcome(ctx.result, tool.name)
         try:
             shaped, status = await self._run(tool, caller, ctx, redactor)
         except ToolExecutionError as failed:
@@ -123,7 +133,13 @@ class Calls:
             ProtocolError: -32602 for a missing, unknown or bad argument.
         """
         require_scopes(call.caller.scopes, prompt.scopes, f"The prompt {prompt.spec.name}")
-        return Outcome(prompt_messages(prompt, arguments, self._clock()), prompt.spec.name)
+        now = self._clock()
+        ctx = self._rounds.gather(prompt.rounds, call.inbound, f"prompt {prompt.spec.name}",
+                                  call.caller,
+                                  RenderContext(prompt_arguments(prompt, arguments), {}, now))
+        if isinstance(ctx, InputRequired):
+            return Outcome(ctx.result, prompt.spec.name)
+        return Outcome(prompt_messages(prompt, arguments, now, ctx.inputs), prompt.spec.name)
 
     async def _run(self, tool: CompiledTool, caller: Caller, ctx: RenderContext,
                    redactor: Redactor) -> tuple[dict[str, Any], int | None]:
