@@ -36,7 +36,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.protocol.methods import MethodCall, Outcome
-from gateway.protocol.mrtr import InputRequired
+from gateway.protocol.mrtr import InputRequired, retry_of
 from gateway.settings import Settings
 from gateway.spec.compiled import (
     CollectSource,
@@ -51,7 +51,9 @@ from gateway.spec.compiled import (
 from gateway.spec.templates import RenderContext, render_value
 from gateway.spec.templates import render as render_template
 from gateway.upstream.client import Upstream
-from gateway.writes.execution import WriteCalls
+from gateway.writes.confirmations import CONFIRMATION_ARGUMENT
+from gateway.writes.elicitation import HumanWrites, human_required
+from gateway.writes.execution import WriteCalls, WriteOutcome
 
 Redactor = Callable[[Any], Any]
 
@@ -69,6 +71,7 @@ class Calls:
         self._pseudonym_of = memoised(settings.pseudonym_memo_size)
         self._clock = clock
         self._rounds = Rounds(state_key, self._seconds)
+        self._human = HumanWrites(writes, state_key, self._seconds)
 
     def _seconds(self) -> float:
         return self._clock().timestamp()
@@ -88,7 +91,14 @@ class Calls:
         if isinstance(ctx, InputRequired):
             return Outcome(ctx.result, tool.name)
         try:
-            shaped, status = await self._run(tool, caller, ctx, redactor)
+            if tool.is_write:
+                check_rules(tool, ctx)
+                written = await self._write(call, tool, caller, ctx, redactor)
+                if isinstance(written, InputRequired):
+                    return Outcome(written.result, tool.name)
+                shaped, status = written.result, written.upstream_status
+            else:
+                shaped, status = await self._run(tool, caller, ctx, redactor)
         except ToolExecutionError as failed:
             return Outcome(render_error(redactor(failed.message), failed.retry_after_s),
                            tool.name, getattr(failed, "status", None), error=error_kind(failed))
@@ -141,6 +151,23 @@ class Calls:
             return Outcome(ctx.result, prompt.spec.name)
         return Outcome(prompt_messages(prompt, arguments, now, ctx.inputs), prompt.spec.name)
 
+    async def _write(self, call: MethodCall, tool: CompiledTool, caller: Caller,
+                     ctx: RenderContext, redactor: Redactor) -> WriteOutcome | InputRequired:
+        """A write confirmed by a person when the client can ask one (and no token is given),
+        else by a confirmation token, unless the service wants a person for this tool.
+
+        Raises:
+            ToolExecutionError: what the write refuses or fails with.
+        """
+        retry = retry_of(call.inbound)
+        token_given = ctx.arguments.get(CONFIRMATION_ARGUMENT) is not None
+        if not token_given and retry.can_answer("elicitation/create"):
+            return await self._human.call(tool, caller, ctx, redactor, retry,
+                                          call.service.spec.title)
+        if tool.name in caller.writes.require_human:
+            raise ToolExecutionError(human_required(tool.name, token_given))
+        return await self._writes.call(tool, caller, ctx, redactor)
+
     async def _run(self, tool: CompiledTool, caller: Caller, ctx: RenderContext,
                    redactor: Redactor) -> tuple[dict[str, Any], int | None]:
         """The shaped (selected, redacted) result of one run, and the upstream status.
@@ -149,9 +176,6 @@ class Calls:
             ToolExecutionError: a broken rule, or any upstream failure.
         """
         check_rules(tool, ctx)
-        if tool.is_write:
-            written = await self._writes.call(tool, caller, ctx, redactor)
-            return written.result, written.upstream_status
         ctx = await fill(tool, ctx, self._body_sender(caller))
         body, status = await self._answer(tool.source, caller, ctx)
         shaped = redactor(select(tool.shape.select, body))

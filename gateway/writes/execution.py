@@ -51,6 +51,8 @@ class _Call:
     caller: Caller
     arguments: dict[str, Any]
     digest: str
+    confirmed_by: str = "token"
+    """Who confirms an execution: the caller with its `token`, or a person (`elicitation`)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,38 @@ class WriteCalls:
         except ConfirmationRefused as refused:
             self._record(call, "execute", "refused", reason=refused.reason)
             raise ToolExecutionError(f"Not executed. {refused.reason}") from refused
+        return await self._redeem(call, ctx, redact, nonce, expires_at, now)
+
+    async def execute_confirmed(self, tool: CompiledTool, caller: Caller, ctx: RenderContext,
+                                redact: Redactor, nonce: str, expires_at: int) -> WriteOutcome:
+        """Execute a change a person confirmed (writes/elicitation.py checked its request
+        state) once, within the write limit, like a token's.
+
+        Raises:
+            ConfirmationRefused: it was used before. ToolExecutionError: as for a token.
+        """
+        call = _Call(tool, caller, dict(ctx.arguments),
+                     arguments_digest(tool.name, ctx.arguments), "elicitation")
+        return await self._redeem(call, ctx, redact, nonce, expires_at, self._clock())
+
+    async def declined(self, tool: CompiledTool, caller: Caller, arguments: dict[str, Any],
+                       nonce: str, expires_at: int, answer: str) -> bool:
+        """Record a change a person declined (nothing is sent) and use up its confirmation;
+        False when it was used before."""
+        call = _Call(tool, caller, arguments, arguments_digest(tool.name, arguments),
+                     "elicitation")
+        try:
+            fresh = await self._limits.claim_once(f"confirm:{nonce}",
+                                                  max(1, expires_at - int(self._clock())))
+        except StoreUnavailable as down:  # nothing runs either way
+            log.warning("confirmation_not_claimed", tool=tool.name, error=str(down))
+            fresh = True
+        self._record(call, "execute", "declined" if fresh else "refused",
+                     reason=answer if fresh else "reused")
+        return fresh
+
+    async def _redeem(self, call: _Call, ctx: RenderContext, redact: Redactor, nonce: str,
+                      expires_at: int, now: float) -> WriteOutcome:
         # Claim the token first, so a reused one costs no write budget; give the claim back
         # when the limit refuses, so the same token works once the limit allows.
         claim = f"confirm:{nonce}"
@@ -155,8 +189,10 @@ class WriteCalls:
             raise self._store_down(call, down, token_kept=True) from down
         if not claimed:
             self._record(call, "execute", "refused", reason="reused")
+            if call.confirmed_by != "token":
+                raise ConfirmationRefused("The request state was already used.")
             raise ToolExecutionError(await self._reused(call, claim))
-        policy = caller.writes
+        caller, policy = call.caller, call.caller.writes
         try:
             wait = await self._limits.take(f"writes:{caller.service}:{caller.tenant}",
                                            policy.per_account_per_minute,
@@ -328,6 +364,7 @@ class WriteCalls:
                                    subject=call.caller.subject,
                                    account=call.caller.account,
                                    arguments_digest=call.digest,
+                                   confirmed_by=call.confirmed_by if phase == "execute" else None,
                                    **{"upstream_status": None, "reason": None, **extra})
         if not self._audit.to_file:
             structlog.get_logger("gateway.writes.audit").info("audit", **record)
