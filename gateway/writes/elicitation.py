@@ -231,7 +231,7 @@ def _label(key: str) -> str:
 
 def _text(value: Any) -> str:
     """A value as a person reads it: text as is, a list of texts joined, yes/no, none."""
-    if value is None or value == [] or value == {}:
+    if value is None or value in ("", [], {}):
         text = "(none)"
     elif isinstance(value, bool):
         text = "yes" if value else "no"
