@@ -79,7 +79,8 @@ class Calls:
     async def call_tool(self, call: MethodCall, tool: CompiledTool, arguments: Any) -> Outcome:
         """Raises:
             AuthError: the tool needs a credential or a scope the caller lacks.
-            ProtocolError: -32602 for arguments that break the input schema.
+            ProtocolError: -32602 for arguments that break the input schema, or a request
+                state that fails its checks; -32021 for input this client cannot be asked.
         """
         caller = call.caller.calling(tool)
         authorize(tool, caller)
@@ -140,7 +141,8 @@ class Calls:
     def get_prompt(self, call: MethodCall, prompt: CompiledPrompt, arguments: Any) -> Outcome:
         """Raises:
             InsufficientScope: the prompt needs a scope the caller lacks.
-            ProtocolError: -32602 for a missing, unknown or bad argument.
+            ProtocolError: -32602 for a missing, unknown or bad argument, or a request state
+                that fails its checks; -32021 for input this client cannot be asked.
         """
         require_scopes(call.caller.scopes, prompt.scopes, f"The prompt {prompt.spec.name}")
         now = self._clock()
