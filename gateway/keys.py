@@ -1,7 +1,8 @@
 """Keys for each purpose, derived from the one configured secret (HKDF, RFC 5869). Pure.
 
 Pseudonyms and confirmation tokens must not share a key: a value one of them exposes (a
-pseudonym is shown to every caller) must never help forge or test the other.
+pseudonym is shown to every caller) must never help forge or test the other. The MRTR request
+state has a key of its own too: a state can never pass for a confirmation token, nor the reverse.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import hashlib
 import hmac
 from typing import Final, Literal
 
-Purpose = Literal["pseudonyms", "confirmations"]
+Purpose = Literal["pseudonyms", "confirmations", "request-state"]
 SALT: Final = b"mcp-gateway key derivation v1"
 
 

@@ -1,8 +1,8 @@
 """The call pipeline: one place where a tools/call (or a resources/read) runs, start to finish.
 
-    authorize -> validate -> gate personal data -> check rules -> (write: preview or confirm)
-    -> fill lookups -> answer from the source (request | collect | result) -> select -> redact
-    -> budget -> encode
+    authorize -> validate -> gate personal data -> (ask the client: input_required) -> check
+    rules -> (write: preview or confirm, by token or by a person) -> fill lookups -> answer
+    from the source (request | collect | result) -> select -> redact -> budget -> encode
 
 It serves the methods that run something (the `Handlers` of protocol/methods.py). Failures of
 the call are `isError` results the model can read; malformed requests raise ProtocolError;
@@ -20,8 +20,9 @@ from gateway.calls.arguments import check_rules, gate_personal_data, validated_a
 from gateway.calls.collect import derived
 from gateway.calls.context import Caller
 from gateway.calls.lookups import fill
-from gateway.calls.prompts import prompt_messages
+from gateway.calls.prompts import prompt_arguments, prompt_messages
 from gateway.calls.redaction import Pseudonymiser, memoised, redact
+from gateway.calls.rounds import Rounds
 from gateway.calls.shaping import apply_budget, render, render_error, select
 from gateway.errors import (
     INVALID_PARAMS,
@@ -35,6 +36,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.protocol.methods import MethodCall, Outcome
+from gateway.protocol.mrtr import InputRequired, retry_of
 from gateway.settings import Settings
 from gateway.spec.compiled import (
     CollectSource,
@@ -49,7 +51,9 @@ from gateway.spec.compiled import (
 from gateway.spec.templates import RenderContext, render_value
 from gateway.spec.templates import render as render_template
 from gateway.upstream.client import Upstream
-from gateway.writes.execution import WriteCalls
+from gateway.writes.confirmations import CONFIRMATION_ARGUMENT
+from gateway.writes.elicitation import HumanWrites, human_required
+from gateway.writes.execution import WriteCalls, WriteOutcome
 
 Redactor = Callable[[Any], Any]
 
@@ -58,27 +62,44 @@ class Calls:
     """Runs tools, resources and prompts for the method table; holds no per-request state."""
 
     def __init__(self, settings: Settings, upstream: Upstream, writes: WriteCalls,
-                 pseudonym_key: bytes, clock: Callable[[], datetime]) -> None:
+                 pseudonym_key: bytes, clock: Callable[[], datetime], *,
+                 state_key: bytes) -> None:
         self._settings = settings
         self._upstream = upstream
         self._writes = writes
         self._pseudonym_key = pseudonym_key
         self._pseudonym_of = memoised(settings.pseudonym_memo_size)
         self._clock = clock
+        self._rounds = Rounds(state_key, self._seconds)
+        self._human = HumanWrites(writes, state_key, self._seconds)
+
+    def _seconds(self) -> float:
+        return self._clock().timestamp()
 
     async def call_tool(self, call: MethodCall, tool: CompiledTool, arguments: Any) -> Outcome:
         """Raises:
             AuthError: the tool needs a credential or a scope the caller lacks.
-            ProtocolError: -32602 for arguments that break the input schema.
+            ProtocolError: -32602 for arguments that break the input schema, or a request
+                state that fails its checks; -32021 for input this client cannot be asked.
         """
         caller = call.caller.calling(tool)
         authorize(tool, caller)
         given = validated_arguments(tool, arguments)
         gate_personal_data(tool, caller.scopes, given)
         redactor = self._redactor(tool, caller)
-        ctx = caller.render_context(given, self._clock())
+        ctx = self._rounds.gather(tool.rounds, call.inbound, tool.name, caller,
+                                  caller.render_context(given, self._clock()))
+        if isinstance(ctx, InputRequired):
+            return Outcome(ctx.result, tool.name)
         try:
-            shaped, status = await self._run(tool, caller, ctx, redactor)
+            if tool.is_write:
+                check_rules(tool, ctx)
+                written = await self._write(call, tool, caller, ctx, redactor)
+                if isinstance(written, InputRequired):
+                    return Outcome(written.result, tool.name)
+                shaped, status = written.result, written.upstream_status
+            else:
+                shaped, status = await self._run(tool, caller, ctx, redactor)
         except ToolExecutionError as failed:
             return Outcome(render_error(redactor(failed.message), failed.retry_after_s),
                            tool.name, getattr(failed, "status", None), error=error_kind(failed))
@@ -120,10 +141,34 @@ class Calls:
     def get_prompt(self, call: MethodCall, prompt: CompiledPrompt, arguments: Any) -> Outcome:
         """Raises:
             InsufficientScope: the prompt needs a scope the caller lacks.
-            ProtocolError: -32602 for a missing, unknown or bad argument.
+            ProtocolError: -32602 for a missing, unknown or bad argument, or a request state
+                that fails its checks; -32021 for input this client cannot be asked.
         """
         require_scopes(call.caller.scopes, prompt.scopes, f"The prompt {prompt.spec.name}")
-        return Outcome(prompt_messages(prompt, arguments, self._clock()), prompt.spec.name)
+        now = self._clock()
+        ctx = self._rounds.gather(prompt.rounds, call.inbound, f"prompt {prompt.spec.name}",
+                                  call.caller,
+                                  RenderContext(prompt_arguments(prompt, arguments), {}, now))
+        if isinstance(ctx, InputRequired):
+            return Outcome(ctx.result, prompt.spec.name)
+        return Outcome(prompt_messages(prompt, arguments, now, ctx.inputs), prompt.spec.name)
+
+    async def _write(self, call: MethodCall, tool: CompiledTool, caller: Caller,
+                     ctx: RenderContext, redactor: Redactor) -> WriteOutcome | InputRequired:
+        """A write confirmed by a person when the client can ask one (and no token is given),
+        else by a confirmation token, unless the service wants a person for this tool.
+
+        Raises:
+            ToolExecutionError: what the write refuses or fails with.
+        """
+        retry = retry_of(call.inbound)
+        token_given = ctx.arguments.get(CONFIRMATION_ARGUMENT) is not None
+        if not token_given and retry.can_answer("elicitation/create"):
+            return await self._human.call(tool, caller, ctx, redactor, retry,
+                                          call.service.spec.title)
+        if tool.name in caller.writes.require_human:
+            raise ToolExecutionError(human_required(tool.name, token_given))
+        return await self._writes.call(tool, caller, ctx, redactor)
 
     async def _run(self, tool: CompiledTool, caller: Caller, ctx: RenderContext,
                    redactor: Redactor) -> tuple[dict[str, Any], int | None]:
@@ -133,9 +178,6 @@ class Calls:
             ToolExecutionError: a broken rule, or any upstream failure.
         """
         check_rules(tool, ctx)
-        if tool.is_write:
-            written = await self._writes.call(tool, caller, ctx, redactor)
-            return written.result, written.upstream_status
         ctx = await fill(tool, ctx, self._body_sender(caller))
         body, status = await self._answer(tool.source, caller, ctx)
         shaped = redactor(select(tool.shape.select, body))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -10,18 +11,15 @@ from gateway.spec.compiled import CompiledPrompt
 from gateway.spec.templates import ABSENT, RenderContext, Template, render, render_value
 
 
-def prompt_messages(prompt: CompiledPrompt, given: Any, now: datetime) -> dict[str, Any]:
-    """The GetPromptResult of one prompt for these arguments.
+def prompt_messages(prompt: CompiledPrompt, given: Any, now: datetime,
+                    inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The GetPromptResult of one prompt for these arguments (and the client's answers to what
+    the prompt asked, `inputs`).
 
     Raises:
         ProtocolError: -32602 for a missing, unknown or malformed argument.
     """
-    given = given or {}
-    problems = prompt_problems(prompt, given)
-    if problems:
-        raise ProtocolError(INVALID_PARAMS, f"Invalid arguments for prompt {prompt.spec.name}",
-                            {"prompt": prompt.spec.name, "problems": problems})
-    ctx = RenderContext({k: v for k, v in given.items() if v != ""}, {}, now)
+    ctx = RenderContext(prompt_arguments(prompt, given), {}, now, inputs=inputs or {})
     messages = []
     for role, template in prompt.messages:
         if isinstance(template, Template):
@@ -34,6 +32,20 @@ def prompt_messages(prompt: CompiledPrompt, given: Any, now: datetime) -> dict[s
     if prompt.spec.description:
         result["description"] = prompt.spec.description
     return result
+
+
+def prompt_arguments(prompt: CompiledPrompt, given: Any) -> dict[str, Any]:
+    """The arguments a prompt is rendered with (empty texts left out).
+
+    Raises:
+        ProtocolError: -32602 for a missing, unknown or malformed argument.
+    """
+    given = given or {}
+    problems = prompt_problems(prompt, given)
+    if problems:
+        raise ProtocolError(INVALID_PARAMS, f"Invalid arguments for prompt {prompt.spec.name}",
+                            {"prompt": prompt.spec.name, "problems": problems})
+    return {k: v for k, v in given.items() if v != ""}
 
 
 def prompt_problems(prompt: CompiledPrompt, given: Any) -> list[str]:

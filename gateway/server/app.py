@@ -138,7 +138,8 @@ async def edges(app: web.Application) -> AsyncIterator[None]:
         raise StartupError(f"GATEWAY_AUDIT_LOG_PATH: {settings.audit_log_path} cannot be "
                            f"written ({exc.strerror or exc})") from exc
     writes = WriteCalls(upstream, limits, audit, derive_key(secret, "confirmations"), seconds)
-    app[CALLS] = Calls(settings, upstream, writes, derive_key(secret, "pseudonyms"), clock)
+    app[CALLS] = Calls(settings, upstream, writes, derive_key(secret, "pseudonyms"), clock,
+                       state_key=derive_key(secret, "request-state"))
     app[UPSTREAM] = upstream
     app[LIMITS] = limits
     app[AS_METADATA] = TTLCache(maxsize=64, ttl=AS_METADATA_TTL_S)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway.spec.compiled import (
     CollectSource,
     CompiledCheck,
     CompiledGiven,
+    CompiledInput,
     CompiledPrompt,
     CompiledRequest,
     CompiledTool,
@@ -71,6 +72,8 @@ class _Names:
     always_given: frozenset[str]
     """Arguments that are required or have a default: the only ones a path may need."""
     looked_up: frozenset[str]
+    inputs: frozenset[str] = frozenset()
+    """Keys of the input requests whose answers are known by then (`{input.<key>}`)."""
 
 
 def check_references(tool: CompiledTool, service: ServiceSpec) -> list[Problem]:
@@ -85,7 +88,8 @@ def check_references(tool: CompiledTool, service: ServiceSpec) -> list[Problem]:
             if isinstance(schema, dict) and "default" in schema),
         looked_up=looked_up,
     )
-    problems: list[Problem] = []
+    problems = _round_problems(tool.rounds, names)
+    names = replace(names, inputs=frozenset(r.key for asked in tool.rounds for r in asked))
     for loc, request in _requests(tool):
         problems.extend(_request_problems(request, loc, names))
     for loc, value in _values(tool):
@@ -163,9 +167,25 @@ def _request_problems(request: CompiledRequest, loc: Loc, names: _Names) -> Iter
                 yield (*loc, key), message
 
 
+def _round_problems(rounds: tuple[tuple[CompiledInput, ...], ...],
+                    names: _Names) -> list[Problem]:
+    """The params of each round may use the arguments and the answers of earlier rounds."""
+    problems: list[Problem] = []
+    for index, asked in enumerate(rounds):
+        for request in asked:
+            loc: Loc = ("input_required", index, request.key, "params")
+            problems.extend((loc, message) for ref in value_refs(request.params)
+                            if (message := _ref_problem(ref, loc, names)))
+        names = replace(names, inputs=names.inputs | {r.key for r in asked})
+    return problems
+
+
 def _ref_problem(ref: Ref, loc: Loc, names: _Names) -> str | None:
     if ref.source == "arg" and ref.name not in names.arguments:
         return f"{loc[-1]} names undeclared argument {{{ref.name}}}"
+    if ref.source == "input" and ref.name.partition(".")[0] not in names.inputs:
+        return (f"{{input.{ref.name}}} names no input request answered by then (input_required "
+                "declares the keys, round by round)")
     if ref.source == "principal" and ref.name not in names.principal:
         known = ", ".join(sorted(names.principal))
         return f"{{principal.{ref.name}}}: the principal has only {known}"
@@ -179,14 +199,18 @@ def check_prompt_declarations(prompt: PromptSpec) -> list[Problem]:
 
 
 def check_prompt_references(prompt: CompiledPrompt) -> list[Problem]:
-    declared = {a.name for a in prompt.spec.arguments}
-    problems: list[Problem] = []
+    declared = frozenset(a.name for a in prompt.spec.arguments)
+    names = _Names(declared, frozenset(), declared, frozenset())
+    problems = _round_problems(prompt.rounds, names)
+    names = replace(names, inputs=frozenset(r.key for asked in prompt.rounds for r in asked))
     for index, ((_, message), written) in enumerate(zip(prompt.messages, prompt.spec.messages,
                                                         strict=True)):
         loc: Loc = ("messages", index, "text" if written.text is not None else "content")
         problems.extend((loc, f"message names undeclared argument {{{ref.name}}}")
                         for ref in value_refs(message)
                         if ref.source == "arg" and ref.name not in declared)
+        problems.extend((loc, problem) for ref in value_refs(message)
+                        if ref.source == "input" and (problem := _ref_problem(ref, loc, names)))
     return problems
 
 

@@ -11,7 +11,7 @@ from gateway.spec.compiled import (
     CompiledPrompt,
     CompiledResource,
 )
-from gateway.spec.compiler import compile_tool
+from gateway.spec.compiler import compile_rounds, compile_tool
 from gateway.spec.located import located
 from gateway.spec.models import ServiceSpec
 from gateway.spec.templates import compile_template, compile_value
@@ -63,4 +63,4 @@ def compile_prompt(prompt: PromptSpec) -> CompiledPrompt:
                              if message.text is not None else compile_value(message.content)))
     return CompiledPrompt(prompt, wire, tuple(messages),
                           {a.name: re.compile(a.pattern) for a in prompt.arguments if a.pattern},
-                          frozenset(prompt.scopes))
+                          frozenset(prompt.scopes), compile_rounds(prompt.input_required))

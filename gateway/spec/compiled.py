@@ -248,6 +248,21 @@ class Origin:
 
 
 @dataclass(frozen=True)
+class CompiledInput:
+    """One request made of the client before a call runs (spec: `input_required`)."""
+
+    key: str
+    method: str
+    params: Any
+    """Compiled templates over the arguments and the answers of earlier rounds."""
+    required: bool = False
+
+
+InputRounds = tuple[tuple[CompiledInput, ...], ...]
+"""The requests a call asks of its client, round by round (empty: it asks nothing)."""
+
+
+@dataclass(frozen=True)
 class CompiledTool:
     spec: ToolSpec
     service: str
@@ -275,6 +290,7 @@ class CompiledTool:
     """Integer arguments (name -> whether a list of integers): a 1.0 sent is passed on as 1."""
     origin: Origin | None = None
     """Set by the loader; None for a tool compiled from a spec that is in no file."""
+    rounds: InputRounds = ()
 
     @property
     def name(self) -> str:
@@ -320,6 +336,7 @@ class CompiledPrompt:
     """(role, a compiled text template or a compiled content block)."""
     patterns: dict[str, re.Pattern[str]]
     scopes: frozenset[str]
+    rounds: InputRounds = ()
 
 
 @dataclass(frozen=True, eq=False)

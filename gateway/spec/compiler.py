@@ -17,6 +17,7 @@ from gateway.spec.compiled import (
     CollectSource,
     CompiledAggregate,
     CompiledCheck,
+    CompiledInput,
     CompiledLookup,
     CompiledRequest,
     CompiledTool,
@@ -30,6 +31,7 @@ from gateway.spec.compiled import (
     Source,
     Verification,
 )
+from gateway.spec.inputs import InputRequestSpec, InputRound
 from gateway.spec.jmes import compile_expression
 from gateway.spec.located import located
 from gateway.spec.models import Budget, ServiceSpec
@@ -86,7 +88,19 @@ def compile_tool(tool: ToolSpec, service: ServiceSpec) -> CompiledTool:
         max_in_flight=tool.max_in_flight or service.upstream.max_in_flight_per_tool,
         param_headers=bool(x_mcp_header_map(schema)),
         whole_numbers=integer_arguments(schema),
+        rounds=compile_rounds(tool.input_required),
     )
+
+
+def compile_rounds(rounds: list[InputRound]) -> tuple[tuple[CompiledInput, ...], ...]:
+    """What a call asks of its client, round by round; each request's params are templates."""
+    return tuple(tuple(compile_input(index, key, request) for key, request in asked.items())
+                 for index, asked in enumerate(rounds))
+
+
+def compile_input(index: int, key: str, request: InputRequestSpec) -> CompiledInput:
+    with located("input_required", index, key, "params"):
+        return CompiledInput(key, request.method, compile_value(request.params), request.required)
 
 
 def integer_arguments(schema: dict[str, Any]) -> dict[str, bool]:

@@ -127,6 +127,12 @@ def load_service(folder: Path, env: Mapping[str, str]) -> CompiledService:
         SpecProblem(head.name, line_of(head.lines, ("auth", "anonymous_tools")),
                     f"auth.anonymous_tools names unknown tool {name!r}")
         for name in service.auth.anonymous_tools if name not in declared_tools)
+    write_tools = {t.name for f in files if isinstance(f.model, SpecFile) for t in f.model.tools
+                   if t.kind == "write"}
+    problems.extend(
+        SpecProblem(head.name, line_of(head.lines, ("writes", "require_human")),
+                    f"writes.require_human names {name!r}, which is no write tool of this service")
+        for name in service.writes.require_human if name not in write_tools)
     if problems:
         raise SpecError(problems)
     compiled = CompiledService(spec=service, tools=built.tools, folder=str(folder),

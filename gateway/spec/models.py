@@ -198,6 +198,9 @@ class WritePolicy(SpecModel):
     ] = 120
     """Previews allowed per account per minute: they send nothing, but each reads upstream
     state and issues a token, so they are bounded too (more loosely than executions)."""
+    require_human: list[str] = []
+    """Write tools whose every change a person confirms in the client's own dialog
+    (elicitation): refused, with the reason, to clients that cannot show one."""
 
 
 ENDPOINT_PATTERN: Final = r"^(/[A-Za-z0-9_.\-]+)+$"

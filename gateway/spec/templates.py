@@ -6,11 +6,12 @@ A template string refers to values in braces: `{page}` (an argument), `{principa
 `{now-30d:date}` (a date) and `{now-11mo:month}` (calendar months, as YYYY-MM). `{a ?? b}` takes
 the first of several that is present (`{start_date ?? now-30d:date}`, `{form ?? 'every form'}`:
 a quoted alternative is literal text); `{metric|lower}` and `|upper` change the case of text,
-and `|list` makes a comma-separated text a list (a list stays as it is). `{{` and `}}` are
-literal braces.
+and `|list` makes a comma-separated text a list (a list stays as it is). `{input.<key>}` is the
+client's answer to the input request `<key>` (`input_required`), and `{input.<key>.<field>}` one
+field of it. `{{` and `}}` are literal braces.
 
 An object `{$expr: "<JMESPath>"}` in a body computes a value from `args` (the arguments),
-`current` (the write's preview read) and `principal`, e.g.
+`current` (the write's preview read), `principal` and `input` (the answers), e.g.
 `{$expr: "difference(current.tags, args.remove)"}`.
 
 A string that is exactly one reference keeps the referenced value's type (`'{limit}'` -> 20);
@@ -23,7 +24,7 @@ from __future__ import annotations
 import calendar
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -32,7 +33,7 @@ import jmespath.exceptions
 from gateway.spec.jmes import Expression, compile_expression, search
 
 _REF = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
 _NOW = re.compile(
     r"^now(?:([+-])(\d{1,4}|\([A-Za-z_][A-Za-z0-9_]*\))(mo|[smhd]))?(?::(date|month))?$")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -50,9 +51,10 @@ class Ref:
     """One reference inside a template."""
 
     source: str
-    """"arg", "principal" or "now"."""
+    """"arg", "principal", "input", "now" or "literal"."""
     name: str
-    """Argument name or principal field ("now" for the clock)."""
+    """Argument name, principal field, `<key>` or `<key>.<field>` of an answer ("now" for the
+    clock)."""
     offset_s: int = 0
     date_only: bool = False
     offset_argument: str | None = None
@@ -110,6 +112,8 @@ class RenderContext:
     now: datetime
     current: Any = None
     """The preview read of a write, when it has one."""
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    """The client's answers to the call's input requests, by key (see `answer_value`)."""
 
 
 def compile_template(text: str) -> Template:
@@ -170,13 +174,20 @@ def _parse_ref(body: str) -> Ref:
                    offset_months=months, month_only=form == "month")
     if not _NAME.match(body):
         raise TemplateSyntaxError(f"{{{body}}} is not a valid reference")
-    head, _, field = body.partition(".")
+    head, _, rest = body.partition(".")
+    if head == "input":
+        if not rest:
+            raise TemplateSyntaxError(f"{{{body}}}: name the answer, {{input.<key>}}")
+        return Ref("input", rest)
+    if "." in rest:
+        raise TemplateSyntaxError(f"{{{body}}}: only input.<key>.<field> has two dots")
     if head == "principal":
-        if not field:
+        if not rest:
             raise TemplateSyntaxError(f"{{{body}}}: name a field of the principal")
-        return Ref("principal", field)
-    if field:
-        raise TemplateSyntaxError(f"{{{body}}}: only principal.<field> may contain a dot")
+        return Ref("principal", rest)
+    if rest:
+        raise TemplateSyntaxError(f"{{{body}}}: only principal.<field> and input.<key> may "
+                                  "contain a dot")
     return Ref("arg", head)
 
 
@@ -205,6 +216,10 @@ def _resolve_one(ref: Ref, ctx: RenderContext) -> Any:
     if ref.source == "principal":
         value = ctx.principal.get(ref.name)
         return ABSENT if value is None else value
+    if ref.source == "input":
+        key, _, part = ref.name.partition(".")
+        value = _field(ctx.inputs.get(key), part) if part else ctx.inputs.get(key)
+        return ABSENT if value is None else value
     offset, months = ref.offset_s, ref.offset_months
     if ref.offset_argument is not None:
         count = ctx.arguments.get(ref.offset_argument)
@@ -226,6 +241,14 @@ def _add_months(moment: datetime, months: int) -> datetime:
     year, month = divmod(moment.year * 12 + moment.month - 1 + months, 12)
     day = min(moment.day, calendar.monthrange(year, month + 1)[1])
     return moment.replace(year=year, month=month + 1, day=day)
+def _field(value: Any, name: str) -> Any:
+    """One field of an answer: of an object, or of each object of a list (the roots' `uri`)."""
+    if isinstance(value, dict):
+        return value.get(name)
+    if isinstance(value, list):
+        found = [item.get(name) for item in value if isinstance(item, dict)]
+        return [item for item in found if item is not None] or None
+    return None
 
 
 def render(template: Template, ctx: RenderContext) -> Any:
@@ -283,7 +306,8 @@ def render_value(value: Any, ctx: RenderContext) -> Any:
         return render(value, ctx)
     if isinstance(value, Expr):
         return search(value.expression, {"args": dict(ctx.arguments), "current": ctx.current,
-                                          "principal": dict(ctx.principal)})
+                                          "principal": dict(ctx.principal),
+                                          "input": dict(ctx.inputs)})
     if isinstance(value, dict):
         rendered = {k: render_value(v, ctx) for k, v in value.items()}
         return {k: v for k, v in rendered.items() if v is not ABSENT}

@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from gateway.spec.cases import ToolTestCase
+from gateway.spec.inputs import InputRound, checked_rounds
 from gateway.spec.models import NAME_PATTERN, Budget, HttpMethod, JsonType, QueryStyle, SpecModel
 
 
@@ -261,6 +262,9 @@ class WriteSpec(SpecModel):
     verify: VerifySpec | None = None
     """Run once when the write's outcome is unknown (sent, answer lost), to report it as done,
     not applied, or still unknown."""
+    irreversible: str | None = Field(None, min_length=1, max_length=200)
+    """What makes the change one that cannot be taken back, in words a person reads after
+    "This", e.g. "sends a real email": said in the confirmation a person is asked."""
 
     @model_validator(mode="after")
     def _checks_need_a_read(self) -> WriteSpec:
@@ -316,7 +320,11 @@ class ToolSpec(ReadSpec):
     """Labels a virtual server can select the tool by (`tag:<tag>`)."""
     annotations: Annotations | None = None
     write: WriteSpec | None = None
+    input_required: list[InputRound] = []
+    """Requests made of the client before the tool runs, round by round (2026-07-28)."""
     tests: list[ToolTestCase] = []
+
+    _rounds = field_validator("input_required")(checked_rounds)
 
     @model_validator(mode="after")
     def _one_source(self) -> ToolSpec:
@@ -331,6 +339,9 @@ class ToolSpec(ReadSpec):
             raise ValueError("`write` is for tools of kind: write")
         if self.kind == "write" and self.request is None:
             raise ValueError("a write tool sends one `request`")
+        if self.kind == "write" and self.input_required:
+            raise ValueError("a write tool asks for its confirmation itself: `input_required` "
+                             "is for read and meta tools")
         return self
 
 
@@ -388,6 +399,10 @@ class PromptSpec(SpecModel):
     scopes: list[str] = []
     arguments: list[PromptArgumentSpec] = []
     messages: list[PromptMessageSpec] = Field(min_length=1)
+    input_required: list[InputRound] = []
+    """Requests made of the client before the messages are rendered, round by round."""
+
+    _rounds = field_validator("input_required")(checked_rounds)
 
 
 class SpecFile(SpecModel):

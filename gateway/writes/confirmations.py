@@ -4,6 +4,8 @@ expiry. Pure: the key, the clock and the single-use store come in as arguments.
 Token = base64url(payload) "." base64url(HMAC-SHA256(key, payload)). The payload names the tool,
 a digest of the canonical arguments (the token itself excluded), the principal's subject and
 account, the expiry and a random nonce. Redeeming checks all of them, then claims the nonce once.
+The MRTR `requestState` of a call that asks its client for input is sealed the same way (under a
+key of its own, with extra claims saying what it is for).
 """
 
 from __future__ import annotations
@@ -53,12 +55,14 @@ def _unb64(text: str) -> bytes:
 
 
 def issue(key: bytes, *, tool: str, arguments: Mapping[str, Any], subject: str | None,
-          account: str | None, now: float, ttl_s: int) -> Confirmation:
-    """A confirmation token for exactly this call by exactly this principal."""
+          account: str | None, now: float, ttl_s: int,
+          extra: Mapping[str, Any] | None = None) -> Confirmation:
+    """A confirmation token for exactly this call by exactly this principal; `extra` claims
+    (never t, d, s, a, e or n) travel with it and come back from `claims_of`."""
     nonce = secrets.token_urlsafe(12)
     expires_at = int(now) + ttl_s
-    payload = orjson.dumps({"t": tool, "d": arguments_digest(tool, arguments), "s": subject,
-                            "a": account, "e": expires_at, "n": nonce})
+    payload = orjson.dumps({**(extra or {}), "t": tool, "d": arguments_digest(tool, arguments),
+                            "s": subject, "a": account, "e": expires_at, "n": nonce})
     signature = hmac.new(key, payload, hashlib.sha256).digest()
     return Confirmation(f"{_b64(payload)}.{_b64(signature)}", expires_at, nonce)
 
@@ -70,25 +74,38 @@ def verify(key: bytes, token: Any, *, tool: str, arguments: Mapping[str, Any],
     Raises:
         ConfirmationRefused: tampered, expired, for another tool, principal or arguments.
     """
-    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH or "." not in token:
-        raise ConfirmationRefused("The confirmation token is malformed.")
+    claims = claims_of(key, token, tool=tool, arguments=arguments, subject=subject,
+                       account=account, now=now)
+    return str(claims.get("n")), int(claims.get("e", 0))
+
+
+def claims_of(key: bytes, token: Any, *, tool: str, arguments: Mapping[str, Any],
+              subject: str | None, account: str | None, now: float,
+              what: str = "The confirmation token",
+              max_length: int = MAX_TOKEN_LENGTH) -> dict[str, Any]:
+    """Every claim of a token checked against this call (`what` names it in refusals).
+
+    Raises:
+        ConfirmationRefused: tampered, expired, for another tool, principal or arguments.
+    """
+    if not isinstance(token, str) or not 0 < len(token) <= max_length or "." not in token:
+        raise ConfirmationRefused(f"{what} is malformed.")
     encoded, _, signature = token.partition(".")
     try:
         payload = _unb64(encoded)
         given = _unb64(signature)
     except (ValueError, TypeError):
-        raise ConfirmationRefused("The confirmation token is malformed.") from None
+        raise ConfirmationRefused(f"{what} is malformed.") from None
     if not hmac.compare_digest(hmac.new(key, payload, hashlib.sha256).digest(), given):
-        raise ConfirmationRefused("The confirmation token was altered or is not from this server.")
+        raise ConfirmationRefused(f"{what} was altered or is not from this server.")
     claims = orjson.loads(payload)
     if claims.get("t") != tool:
-        raise ConfirmationRefused(f"The confirmation token is for {claims.get('t')}, not {tool}.")
+        raise ConfirmationRefused(f"{what} is for {claims.get('t')}, not {tool}.")
     if claims.get("s") != subject or claims.get("a") != account:
-        raise ConfirmationRefused("The confirmation token was issued to another user or account.")
+        raise ConfirmationRefused(f"{what} was issued to another user or account.")
     if claims.get("d") != arguments_digest(tool, arguments):
         raise ConfirmationRefused(
             "The arguments differ from the previewed ones; preview the new arguments first.")
-    expires_at = int(claims.get("e", 0))
-    if now >= expires_at:
-        raise ConfirmationRefused("The confirmation token has expired; preview the change again.")
-    return str(claims.get("n")), expires_at
+    if now >= int(claims.get("e", 0)):
+        raise ConfirmationRefused(f"{what} has expired; preview the change again.")
+    return dict(claims)

@@ -31,7 +31,7 @@ from gateway.spec.jmes import search
 from gateway.spec.templates import RenderContext
 from gateway.telemetry.metrics import WRITES
 from gateway.upstream.client import Upstream
-from gateway.upstream.requests import UpstreamRequest, build_request
+from gateway.upstream.requests import build_request
 from gateway.writes.audit import AuditLog
 from gateway.writes.confirmations import (
     CONFIRMATION_ARGUMENT,
@@ -41,7 +41,15 @@ from gateway.writes.confirmations import (
     verify,
 )
 from gateway.writes.limits import LimitStore
-from gateway.writes.previews import Redactor, as_given
+from gateway.writes.previews import Redactor, as_given, describe, write_request
+from gateway.writes.reconcile import (
+    UNKNOWN,
+    VERIFIED_DONE,
+    VERIFIED_NOT_APPLIED,
+    baseline,
+    how_to_check,
+    verified,
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,8 @@ class _Call:
     caller: Caller
     arguments: dict[str, Any]
     digest: str
+    confirmed_by: str = "token"
+    """Who confirms an execution: the caller with its `token`, or a person (`elicitation`)."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +128,7 @@ class WriteCalls:
                 f"{max(1, round(wait))} seconds.", retry_after_s=wait)
         ctx = await self._prepared(call, ctx)
         self._check_current(call, ctx)
-        would_send = build_request(_write_request(tool), caller.upstream, ctx, None)
+        would_send = build_request(write_request(tool), caller.upstream, ctx, None)
         confirmation = issue(self._key, tool=tool.name, arguments=call.arguments,
                              subject=caller.subject, account=caller.account,
                              now=self._clock(), ttl_s=caller.writes.confirm_ttl_s)
@@ -127,7 +137,7 @@ class WriteCalls:
         result: dict[str, Any] = {
             "status": "preview",
             "changed": False,
-            "would_send": as_given(_describe(would_send), redact, call.arguments),
+            "would_send": as_given(describe(would_send), redact, call.arguments),
             "confirmation_token": confirmation.token,
             "expires_at": expires.isoformat().replace("+00:00", "Z"),
             "next_step": (f"Nothing has been changed. To apply exactly this change, call "
@@ -157,6 +167,38 @@ class WriteCalls:
         except ConfirmationRefused as refused:
             self._record(call, "execute", "refused", reason=refused.reason)
             raise ToolExecutionError(f"Not executed. {refused.reason}") from refused
+        return await self._redeem(call, ctx, redact, nonce, expires_at, now)
+
+    async def execute_confirmed(self, tool: CompiledTool, caller: Caller, ctx: RenderContext,
+                                redact: Redactor, nonce: str, expires_at: int) -> WriteOutcome:
+        """Execute a change a person confirmed (writes/elicitation.py checked its request
+        state) once, within the write limit, like a token's.
+
+        Raises:
+            ConfirmationRefused: it was used before. ToolExecutionError: as for a token.
+        """
+        call = _Call(tool, caller, dict(ctx.arguments),
+                     arguments_digest(tool.name, ctx.arguments), "elicitation")
+        return await self._redeem(call, ctx, redact, nonce, expires_at, self._clock())
+
+    async def declined(self, tool: CompiledTool, caller: Caller, arguments: dict[str, Any],
+                       nonce: str, expires_at: int, answer: str) -> bool:
+        """Record a change a person declined (nothing is sent) and use up its confirmation;
+        False when it was used before."""
+        call = _Call(tool, caller, arguments, arguments_digest(tool.name, arguments),
+                     "elicitation")
+        try:
+            fresh = await self._limits.claim_once(f"confirm:{nonce}",
+                                                  max(1, expires_at - int(self._clock())))
+        except StoreUnavailable as down:  # nothing runs either way
+            log.warning("confirmation_not_claimed", tool=tool.name, error=str(down))
+            fresh = True
+        self._record(call, "execute", "declined" if fresh else "refused",
+                     reason=answer if fresh else "reused")
+        return fresh
+
+    async def _redeem(self, call: _Call, ctx: RenderContext, redact: Redactor, nonce: str,
+                      expires_at: int, now: float) -> WriteOutcome:
         # Claim the token first, so a reused one costs no write budget; give the claim back
         # when the limit refuses, so the same token works once the limit allows.
         claim = f"confirm:{nonce}"
@@ -166,8 +208,10 @@ class WriteCalls:
             raise self._store_down(call, down, token_kept=True) from down
         if not claimed:
             self._record(call, "execute", "refused", reason="reused")
+            if call.confirmed_by != "token":
+                raise ConfirmationRefused("The request state was already used.")
             raise ToolExecutionError(await self._reused(call, claim))
-        policy = caller.writes
+        caller, policy = call.caller, call.caller.writes
         try:
             wait = await self._limits.take(f"writes:{caller.service}:{caller.tenant}",
                                            policy.per_account_per_minute,
@@ -190,7 +234,7 @@ class WriteCalls:
                          upstream_status=getattr(failed, "status", None))
             raise ToolExecutionError(f"Not executed, nothing was changed: {failed.message} "
                                      + _RETRY[kept]) from failed
-        before = await self._baseline(call, ctx)
+        before = await baseline(self._upstream, call.tool, call.caller, ctx)
         return await self._send_write(call, ctx, redact, claim, idempotency_key(nonce),
                                       before)
 
@@ -211,7 +255,7 @@ class WriteCalls:
         return ("Not executed. The confirmation token was already used by a request whose "
                 "outcome is not known (it may still be running, or it stopped before "
                 "answering). The change may have been applied: do not preview it again "
-                "blindly" + _how_to_check(call.tool))
+                "blindly" + how_to_check(call.tool))
 
     async def _settle(self, claim: str, state: str) -> None:
         """Remember what became of a confirmation, for a caller who sends it again."""
@@ -252,7 +296,7 @@ class WriteCalls:
         self._record(call, "execute", "sending")
         try:
             response = await self._upstream.send_spec(
-                _write_request(tool), call.caller, ctx, extra_headers={IDEMPOTENCY_HEADER: key},
+                write_request(tool), call.caller, ctx, extra_headers={IDEMPOTENCY_HEADER: key},
                 retry=False)
         except UpstreamError as failed:
             self._record(call, "execute", "failed", upstream_status=failed.status)
@@ -278,17 +322,6 @@ class WriteCalls:
                              "result": redact(select(tool.shape.select, response.body))},
                             response.status)
 
-    async def _baseline(self, call: _Call, ctx: RenderContext) -> Any:
-        """The verification read made just before the write, when its spec compares with it."""
-        check = call.tool.verification
-        if check is None or not check.baseline:
-            return None
-        try:
-            return (await self._upstream.send_spec(check.request, call.caller, ctx)).body
-        except ToolExecutionError as failed:  # the write does not depend on it: it goes ahead
-            log.warning("write_baseline_failed", tool=call.tool.name, error=failed.message)
-            return None
-
     async def _reconciled(self, call: _Call, ctx: RenderContext, before: Any,
                           lost: UpstreamUnavailable, claim: str) -> WriteOutcome:
         """A write sent whose answer was lost: one verification read, when the spec declares
@@ -299,33 +332,17 @@ class WriteCalls:
             ToolExecutionError: not applied, or unknown.
         """
         what = lost.message.split(";")[0].rstrip(".")  # the failure, not its advice
-        applied = await self._verified(call, ctx, before)
+        applied = await verified(self._upstream, call.tool, call.caller, ctx, before)
         await self._settle(claim, {True: "done", False: "not_applied", None: "unknown"}[applied])
         if applied is True:
             self._record(call, "execute", "done", reason="verified")
             return WriteOutcome({"status": "done", "changed": True, "verified": True,
-                                 "note": _VERIFIED_DONE.format(what)})
+                                 "note": VERIFIED_DONE.format(what)})
         if applied is False:
             self._record(call, "execute", "not_applied", reason="verified")
-            raise ToolExecutionError(_VERIFIED_NOT_APPLIED.format(what, call.tool.name))
+            raise ToolExecutionError(VERIFIED_NOT_APPLIED.format(what, call.tool.name))
         self._record(call, "execute", "unknown", reason="answer_lost")
-        raise ToolExecutionError(_UNKNOWN.format(what) + _how_to_check(call.tool))
-
-    async def _verified(self, call: _Call, ctx: RenderContext, before: Any) -> bool | None:
-        """Whether the verification read shows the change applied; None when there is no such
-        read, it failed, or its answer does not tell."""
-        check = call.tool.verification
-        if check is None:
-            return None
-        try:
-            response = await self._upstream.send_spec(check.request, call.caller, ctx)
-            verdict = search(check.applied, {
-                "response": response.body, "before": before, "args": dict(ctx.arguments),
-                "current": ctx.current, "principal": dict(call.caller.fields)})
-        except ToolExecutionError as failed:
-            log.warning("write_not_verified", tool=call.tool.name, error=failed.message)
-            return None
-        return verdict if isinstance(verdict, bool) else None
+        raise ToolExecutionError(UNKNOWN.format(what) + how_to_check(call.tool))
 
     def _record(self, call: _Call, phase: str, outcome: str, **extra: Any) -> None:
         """One audit record: our request id and the caller's own (`correlation_id`) apart, the
@@ -339,6 +356,7 @@ class WriteCalls:
                                    subject=call.caller.subject,
                                    account=call.caller.account,
                                    arguments_digest=call.digest,
+                                   confirmed_by=call.confirmed_by if phase == "execute" else None,
                                    **{"upstream_status": None, "reason": None, **extra})
         if not self._audit.to_file:
             structlog.get_logger("gateway.writes.audit").info("audit", **record)
@@ -348,43 +366,8 @@ IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 _RETRY: Final = {True: "The token is still good: retry with it shortly.",
                  False: "The token could not be given back: preview the change again."}
 log = structlog.get_logger("gateway.writes")
-_UNKNOWN: Final = ("Outcome unknown: the request reached the upstream but its answer was lost "
-                   "({}). The change may have been applied. Do not repeat it blindly: read the "
-                   "item first to see whether it took effect")
-_VERIFIED_DONE: Final = ("The answer to the write was lost ({}), but a read made right after "
-                         "shows the change applied. Do not repeat it.")
-_VERIFIED_NOT_APPLIED: Final = (
-    "Not applied: the request was sent but its answer was lost ({}), and a read made right "
-    "after shows no sign of the change. To make it, preview it again with {} (this "
-    "confirmation token is used up).")
-
-
-def _how_to_check(tool: CompiledTool) -> str:
-    """The end of an "outcome unknown" message: which read tool shows whether it took effect."""
-    if tool.verification is None:
-        return "."
-    return f": {tool.verification.hint}."
-
-
 def idempotency_key(nonce: str) -> str:
     """The Idempotency-Key of a confirmed write: one per confirmation, so an upstream that honours
     the header drops a duplicate of the same confirmed change, and reveals nothing of the token."""
     return hashlib.sha256(b"mcp-gateway idempotency\x00" + nonce.encode()).hexdigest()[:32]
-
-
-def _write_request(tool: CompiledTool) -> CompiledRequest:
-    """The one request a write sends (the spec model gives every write tool a `request`)."""
-    if tool.request is None:
-        raise ValueError(f"write tool {tool.name} has no request")
-    return tool.request
-
-
-def _describe(request: UpstreamRequest) -> dict[str, Any]:
-    """What a preview shows of the request it would send; never the credential."""
-    description: dict[str, Any] = {"method": request.method, "url": request.url}
-    if request.query:
-        description["query"] = dict(request.query)
-    if request.json_body is not None:
-        description["body"] = request.json_body
-    return description
 

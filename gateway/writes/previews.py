@@ -1,9 +1,13 @@
-"""What a write's preview shows of the request it would send. Pure."""
+"""What a write's preview shows of the request it would send: the request itself, never its
+credential, de-identified for the caller except for what the caller typed. Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from gateway.spec.compiled import CompiledRequest, CompiledTool
+from gateway.upstream.requests import UpstreamRequest
 
 Redactor = Callable[[Any], Any]
 """De-identifies a value for the calling principal (identity when it may see PII)."""
@@ -37,3 +41,21 @@ def _restore(original: Any, redacted: Any, given: frozenset[str]) -> Any:
             redacted):
         return [_restore(o, r, given) for o, r in zip(original, redacted, strict=True)]
     return redacted
+
+
+def write_request(tool: CompiledTool) -> CompiledRequest:
+    """The one request a write sends (the spec model gives every write tool a `request`)."""
+    if tool.request is None:
+        raise ValueError(f"write tool {tool.name} has no request")
+    return tool.request
+
+
+def describe(request: UpstreamRequest) -> dict[str, Any]:
+    """What a preview shows of the request it would send; never the credential."""
+    description: dict[str, Any] = {"method": request.method, "url": request.url}
+    if request.query:
+        description["query"] = dict(request.query)
+    if request.json_body is not None:
+        description["body"] = request.json_body
+    return description
+

@@ -12,6 +12,7 @@ from typing import Any
 import httpx2
 from aiohttp import web
 from mcp import Client
+from mcp.client.session import ElicitationFnT
 from mcp.client.streamable_http import streamable_http_client
 
 from gateway.server.app import create_app
@@ -64,9 +65,11 @@ async def running_stack(*, sandbox_page_size: int | None = None,
 
 
 @asynccontextmanager
-async def mcp_client(url: str, token: str | None, mode: str) -> AsyncIterator[Client]:
+async def mcp_client(url: str, token: str | None, mode: str,
+                     elicitation: ElicitationFnT | None = None) -> AsyncIterator[Client]:
+    """The SDK client; with `elicitation` it declares the capability and answers with it."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
         async with Client(streamable_http_client(url, http_client=http), mode=mode,
-                          cache=None) as client:
+                          cache=None, elicitation_callback=elicitation) as client:
             yield client

@@ -1,6 +1,7 @@
 """The MCP project's own conformance suites against the gateway, both eras.
 
-`make test` runs a bounded set (lifecycle, tools, header validation, statelessness, caching);
+`make test` runs a bounded set (lifecycle, tools, header validation, statelessness, caching,
+multi-round input);
 `make check-all` (`-m slow`) runs every scenario. Node 22 and the suites come from `make node`.
 """
 
@@ -20,7 +21,10 @@ BOUNDED_2025 = ["server-initialize", "ping", "tools-list", "tools-call-simple-te
                 "tools-call-error", "tools-call-with-progress", "dns-rebinding-protection"]
 BOUNDED_2026 = ["server-stateless", "tools-list", "tools-call-simple-text",
                 "tools-call-with-progress", "http-header-validation",
-                "http-custom-header-server-validation", "caching", "sep-2164-resource-not-found"]
+                "http-custom-header-server-validation", "caching", "sep-2164-resource-not-found",
+                "input-required-result-multi-round", "input-required-result-tampered-state",
+                "input-required-result-capability-check",
+                "input-required-result-non-tool-request"]
 
 
 def run(*arguments: str) -> tuple[int, dict[str, dict[str, dict[str, object]]]]:
