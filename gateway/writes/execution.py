@@ -224,7 +224,7 @@ class WriteCalls:
             raise ToolExecutionError(
                 f"Not executed. This account's write limit ({policy.per_account_per_minute} a "
                 f"minute) is reached; retry in {max(1, round(wait))} seconds"
-                + (" with the same token." if kept else " after a new preview."),
+                + _LATER[call.confirmed_by, kept],
                 retry_after_s=wait)
         try:
             ctx = await self._prepared(call, ctx)
@@ -233,7 +233,7 @@ class WriteCalls:
             self._record(call, "execute", "failed", reason="not_sent",
                          upstream_status=getattr(failed, "status", None))
             raise ToolExecutionError(f"Not executed, nothing was changed: {failed.message} "
-                                     + _RETRY[kept]) from failed
+                                     + _RETRY[call.confirmed_by, kept]) from failed
         before = await baseline(self._upstream, call.tool, call.caller, ctx)
         return await self._send_write(call, ctx, redact, claim, idempotency_key(nonce),
                                       before)
@@ -280,7 +280,7 @@ class WriteCalls:
         self._record(call, "execute", "refused", reason="store_unavailable")
         return ToolExecutionError(
             "Not executed, nothing was changed: the store that makes confirmations single-use "
-            f"did not answer ({down}). " + _RETRY[token_kept])
+            f"did not answer ({down}). " + _RETRY[call.confirmed_by, token_kept])
 
     async def _send_write(self, call: _Call, ctx: RenderContext, redact: Redactor, claim: str,
                           key: str, before: Any) -> WriteOutcome:
@@ -315,7 +315,7 @@ class WriteCalls:
             kept = await self._give_back(claim)
             self._record(call, "execute", "failed", reason="not_sent")
             raise ToolExecutionError(f"Not executed, nothing was changed: {lost.message} "
-                                     + _RETRY[kept]) from lost
+                                     + _RETRY[call.confirmed_by, kept]) from lost
         self._record(call, "execute", "done", upstream_status=response.status)
         await self._settle(claim, "done")
         return WriteOutcome({"status": "done", "changed": True,
@@ -363,9 +363,23 @@ class WriteCalls:
 
 
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
-_RETRY: Final = {True: "The token is still good: retry with it shortly.",
-                 False: "The token could not be given back: preview the change again."}
+_RETRY: Final = {
+    ("token", True): "The token is still good: retry with it shortly.",
+    ("token", False): "The token could not be given back: preview the change again.",
+    # A person's confirmation lives in the client's retry, which the model does not hold:
+    # calling again asks the person again.
+    ("elicitation", True): "Call the tool again shortly; the person will be asked again.",
+    ("elicitation", False): "Call the tool again shortly; the person will be asked again.",
+}
+_LATER: Final = {
+    ("token", True): " with the same token.",
+    ("token", False): " after a new preview.",
+    ("elicitation", True): " (the person will be asked again).",
+    ("elicitation", False): " (the person will be asked again).",
+}
 log = structlog.get_logger("gateway.writes")
+
+
 def idempotency_key(nonce: str) -> str:
     """The Idempotency-Key of a confirmed write: one per confirmation, so an upstream that honours
     the header drops a duplicate of the same confirmed change, and reveals nothing of the token."""

@@ -372,6 +372,9 @@ async def test_person_confirmed_writes_share_the_accounts_write_limit(
         assert (await answered(gateway, await asked(gateway)))[1]["result"]["isError"] is False
     status, body = await answered(gateway, await asked(gateway))
     assert body["result"]["isError"] is True and "write limit" in text_of(body["result"])
+    # The model holds no token on this path: it is told to call again, not to reuse one.
+    assert "person will be asked again" in text_of(body["result"])
+    assert "token" not in text_of(body["result"])
     assert upstream.patch.call_count == 2
 
 
