@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.spec.compiled import CollectSource, CompiledCondition, CompiledGiven
+from gateway.spec.derived_specs import GivenConditionsSpec
 from gateway.spec.jmes import Expression, compile_expression
 from gateway.spec.located import located
 from gateway.spec.templates import Expr, Template, compile_value, value_refs
-from gateway.spec.tools import GivenConditionsSpec, ToolSpec
+from gateway.spec.tools import ToolSpec
 
 
 def compile_filter(tool: ToolSpec) -> tuple[tuple[CompiledCondition | CompiledGiven, ...], Any]:

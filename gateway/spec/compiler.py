@@ -31,6 +31,7 @@ from gateway.spec.compiled import (
     Source,
     Verification,
 )
+from gateway.spec.derived_specs import AggregateSpec
 from gateway.spec.inputs import InputRequestSpec, InputRound
 from gateway.spec.jmes import compile_expression
 from gateway.spec.located import located
@@ -38,7 +39,6 @@ from gateway.spec.models import Budget, ServiceSpec
 from gateway.spec.schema import derived_annotations, input_schema, with_confirmation
 from gateway.spec.templates import compile_template, compile_value, value_refs
 from gateway.spec.tools import (
-    AggregateSpec,
     CheckSpec,
     CollectSpec,
     LookupSpec,

@@ -12,10 +12,10 @@ import pytest
 
 from gateway.errors import ResponseShapeError
 from gateway.settings import SHIPPED_SPECS
+from gateway.spec.derived_specs import ConditionSpec
 from gateway.spec.fragments import expand
 from gateway.spec.jmes import OPTIONS, compile_expression, search
 from gateway.spec.loader import load_tree
-from gateway.spec.tools import ConditionSpec
 from sandbox import FIXTURES_DIR
 
 
