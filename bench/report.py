@@ -66,18 +66,19 @@ def headline(report: dict[str, Any]) -> list[str]:
 
 
 def every_point(report: dict[str, Any]) -> list[str]:
-    lines = ["", "## Every point", "",
-             "| upstream | point | target | calls/s | p50 ms | p99 ms | errors | CPU ms/call | "
-             "CPU vs baseline | upstream CPU ms/call | peak RSS MiB | calls/s vs baseline | "
-             "gateway / peer |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["", "## Every point"]
     for mode, measured in report["modes"].items():
+        lines += ["", f"### {mode} upstream", "",
+                  "| point | target | calls/s | p50 ms | p99 ms | errors | CPU ms/call | "
+                  "CPU vs baseline | upstream CPU ms/call | peak RSS MiB | calls/s vs "
+                  "baseline | gateway / peer |", "|---" * 12 + "|"]
         for key, targets in measured["workloads"].items():
             base = targets.get("baseline", {}).get("calls_per_s")
             for target, s in targets.items():
                 over_peer = (ratio(s["calls_per_s"], targets["peer"]["calls_per_s"])
                              if target.startswith("gateway") and "peer" in targets else None)
                 lines.append(
-                    f"| {mode} | {key} | {target} | {fig(s, 'calls_per_s')} | "
+                    f"| {key} | {target} | {fig(s, 'calls_per_s')} | "
                     f"{fig(s, 'p50_ms')} | {s['p99_ms']} | {s['errors']} | "
                     f"{fig(s, 'cpu_ms_per_call')} | {dash(s['cpu_vs_baseline'])} | "
                     f"{dash(s['upstream_cpu_ms_per_call'])} | {s['peak_rss_kib'] // 1024} | "
@@ -85,10 +86,10 @@ def every_point(report: dict[str, Any]) -> list[str]:
                     f" | {dash(over_peer)} |")
         stats = measured.get("upstream_stats")
         if stats:
-            lines += ["", f"Fast upstream ({mode}): {stats['hits']} answers from memory, "
-                          f"{stats['captured']} captured from the sandbox ({stats['keys']} "
-                          f"distinct requests, {stats['padded']} filled up with rows), "
-                          f"{stats['passed']} passed through (token introspection).", ""]
+            lines += ["", f"The fast upstream answered {stats['hits']} requests from memory; "
+                          f"{stats['captured']} were captured from the sandbox ({stats['keys']} "
+                          f"distinct requests, {stats['padded']} filled up with rows) and "
+                          f"{stats['passed']} passed through (token introspection)."]
     return lines
 
 
@@ -115,7 +116,13 @@ def curves(report: dict[str, Any]) -> list[str]:
                       f"{fit['worst_deviation_pct']}% off it. Marginal CPU per row between "
                       "consecutive points (us): "
                       + ", ".join(map(str, measured["list_feedback"]["marginal_us_per_row"]))
-                      + ". Linear with no step: similar marginal costs, no point far off."]
+                      + ". A cost linear in rows, with no step, shows as similar marginal costs "
+                      "and no point far off the line."]
+    stats = measured.get("upstream_stats")
+    if stats:
+        lines += ["", f"By the end of the curves the fast upstream had filled {stats['padded']} "
+                      "page(s) up to the rows asked for (the sandbox has fewer), and answered "
+                      f"{stats['hits']} requests from memory in all."]
     return lines
 
 
@@ -149,8 +156,10 @@ def soak(report: dict[str, Any]) -> list[str]:
         return []
     soaked = report["soak"]
     flat = "flat within 5%" if soaked["flat_within_5pct"] else "NOT flat within 5%"
-    return ["", f"Soak: RSS {soaked['after_10k']['rss_kib'] // 1024} MiB after 10k calls, "
-                f"{soaked['after_100k']['rss_kib'] // 1024} MiB after 100k "
+    first, total = soaked["calls"]
+    return ["", f"Soak (list_feedback at 50 concurrent): RSS "
+                f"{soaked['after_10k']['rss_kib'] // 1024} MiB after {first:,} calls, "
+                f"{soaked['after_100k']['rss_kib'] // 1024} MiB after {total:,} "
                 f"({soaked['growth_pct']}% growth: {flat})."]
 
 

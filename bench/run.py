@@ -52,6 +52,8 @@ def parse_args() -> argparse.Namespace:
                              "fast with --smoke)")
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--no-soak", action="store_true")
+    parser.add_argument("--soak-calls", type=int, default=100_000,
+                        help="calls of the RSS soak (RSS is compared after a tenth of them)")
     parser.add_argument("--no-curves", action="store_true")
     parser.add_argument("--no-catalog", action="store_true")
     parser.add_argument("--catalog-operations", type=int, default=None,
@@ -97,17 +99,18 @@ def measure_mode(loader: Loader, stack: ModeStack, plan: Plan, workers: int) -> 
             "upstream_stats": stack.upstream_stats()}
 
 
-def soak(loader: Loader, gateway: Target) -> dict[str, Any]:
-    """RSS after 10,000 and after 100,000 calls of list_feedback at 50 concurrent."""
+def soak(loader: Loader, gateway: Target, first: int = 10_000, total: int = 100_000
+         ) -> dict[str, Any]:
+    """RSS after `first` and after `total` calls of list_feedback at 50 concurrent."""
     url = gateway.url.format(service="retently")
-    for calls in (10_000, 90_000):
-        loader.measure(url=url, workload="list_feedback", target="gateway", concurrency=50,
-                       calls=calls, warmup=0, groups={})
-        if calls == 10_000:
-            after_10k = rss_kib(gateway.pgid)
-    after_100k = rss_kib(gateway.pgid)
-    growth = (after_100k["rss_kib"] - after_10k["rss_kib"]) / max(1, after_10k["rss_kib"])
-    return {"after_10k": after_10k, "after_100k": after_100k,
+    loader.measure(url=url, workload="list_feedback", target="gateway", concurrency=50,
+                   calls=first, warmup=0, groups={})
+    after_first = rss_kib(gateway.pgid)
+    loader.measure(url=url, workload="list_feedback", target="gateway", concurrency=50,
+                   calls=total - first, warmup=0, groups={})
+    after_total = rss_kib(gateway.pgid)
+    growth = (after_total["rss_kib"] - after_first["rss_kib"]) / max(1, after_first["rss_kib"])
+    return {"calls": [first, total], "after_10k": after_first, "after_100k": after_total,
             "growth_pct": round(growth * 100, 1), "flat_within_5pct": abs(growth) <= SOAK_FLAT}
 
 
@@ -133,13 +136,15 @@ def measure_all(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             report["curves"] = scaling.measure_curves(
                 loader, stack.curve_gateway, stack.curve_baseline(), curve_plan,
                 stack.fast_pgid())
+            report["curves"]["upstream_stats"] = stack.fast_stats()
             clock.lap("curves")
         if stack.catalog_gateway is not None:
             report["catalog"] = catalog.measure_catalog(
                 loader, stack.catalog_gateway, stack.catalog_built, headline_plan)
             clock.lap("catalog")
         if not args.smoke and not args.no_soak:
-            report["soak"] = soak(loader, stack.soak_gateway())
+            report["soak"] = soak(loader, stack.soak_gateway(), args.soak_calls // 10,
+                                  args.soak_calls)
             clock.lap("soak")
     return report
 

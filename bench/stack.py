@@ -47,6 +47,13 @@ def gateway_target(name: str, started: Started) -> Target:
     return Target(name, f"{started.origin}/{{service}}/mcp", started.pgid)
 
 
+def fast_stats(fast: Started) -> dict[str, Any]:
+    """The fast upstream's counts so far (answers from memory, captures, passes)."""
+    with urllib.request.urlopen(fast.ready_url, timeout=10) as answer:  # noqa: S310 - loopback
+        stats: dict[str, Any] = json.loads(answer.read())
+        return stats
+
+
 @dataclass
 class ModeStack:
     mode: str
@@ -62,12 +69,7 @@ class ModeStack:
         return self.upstream.pgid
 
     def upstream_stats(self) -> dict[str, Any] | None:
-        """The fast upstream's counts (answers from memory, captures, passes)."""
-        if self.mode != "fast":
-            return None
-        with urllib.request.urlopen(self.upstream.ready_url, timeout=10) as answer:  # noqa: S310
-            stats: dict[str, Any] = json.loads(answer.read())
-            return stats
+        return fast_stats(self.upstream) if self.mode == "fast" else None
 
 
 @dataclass
@@ -85,6 +87,9 @@ class Stack:
 
     def fast_pgid(self) -> int:
         return self.upstreams["fast"].pgid
+
+    def fast_stats(self) -> dict[str, Any]:
+        return fast_stats(self.upstreams["fast"])
 
     def curve_baseline(self) -> Target:
         return self.baselines["fast"]
