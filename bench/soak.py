@@ -38,7 +38,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from bench.run import rss_kib
+from bench.procfs import rss_kib
 
 PYTHON = sys.executable
 ROOT = Path(__file__).resolve().parent.parent

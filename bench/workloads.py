@@ -10,6 +10,7 @@ import orjson
 
 ANALYST = "rtly_mcp_pat_demoanalyst_s3cr3t"
 WRITER = "rtly_mcp_pat_demowriter_s3cr3t"
+ADMIN = "rtly_mcp_pat_demoadmin_s3cr3t"
 REFINER = "refiner_demo_full"
 PROJECT = "a1b2c3d0-1111-11ee-8c3a-3f2b1e2d4c5a"
 FEEDBACK_ID = "6b002f80afea618e23cd19bf"
@@ -31,6 +32,8 @@ class Workload:
     peer_tool: str | None = None
     """The FastMCP OpenAPI tool doing the same upstream call, when the peer has one."""
     peer_arguments: dict[str, Any] | None = None
+    rows: int | None = None
+    """The rows the call asks for, on the scaling curves."""
 
     def request(self, target: str) -> tuple[bytes, dict[str, str]]:
         if target == "peer":
@@ -42,7 +45,7 @@ class Workload:
                                     "X-Bench-Workload": self.name}
 
 
-WORKLOADS = {w.name: w for w in (
+HEADLINE = (
     Workload("list_feedback", "retently", ANALYST, "tools/call",
              {"name": "list_feedback", "arguments": {"limit": 50}},
              "/api/v2/feedback?page=1&limit=50&sort=-createdDate", f"api_key={ANALYST}",
@@ -57,4 +60,35 @@ WORKLOADS = {w.name: w for w in (
     Workload("write_preview", "retently", WRITER, "tools/call",
              {"name": "tag_feedback", "arguments": {"id": FEEDBACK_ID, "add": ["bench"]}},
              f"/api/v2/feedback/{FEEDBACK_ID}", f"api_key={WRITER}"),
-)}
+)
+"""Measured on every target, in each upstream mode."""
+
+
+def feedback_rows(rows: int) -> Workload:
+    """list_feedback (analyst token: pseudonymisation on) asking for `rows` rows."""
+    return Workload(f"list_feedback_rows{rows}", "retently", ANALYST, "tools/call",
+                    {"name": "list_feedback", "arguments": {"limit": rows}},
+                    f"/api/v2/feedback?page=1&limit={rows}&sort=-createdDate",
+                    f"api_key={ANALYST}", rows=rows)
+
+
+def responses_rows(rows: int) -> Workload:
+    """Refiner get-responses asking for `rows` responses (contact data always dropped)."""
+    return Workload(f"get_responses_rows{rows}", "refiner", REFINER, "tools/call",
+                    {"name": "get-responses", "arguments": {"project_uuid": PROJECT,
+                                                            "page_length": rows}},
+                    f"/v1/responses?page_length={rows}", f"Bearer {REFINER}", rows=rows)
+
+
+FEEDBACK_CURVE = tuple(feedback_rows(rows) for rows in (10, 50, 100, 500))
+RESPONSES_CURVE = tuple(responses_rows(rows) for rows in (500,))
+CATALOG_SERVICE = "catalog"
+CATALOG_TOOLS_LIST = Workload("tools_list_catalog", CATALOG_SERVICE, "bench_catalog_caller_token",
+                              "tools/list", {}, "", "")
+"""tools/list on the synthetic catalog (a passthrough service: any bearer token is taken)."""
+RETENTLY_TOOLS_LIST_ALL = Workload("tools_list_admin", "retently", ADMIN, "tools/list", {}, "",
+                                   f"api_key={ADMIN}")
+"""tools/list of every Retently tool (the admin token has every scope): the catalog's match."""
+
+WORKLOADS = {w.name: w for w in (*HEADLINE, *FEEDBACK_CURVE, *RESPONSES_CURVE,
+                                 CATALOG_TOOLS_LIST, RETENTLY_TOOLS_LIST_ALL)}

@@ -1,30 +1,110 @@
-"""The benchmark harness runs end to end (a few hundred calls, no targets), so it cannot rot."""
+"""The benchmark harness runs end to end (a few dozen calls per point, the fast upstream only,
+a 200-tool catalog), so it cannot rot, and reports every figure it exists for."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from typing import Any
+
+import pytest
 
 from tests.support import REPO
 
+HEADLINE = ("list_feedback", "get_responses", "tools_list", "write_preview")
+UPSTREAM_CALLING = ("list_feedback", "get_responses", "write_preview")
 
-def test_the_benchmark_smoke_run_measures_every_workload_without_errors() -> None:
+
+@pytest.fixture(scope="module")
+def report() -> dict[str, Any]:
     finished = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--no-peer", "--workers", "2"], cwd=REPO,
         capture_output=True, text=True, timeout=600, check=False)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    report = json.loads((REPO / "bench" / "results" / "smoke.json").read_text())
-    keys = {f"{w}@{c}" for w in ("list_feedback", "get_responses", "tools_list", "write_preview")
-            for c in (1, 50)}
-    assert set(report["workloads"]) == keys
-    for point, targets in report["workloads"].items():
+    result: dict[str, Any] = json.loads((REPO / "bench" / "results" / "smoke.json").read_text())
+    return result
+
+
+def test_every_workload_is_measured_on_every_target_without_errors(
+        report: dict[str, Any]) -> None:
+    assert report["upstreams"] == ["fast"] and set(report["modes"]) == {"fast"}
+    points = report["modes"]["fast"]["workloads"]
+    assert set(points) == {f"{w}@{c}" for w in HEADLINE for c in (1, 50)}
+    plan = report["plan"]["headline"]
+    for point, targets in points.items():
         scaled = {"gateway x2 workers"} if point == "list_feedback@50" else set()
         assert set(targets) == {"gateway", "baseline"} | scaled
+        planned = plan["rounds"] * (plan["calls"] if point.endswith("@50") else max(
+            plan["floor"], plan["calls"] // 8))
         for measured in targets.values():
-            assert measured["errors"] == 0
+            assert measured["errors"] == 0 and measured["calls"] == planned
             assert measured["calls_per_s"] > 0 and measured["p99_ms"] >= measured["p50_ms"]
+            assert measured["calls_per_s_range"][0] <= measured["calls_per_s"]
+            assert measured["upstream_cpu_ms_per_call"] is not None
     assert 0 < report["spec_load_ms"] < 5000
-    workers = report["workloads"]["list_feedback@50"]["gateway x2 workers"]
-    assert workers["peak_rss_kib"] > report["workloads"]["list_feedback@50"]["gateway"][
+    workers = points["list_feedback@50"]["gateway x2 workers"]
+    assert workers["peak_rss_kib"] > points["list_feedback@50"]["gateway"][
         "peak_rss_kib"]  # summed over two worker processes
+
+
+def test_cpu_per_call_is_measured_for_every_target(report: dict[str, Any]) -> None:
+    points = report["modes"]["fast"]["workloads"]
+    for point in ("list_feedback@1", "list_feedback@50"):
+        for target, measured in points[point].items():
+            assert 0 < measured["cpu_ms_per_call"] < 100, (point, target)
+    for target in ("gateway", "baseline"):  # the clock ticks at 10 ms: summed over points
+        assert sum(p[target]["cpu_ms_per_call"] for p in points.values()) > 0
+        for measured in points.values():
+            assert measured[target]["cpu_ms_per_call"] >= 0
+    gateway = points["list_feedback@50"]["gateway"]
+    assert gateway["cpu_vs_baseline"] == round(
+        gateway["cpu_ms_per_call"] / points["list_feedback@50"]["baseline"]["cpu_ms_per_call"], 2)
+
+
+def test_the_fast_upstream_answers_from_memory(report: dict[str, Any]) -> None:
+    stats = report["modes"]["fast"]["upstream_stats"]
+    points = report["modes"]["fast"]["workloads"]
+    counted = sum(m["calls"] for key, targets in points.items() for m in targets.values()
+                  if key.partition("@")[0] in UPSTREAM_CALLING)
+    assert stats["hits"] >= counted  # every counted call's upstream request, from memory
+    assert 0 < stats["keys"] <= stats["captured"] < counted // 10
+
+
+def test_the_rows_curves_have_their_points(report: dict[str, Any]) -> None:
+    curves = report["curves"]
+    feedback = curves["list_feedback"]["points"]
+    assert [p["rows"] for p in feedback] == [10, 50, 100, 500]
+    assert [p["rows_returned"] for p in feedback] == [10, 50, 100, 500]
+    responses = curves["get_responses"]["points"]
+    assert [(p["rows"], p["rows_returned"]) for p in responses] == [(500, 500)]
+    for point in (*feedback, *responses):
+        assert set(point["targets"]) == {"gateway", "baseline"}
+        assert point["targets"]["gateway"]["errors"] == 0
+        assert point["targets"]["gateway"]["cpu_ms_per_call"] > 0
+        assert point["cpu_us_per_row"]["gateway"] == round(
+            point["targets"]["gateway"]["cpu_ms_per_call"] * 1000 / point["rows_returned"], 3)
+    assert feedback[-1]["targets"]["gateway"]["cpu_ms_per_call"] > feedback[0]["targets"][
+        "gateway"]["cpu_ms_per_call"]  # 500 rows cost more than 10
+    assert curves["list_feedback"]["fit"]["us_per_row"] > 0
+    assert curves["upstream_stats"]["padded"] >= 1  # the sandbox has 350 feedback rows, not 500
+    assert len(curves["list_feedback"]["marginal_us_per_row"]) == 3
+
+
+def test_the_catalog_is_imported_loaded_and_listed(report: dict[str, Any]) -> None:
+    catalog = report["catalog"]
+    assert catalog["operations"] == 200
+    assert catalog["tools"] == {"catalog": 200, "retently": 53}
+    assert 0 < catalog["load_ms"] < 30_000
+    assert set(catalog["tools_list"]) == {"c1", "c50"}
+    for point in catalog["tools_list"].values():
+        assert point["catalog"]["errors"] == 0 and point["retently"]["errors"] == 0
+    assert sum(p["catalog"]["cpu_ms_per_call"] for p in catalog["tools_list"].values()) > 0
+
+
+def test_the_markdown_report_has_every_table(report: dict[str, Any]) -> None:
+    text = (REPO / "bench" / "results" / "smoke.md").read_text()
+    for heading in ("## Headline", "## Every point", "## CPU against rows", "## Catalog size"):
+        assert heading in text
+    assert "| list_feedback | fast | gateway |" in text
+    assert "soak" not in report  # the smoke run leaves the 100,000 calls out

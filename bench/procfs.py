@@ -1,0 +1,63 @@
+"""What a target costs, read from Linux /proc: CPU time of a whole process group (a target and
+the workers it forks) and resident memory.
+
+Every target is started in a session of its own (`start_new_session=True`), so its process
+group id is its pid and the group holds exactly the target and its children.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+PROC = Path("/proc")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat from field 3 (state) on; the command name (field 2) may
+    hold spaces and parentheses, so the split starts after its last ')'. None once the process
+    is gone."""
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Every live process whose process group is `pgid` (field 5 of /proc/<pid>/stat)."""
+    members = []
+    for entry in os.scandir(PROC):
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is not None and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def group_cpu_s(pgid: int) -> float:
+    """utime + stime (fields 14 and 15, all threads of each process) summed over the group, in
+    seconds. Resolution: one clock tick (usually 10 ms), so measure many calls at a time."""
+    ticks = 0
+    for pid in group_members(pgid):
+        fields = _stat_fields(pid)
+        if fields is not None:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / TICKS_PER_S
+
+
+def rss_kib(pid: int) -> dict[str, int]:
+    """Current and peak resident memory of a process; for a `serve --workers` parent, the sum
+    over its workers (the parent itself only waits)."""
+    children = (PROC / str(pid) / "task" / str(pid) / "children").read_text().split()
+    if children:
+        each = [rss_kib(int(child)) for child in children]
+        return {key: sum(one[key] for one in each) for key in ("rss_kib", "peak_rss_kib")}
+    fields = {}
+    for line in (PROC / str(pid) / "status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0])
+    return {"rss_kib": fields.get("VmRSS", 0), "peak_rss_kib": fields.get("VmHWM", 0)}

@@ -1,0 +1,152 @@
+"""The processes of a benchmark run: each started in a session (and so a process group) of its
+own, so that its CPU time, workers included, can be read from /proc by group, and stopped as a
+group at the end. Also the persistent load generator the run talks to."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url}: the process exited at startup")
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback only
+                return
+        except urllib.error.HTTPError:
+            return  # it answers: good enough for "listening"
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url}: not ready within {seconds:.0f} s")
+
+
+@dataclass
+class Started:
+    name: str
+    process: subprocess.Popen[bytes]
+    ready_url: str
+    port: int
+
+    @property
+    def pgid(self) -> int:
+        return self.process.pid  # start_new_session: the group is the process's own
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Fleet:
+    """Processes started together and waited for together; all stopped on leaving."""
+
+    started: list[Started] = field(default_factory=list)
+
+    def start(self, name: str, command: list[str], ready_path: str, port: int,
+              env: dict[str, str] | None = None) -> Started:
+        process = subprocess.Popen(command, env={**os.environ, **(env or {})},  # noqa: S603
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   cwd=ROOT, start_new_session=True)
+        one = Started(name, process, f"http://127.0.0.1:{port}{ready_path}", port)
+        self.started.append(one)
+        return one
+
+    def wait_ready(self) -> None:
+        for one in self.started:
+            wait_ready(one.ready_url, one.process)
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        for one in reversed(self.started):
+            if one.process.poll() is None:
+                os.killpg(one.pgid, signal.SIGTERM)
+        for one in self.started:
+            try:
+                one.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(one.pgid, signal.SIGKILL)
+                one.process.wait(timeout=5)
+
+
+class Loader:
+    """`python -m bench.load --serve`, one process for the whole run: a point is one JSON line
+    out and one back, instead of a Python start-up per point."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 - our own module
+            [PYTHON, "-m", "bench.load", "--serve"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+    def measure(self, **request: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"the load generator stopped (exit {self.process.wait()})")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def __enter__(self) -> Loader:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def post_raw(url: str, body: bytes, headers: dict[str, str]) -> bytes:
+    """One request, its answer's bytes (a loopback probe outside any measurement)."""
+    request = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback
+        raw: bytes = answer.read()
+        return raw
+
+
+def post_json(url: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(post_raw(url, body, headers))
+    return result
+
+
+def spec_load_ms(tree: Path | None = None) -> float:
+    """How long loading a spec tree takes in a fresh process (default: the shipped specs)."""
+    where = f"Path({str(tree)!r})" if tree else "SHIPPED_SPECS"
+    code = ("import time;from pathlib import Path;from gateway.spec.loader import load_tree;"
+            "from gateway.settings import SHIPPED_SPECS;t=time.perf_counter();"
+            f"load_tree({where},{{}});print((time.perf_counter()-t)*1000)")
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True,  # noqa: S603
+                         check=True, cwd=ROOT).stdout
+    return round(float(out.strip().splitlines()[-1]), 1)
