@@ -4,7 +4,7 @@ Frozen pydantic models, unknown keys refused. Pure; service.yaml's models are in
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     Field,
@@ -205,6 +205,11 @@ class WriteSpec(SpecModel):
     irreversible: str | None = Field(None, min_length=1, max_length=200)
     """What makes the change one that cannot be taken back, in words a person reads after
     "This", e.g. "sends a real email": said in the confirmation a person is asked."""
+    editable: list[str] = []
+    """Arguments a person may change in the confirmation dialog before the change is made
+    (clients that confirm by elicitation): a text, number or yes/no argument is a field holding
+    the value given; a list is a choice of its items, all ticked, that the person can narrow.
+    What comes back is checked like the call's own arguments."""
 
     @model_validator(mode="after")
     def _checks_need_a_read(self) -> WriteSpec:
@@ -250,6 +255,9 @@ class ReadSpec(SpecModel):
     `upstream.max_in_flight_per_tool`."""
 
 
+EDITABLE_TYPES: Final = ("string", "number", "integer", "boolean", "array")
+
+
 class ToolSpec(ReadSpec):
     name: str = Field(pattern=NAME_PATTERN)
     title: str | None = None
@@ -279,6 +287,12 @@ class ToolSpec(ReadSpec):
             raise ValueError("`write` is for tools of kind: write")
         if self.kind == "write" and self.request is None:
             raise ValueError("a write tool sends one `request`")
+        for name in self.write.editable if self.write else ():
+            if name not in self.input:
+                raise ValueError(f"`write.editable` names {name!r}, which is not in `input`")
+            if self.input[name].type not in EDITABLE_TYPES:
+                raise ValueError(f"`write.editable`: {name!r} is not a string, number, integer, "
+                                 "boolean or array argument")
         if self.kind == "write" and self.input_required:
             raise ValueError("a write tool asks for its confirmation itself: `input_required` "
                              "is for read and meta tools")

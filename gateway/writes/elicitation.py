@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 import orjson
 
+from gateway.calls.arguments import check_rules, gate_personal_data, validated_arguments
 from gateway.calls.context import Caller
-from gateway.errors import ToolExecutionError
+from gateway.errors import ProtocolError, ToolExecutionError
 from gateway.protocol.mrtr import InputRequired, Retry, elicitation, input_required, refused_input
 from gateway.spec.compiled import CompiledTool
 from gateway.spec.templates import RenderContext
 from gateway.writes.confirmations import ConfirmationRefused, claims_of, issue
+from gateway.writes.edits import edit_fields, edited_arguments
 from gateway.writes.execution import WriteCalls, WriteOutcome
 from gateway.writes.previews import Redactor
 
@@ -32,11 +35,11 @@ PURPOSE: Final = "elicitation"
 """The `p` claim of a confirmation state (a rounds state says `input`)."""
 CONFIRM: Final = "confirm"
 """The key of the elicitation in `inputRequests`, and of its one field."""
+CONFIRM_FIELD: Final = {"type": "boolean", "title": "Make this change",
+                        "description": "Yes sends the request above, once.", "default": False}
 SCHEMA: Final = {
     "type": "object",
-    "properties": {CONFIRM: {"type": "boolean", "title": "Make this change",
-                             "description": "Yes sends the request above, once.",
-                             "default": False}},
+    "properties": {CONFIRM: CONFIRM_FIELD},
     "required": [CONFIRM],
 }
 MAX_VALUE_CHARS: Final = 10_000
@@ -73,9 +76,10 @@ class HumanWrites:
                                                expires_at, answer):
                 raise refused_input("The request state was already used.")
             raise ToolExecutionError(_NOT_MADE[answer])
+        ctx, edited = _with_edits(tool, caller, ctx, retry.answers[CONFIRM].get("content"))
         try:
             return await self._writes.execute_confirmed(tool, caller, ctx, redact, nonce,
-                                                        expires_at)
+                                                        expires_at, edited)
         except ConfirmationRefused as refused:
             raise refused_input(refused.reason) from refused
 
@@ -87,7 +91,12 @@ class HumanWrites:
                       account=caller.account, now=self._clock(),
                       ttl_s=caller.writes.confirm_ttl_s, extra={"p": PURPOSE})
         message = confirmation_message(tool, preview, service, ctx.arguments)
-        return input_required({CONFIRM: elicitation(message, SCHEMA)}, state.token)
+        fields = edit_fields(tool, ctx.arguments)
+        if fields:
+            message += ("\n\nYou can change " + _and(f["title"] for f in fields.values())
+                        + " in the form first: what you confirm is what is sent.")
+        schema = {**SCHEMA, "properties": {CONFIRM: CONFIRM_FIELD, **fields}}
+        return input_required({CONFIRM: elicitation(message, schema)}, state.token)
 
     def _opened(self, state: str, tool: CompiledTool, caller: Caller,
                 ctx: RenderContext) -> tuple[str, int]:
@@ -105,6 +114,36 @@ class HumanWrites:
         if claims.get("p") != PURPOSE:
             raise refused_input("The request state is not for this request.")
         return str(claims.get("n")), int(claims.get("e", 0))
+
+
+def _with_edits(tool: CompiledTool, caller: Caller, ctx: RenderContext,
+                content: Any) -> tuple[RenderContext, tuple[str, ...]]:
+    """The call as the person left it in the form: their changes, checked like the call's own
+    arguments (schema, rules, personal-data scopes) before anything is sent.
+
+    Raises:
+        ToolExecutionError: a change that does not pass; the confirmation stays unused.
+    """
+    try:
+        arguments, edited = edited_arguments(tool, ctx.arguments, content)
+        if not edited:
+            return ctx, ()
+        arguments = validated_arguments(tool, arguments)
+    except (ValueError, ProtocolError) as bad:
+        problems = getattr(bad, "data", None) or {}
+        detail = "; ".join(problems.get("problems", [])) or str(bad)
+        raise ToolExecutionError(
+            f"Not executed, nothing was sent: what was changed in the dialog is not valid "
+            f"({detail}). Call the tool again to ask the person again.") from bad
+    gate_personal_data(tool, caller.scopes, arguments)
+    edited_ctx = replace(ctx, arguments=arguments)
+    check_rules(tool, edited_ctx)
+    return edited_ctx, edited
+
+
+def _and(words: Any) -> str:
+    listed = [str(word).lower() for word in words]
+    return ", ".join(listed[:-1]) + " and " + listed[-1] if len(listed) > 1 else listed[0]
 
 
 _NOT_MADE: Final = {

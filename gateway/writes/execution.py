@@ -62,6 +62,8 @@ class _Call:
     digest: str
     confirmed_by: str = "token"
     """Who confirms an execution: the caller with its `token`, or a person (`elicitation`)."""
+    edited: tuple[str, ...] = ()
+    """The arguments the person changed in the dialog before confirming."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,8 @@ class WriteCalls:
         return await self._redeem(call, ctx, redact, nonce, expires_at, now)
 
     async def execute_confirmed(self, tool: CompiledTool, caller: Caller, ctx: RenderContext,
-                                redact: Redactor, nonce: str, expires_at: int) -> WriteOutcome:
+                                redact: Redactor, nonce: str, expires_at: int,
+                                edited: tuple[str, ...] = ()) -> WriteOutcome:
         """Execute a change a person confirmed (writes/elicitation.py checked its request
         state) once, within the write limit, like a token's.
 
@@ -178,7 +181,7 @@ class WriteCalls:
             ConfirmationRefused: it was used before. ToolExecutionError: as for a token.
         """
         call = _Call(tool, caller, dict(ctx.arguments),
-                     arguments_digest(tool.name, ctx.arguments), "elicitation")
+                     arguments_digest(tool.name, ctx.arguments), "elicitation", edited)
         return await self._redeem(call, ctx, redact, nonce, expires_at, self._clock())
 
     async def declined(self, tool: CompiledTool, caller: Caller, arguments: dict[str, Any],
@@ -318,9 +321,11 @@ class WriteCalls:
                                      + _RETRY[call.confirmed_by, kept]) from lost
         self._record(call, "execute", "done", upstream_status=response.status)
         await self._settle(claim, "done")
-        return WriteOutcome({"status": "done", "changed": True,
-                             "result": redact(select(tool.shape.select, response.body))},
-                            response.status)
+        done = {"status": "done", "changed": True,
+                "result": redact(select(tool.shape.select, response.body))}
+        if call.edited:  # the model asked for something else: it is told what the person changed
+            done["edited_in_dialog"] = list(call.edited)
+        return WriteOutcome(done, response.status)
 
     async def _reconciled(self, call: _Call, ctx: RenderContext, before: Any,
                           lost: UpstreamUnavailable, claim: str) -> WriteOutcome:
@@ -357,6 +362,7 @@ class WriteCalls:
                                    account=call.caller.account,
                                    arguments_digest=call.digest,
                                    confirmed_by=call.confirmed_by if phase == "execute" else None,
+                                   **({"edited": list(call.edited)} if call.edited else {}),
                                    **{"upstream_status": None, "reason": None, **extra})
         if not self._audit.to_file:
             structlog.get_logger("gateway.writes.audit").info("audit", **record)

@@ -87,3 +87,26 @@ async def test_a_client_without_a_dialog_still_previews_with_a_token(stack: Stac
     async with mcp_client(stack.endpoint("retently"), WRITER, "2026-07-28") as client:
         shown = data(await client.call_tool("add_note", {"id": target, "content": "Later."}))
     assert shown["status"] == "preview" and "confirmation_token" in shown
+
+
+async def test_the_person_can_rewrite_the_email_before_it_is_sent(stack: Stack) -> None:
+    target = await first_feedback(stack)
+    asked: list[Any] = []
+
+    async def person(context: ClientRequestContext,
+                     params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params)
+        return types.ElicitResult(action="accept", content={
+            "confirm": True, "body": "Thank you. A colleague will call you tomorrow."})
+
+    async with mcp_client(stack.endpoint("retently"), WRITER, "2026-07-28", person) as client:
+        done = data(await client.call_tool("reply_feedback", {
+            "id": target, "body": "Thanks, we are on it."}))
+        replies = data(await client.call_tool("get_feedback_replies", {"id": target}))
+    assert done["status"] == "done" and done["edited_in_dialog"] == ["body"]
+    fields = asked[0].requested_schema["properties"]
+    assert fields["body"]["default"] == "Thanks, we are on it."
+    assert fields["subject"]["default"] == "Re: your feedback"
+    bodies = str(replies)
+    assert "A colleague will call you tomorrow." in bodies
+    assert "Thanks, we are on it." not in bodies
