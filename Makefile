@@ -36,8 +36,10 @@ serve: venv               ## the gateway alone, upstream URLs from RETENTLY_API_
 sandbox: venv             ## the sandbox upstream alone
 	$(BIN)/mcp-gateway sandbox
 
+# Three test processes on two cores: much of the suite waits on the servers and commands it
+# starts; each module stays in one process, so its fixtures are built once.
 test: venv lint services node-if-possible  ## the whole suite (bounded versions of the slow checks)
-	$(BIN)/pytest -q -m "not slow" --cov --cov-report=term
+	$(BIN)/pytest -q -m "not slow" -n 3 --dist loadscope --cov --cov-report=term
 
 node-if-possible:         # tests that need Node say they were skipped when it cannot be installed
 	@$(MAKE) --no-print-directory node || echo "note: Node 22 could not be installed from the npm registry; the Node-based tests will report a skip"
