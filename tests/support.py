@@ -17,17 +17,20 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
+import pytest
 import respx
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from respx.models import AllMockedAssertionError
 
-from gateway.errors import WireError
+from gateway.errors import SpecError, SpecProblem, WireError
 from gateway.server.app import create_app, utc_now
 from gateway.settings import Settings
 from gateway.spec.compiled import Registry
+from gateway.spec.loader import load_tree
 from gateway.upstream.mock_wire import Exchange, MockWire
 from gateway.upstream.wire import Answer
 
@@ -134,3 +137,26 @@ def start_serve(specs: Path, port: int) -> subprocess.Popen[str]:
         [sys.executable, "-m", "gateway", "serve", "--specs", str(specs), "--port", str(port)],
         env={**clean, "GATEWAY_LOG_JSON": "true"}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
+
+
+def introspection_of(tokens: Mapping[str, Mapping[str, Any]], expires: int
+                     ) -> Callable[[httpx.Request], httpx.Response]:
+    """An authorization server's introspection endpoint (for respx) that knows `tokens`: each
+    active until `expires` with its claims; any other token inactive."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        token = parse_qs(request.content.decode()).get("token", [""])[0]
+        known = tokens.get(token)
+        if known is None:
+            return httpx.Response(200, json={"active": False})
+        return httpx.Response(200, json={"active": True, "exp": expires, **known})
+    return answer
+
+
+def only_problem(root: Path, files: Mapping[str, str]) -> SpecProblem:
+    """The one problem the loader reports for the spec tree `files` (written under `root`)."""
+    write_tree(root, files)
+    with pytest.raises(SpecError) as caught:
+        load_tree(root, {})
+    (problem,) = caught.value.problems
+    return problem
+

@@ -13,7 +13,6 @@ import unicodedata
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
 import orjson
@@ -26,7 +25,7 @@ from gateway.calls.redaction import PSEUDONYM_DOMAIN, Pseudonymiser, redact
 from gateway.keys import derive_key
 from gateway.spec.compiled import RedactionRules
 from gateway.upstream.mock_wire import MockWire
-from tests.support import AiohttpClient, auth, gateway_app, rpc, service_tree
+from tests.support import AiohttpClient, auth, gateway_app, introspection_of, rpc, service_tree
 
 URL = "/crm/mcp"
 API = "https://api.crm.test"
@@ -132,12 +131,7 @@ SAME_PERSON = {"id": "c1", "email": "  ANN.LEE@EXAMPLE.COM ", "firstName": "ann"
 NOTES = {"items": [{"text": "Call back", "author": "Mia Wong", "ip": "10.0.0.7"}]}
 
 
-def introspection(request: httpx.Request) -> httpx.Response:
-    token = parse_qs(request.content.decode()).get("token", [""])[0]
-    known = TOKENS.get(token)
-    if known is None:
-        return httpx.Response(200, json={"active": False})
-    return httpx.Response(200, json={"active": True, "exp": 4_102_444_800, **known})
+introspection = introspection_of(TOKENS, 4_102_444_800)
 
 
 @pytest.fixture

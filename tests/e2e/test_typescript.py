@@ -46,8 +46,14 @@ async def stack() -> AsyncIterator[Stack]:
 
 async def typescript_client(node: Path, url: str, token: str) -> dict[str, Any]:
     """What tests/ts/client.mjs saw, run from .node/ so it resolves the SDK installed there."""
+    return await run_script(node, CLIENT_SCRIPT, url, token)
+
+
+async def run_script(node: Path, script: Path, *arguments: str) -> dict[str, Any]:
+    """What a script of tests/ts/ printed (one JSON object), run from .node/ so it resolves
+    the SDK installed there; it must exit 0 within RUN_TIMEOUT_S."""
     process = await asyncio.create_subprocess_exec(
-        str(node), str(CLIENT_SCRIPT), url, token, cwd=NODE_DIR,
+        str(node), str(script), *arguments, cwd=NODE_DIR,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         async with asyncio.timeout(RUN_TIMEOUT_S):

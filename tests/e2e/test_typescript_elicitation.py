@@ -7,15 +7,14 @@ accept only.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from tests.e2e.stack import Stack, running_stack
+from tests.e2e.test_typescript import run_script
 from tests.support import REPO
 
 NODE_DIR = REPO / ".node"
@@ -23,8 +22,6 @@ NODE = NODE_DIR / "node_modules" / ".bin" / "node"
 CLIENT = NODE_DIR / "node_modules" / "@modelcontextprotocol" / "client" / "package.json"
 SCRIPT = REPO / "tests" / "ts" / "elicitation.mjs"
 WRITER = "rtly_mcp_pat_demowriter_s3cr3t"
-RUN_TIMEOUT_S = 30.0
-"""Above the script's own 20 s bound, so its stderr message is what a hang reports."""
 
 
 @pytest.fixture
@@ -42,20 +39,8 @@ async def stack() -> AsyncIterator[Stack]:
 
 
 async def person_answers(node: Path, stack: Stack, action: str, note: str) -> dict[str, Any]:
-    """What tests/ts/elicitation.mjs saw, run from .node/ so it resolves the SDK there."""
-    process = await asyncio.create_subprocess_exec(
-        str(node), str(SCRIPT), stack.endpoint("retently"), WRITER, action, note, cwd=NODE_DIR,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        async with asyncio.timeout(RUN_TIMEOUT_S):
-            stdout, stderr = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == 0, stderr.decode()
-    seen = orjson.loads(stdout)
-    assert isinstance(seen, dict)
+    """What tests/ts/elicitation.mjs saw."""
+    seen = await run_script(node, SCRIPT, stack.endpoint("retently"), WRITER, action, note)
     assert seen["protocolVersion"] == "2026-07-28"
     return seen
 

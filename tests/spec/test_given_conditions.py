@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 
 from gateway.calls.derive import active_conditions, match_any, matches
-from gateway.errors import SpecError
 from gateway.spec.compiled import CollectSource, CompiledTool
 from gateway.spec.jmes import compile_expression, search
 from gateway.spec.loader import load_tree
 from gateway.spec.templates import RenderContext
-from tests.support import write_tree
+from tests.support import only_problem, write_tree
 
 SERVICE = textwrap.dedent("""\
     version: 1
@@ -119,12 +118,7 @@ def test_given_conditions_on_a_hidden_field_need_the_pii_scope_only_for_their_ar
 ])
 def test_a_bad_given_entry_is_reported_at_its_key(tmp_path: Path, text: str, line: int,
                                                   fragment: str) -> None:
-    write_tree(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yaml": text})
-
-    with pytest.raises(SpecError) as caught:
-        load_tree(tmp_path, {})
-
-    (problem,) = caught.value.problems
+    problem = only_problem(tmp_path, {"demo/service.yaml": SERVICE, "demo/items.yaml": text})
     assert problem.line == line and problem.message.startswith(fragment), str(problem)
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
 import orjson
@@ -22,7 +21,15 @@ from aiohttp.test_utils import TestClient
 
 from gateway.upstream.mock_wire import MockWire
 from tests.e2e.stack import MODES, mcp_client, running_stack
-from tests.support import AiohttpClient, Clock, auth, gateway_app, rpc, service_tree
+from tests.support import (
+    AiohttpClient,
+    Clock,
+    auth,
+    gateway_app,
+    introspection_of,
+    rpc,
+    service_tree,
+)
 
 URL = "/desk/mcp"
 API = "api.desk.test"
@@ -92,12 +99,7 @@ tools:
 ARGS: dict[str, Any] = {"id": "n1", "title": "New title", "labels": ["b"]}
 
 
-def introspection(request: httpx.Request) -> httpx.Response:
-    token = parse_qs(request.content.decode()).get("token", [""])[0]
-    known = TOKENS.get(token)
-    if known is None:
-        return httpx.Response(200, json={"active": False})
-    return httpx.Response(200, json={"active": True, "exp": FAR, **known})
+introspection = introspection_of(TOKENS, FAR)
 
 
 @dataclass
