@@ -161,6 +161,11 @@ class Settings(BaseSettings):
     """When set, /metrics answers only `Authorization: Bearer <this>` (otherwise it is open,
     like /healthz: counts and timings by service and tool, never an id or a token)."""
 
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    """The asyncio event loop of each serving process: `auto` is uvloop when installed (the
+    `fast` extra) and the standard library's loop otherwise; `uvloop` refuses to start without
+    it. The loop chosen is logged at startup (`event_loop`)."""
+
     tracing: bool = False
     """OpenTelemetry spans (a request, its upstream exchanges) exported over OTLP as the
     OTEL_EXPORTER_OTLP_* variables say; needs the `tracing` extra. Off: no cost at all."""

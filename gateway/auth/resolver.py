@@ -24,7 +24,7 @@ from gateway.auth.principal import (
 )
 from gateway.errors import AuthError, IntrospectionThrottled
 from gateway.spec.compiled import CompiledService
-from gateway.telemetry.metrics import INTROSPECTIONS
+from gateway.telemetry.metrics import INTROSPECTIONS, child
 from gateway.writes.limits import refill
 
 NEGATIVE_CACHE_S: Final = 30.0
@@ -94,7 +94,7 @@ class TokenResolver:
         cached = self._cache.get(key)
         now = self._clock()
         if cached is not None and cached.until > now:
-            INTROSPECTIONS.labels(service.name, "hit").inc()
+            child(INTROSPECTIONS, service.name, "hit").inc()
             return _answer(cached)
         INTROSPECTIONS.labels(service.name, "miss").inc()
         asking = self._asking.get(key)

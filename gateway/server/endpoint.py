@@ -49,7 +49,7 @@ from gateway.server.origin import origin_allowed
 from gateway.server.state import CALLS, RESOLVER, SETTINGS, SHAPED, SPECS
 from gateway.server.streaming import ProgressStream, ProgressToken, progress_token
 from gateway.spec.compiled import CompiledService
-from gateway.telemetry.metrics import REQUEST_SECONDS, REQUESTS, UPSTREAM_TIME
+from gateway.telemetry.metrics import REQUEST_SECONDS, REQUESTS, UPSTREAM_TIME, child
 from gateway.telemetry.tracing import request_span
 
 log = structlog.get_logger("gateway")
@@ -267,8 +267,8 @@ class _Event:
                 else "unknown" if named else "")
         seconds = time.perf_counter() - self.started
         upstream = UPSTREAM_TIME.get()
-        REQUESTS.labels(self.service.name, method, tool, outcome).inc()
-        REQUEST_SECONDS.labels(self.service.name, method).observe(seconds)
+        child(REQUESTS, self.service.name, method, tool, outcome).inc()
+        child(REQUEST_SECONDS, self.service.name, method).observe(seconds)
         structlog.contextvars.bind_contextvars(
             service=self.service.name, mcp_method=method, tool=tool or None, outcome=outcome,
             upstream_status=upstream_status, mcp_ms=round(seconds * 1000, 2),
@@ -280,5 +280,10 @@ def who(principal: Principal | None) -> str | None:
     caller through the logs, never the token nor the raw ids."""
     if principal is None or principal.token is None:
         return None
-    name = f"{principal.account or ''}\x00{principal.subject or ''}"
+    return _digest_of(principal.account, principal.subject)
+
+
+@functools.lru_cache(maxsize=4096)  # the same callers come back: hash each once
+def _digest_of(account: str | None, subject: str | None) -> str:
+    name = f"{account or ''}\x00{subject or ''}"
     return hashlib.sha256(name.encode()).hexdigest()[:12]

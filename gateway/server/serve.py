@@ -31,6 +31,7 @@ from gateway.server.connections import connection_bound, serve_until_stopped
 from gateway.server.console import cannot_listen, load_or_report, refuse
 from gateway.server.hosts import is_loopback_bind
 from gateway.server.listen import base_url, bound_port, listen
+from gateway.server.loops import loop_factory
 from gateway.server.workers import run_workers, stop_when_orphaned
 from gateway.settings import Settings
 from gateway.spec.compiled import Registry
@@ -149,9 +150,12 @@ def _serve_app(settings: Settings, registry: Registry, sockets: list[socket.sock
             ready()
 
         app.on_startup.append(started)
-    asyncio.run(serve_until_stopped(
-        app, sockets, access_log=settings.access_log, shutdown_timeout_s=DRAIN_S,
-        max_connections=connection_bound(settings.max_connections)))
+    factory, loop_name = loop_factory(settings.event_loop)
+    structlog.get_logger("gateway").info("event_loop", loop=loop_name)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve_until_stopped(
+            app, sockets, access_log=settings.access_log, shutdown_timeout_s=DRAIN_S,
+            max_connections=connection_bound(settings.max_connections)))
 
 
 def unknown_variables(environment: Mapping[str, str]) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import os
-from typing import Final
+from typing import Final, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -76,6 +76,20 @@ SPECS_LOADED: Final = Gauge(
     multiprocess_mode="livemax")
 
 
+Labelled = TypeVar("Labelled", Counter, Gauge, Histogram)
+_CHILDREN: dict[tuple[object, tuple[str, ...]], object] = {}
+
+
+def child(metric: Labelled, *labels: str) -> Labelled:
+    """`metric.labels(*labels)`, kept: on the request path that lookup (label checks, a lock)
+    costs more than the count itself. Bounded as the label values are (see above)."""
+    key = (metric, labels)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*labels)
+    return found  # type: ignore[return-value]
+
+
 def exposition() -> tuple[bytes, str]:
     """The text /metrics answers with, and its content type: this process's metrics, or every
     worker's summed in multiprocess mode."""
@@ -115,9 +129,9 @@ def upstream_exchange(service: str, seconds: float, status: int | None,
                       failure: str | None = None) -> None:
     """One upstream exchange: timed, its status or failure counted, and added to the request's
     upstream time."""
-    UPSTREAM_SECONDS.labels(service).observe(seconds)
+    child(UPSTREAM_SECONDS, service).observe(seconds)
     if status is not None:
-        UPSTREAM_RESPONSES.labels(service, str(status)).inc()
+        child(UPSTREAM_RESPONSES, service, str(status)).inc()
     if failure is not None:
         UPSTREAM_FAILURES.labels(service, failure).inc()
     spent = UPSTREAM_TIME.get()
