@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -69,12 +70,14 @@ class Served:
         return logged.decode(errors="replace")
 
 
-@pytest.fixture
-async def served(upstream: str) -> AsyncIterator[Served]:
+@asynccontextmanager
+async def serving(upstream: str, header_timeout_s: float) -> AsyncIterator[Served]:
+    """`serve` in its own process in front of `upstream`, until the block ends."""
     port = free_port()
     env = {**os.environ, "RETENTLY_API_URL": upstream, "REFINER_API_URL": upstream,
            "REFINER_AUTH_URL": upstream, "GATEWAY_LOG_JSON": "true",
-           "GATEWAY_HEADER_TIMEOUT_S": "1", "GATEWAY_MAX_CONNECTIONS": str(MAX_CONNECTIONS)}
+           "GATEWAY_HEADER_TIMEOUT_S": str(header_timeout_s),
+           "GATEWAY_MAX_CONNECTIONS": str(MAX_CONNECTIONS)}
     process = subprocess.Popen(  # noqa: S603, ASYNC220 - started, stopped by the test
         [sys.executable, "-m", "gateway", "serve", "--port", str(port)], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
@@ -93,6 +96,21 @@ async def served(upstream: str) -> AsyncIterator[Served]:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
+
+
+@pytest.fixture
+async def served(upstream: str) -> AsyncIterator[Served]:
+    """A gateway that cuts off a client still sending headers after one second."""
+    async with serving(upstream, header_timeout_s=1) as running:
+        yield running
+
+
+@pytest.fixture
+async def served_patiently(upstream: str) -> AsyncIterator[Served]:
+    """A gateway whose idle connections stay open through a slow test (a loaded machine may
+    take longer than a second to open a few dozen)."""
+    async with serving(upstream, header_timeout_s=30) as running:
+        yield running
 
 
 def request_with(header_line: bytes) -> bytes:
@@ -165,7 +183,8 @@ async def test_clients_trickling_their_headers_are_cut_off_and_others_are_served
 
 
 async def test_past_the_connection_bound_new_connections_are_refused_politely(
-        served: Served) -> None:
+        served_patiently: Served) -> None:
+    served = served_patiently
     held: list[socket.socket] = []
     try:
         held.extend(socket.create_connection(("127.0.0.1", served.port), timeout=5)
