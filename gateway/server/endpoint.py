@@ -47,7 +47,7 @@ from gateway.protocol.replies import (
 from gateway.server.discovery import public_base, resource_metadata_url
 from gateway.server.origin import origin_allowed
 from gateway.server.state import CALLS, RESOLVER, SETTINGS, SHAPED, SPECS
-from gateway.server.streaming import ProgressStream, ProgressToken, progress_token
+from gateway.server.streaming import ProgressStream, ProgressToken, media_types, progress_token
 from gateway.spec.compiled import CompiledService
 from gateway.telemetry.metrics import REQUEST_SECONDS, REQUESTS, UPSTREAM_TIME, child
 from gateway.telemetry.tracing import request_span
@@ -106,12 +106,8 @@ async def mcp_endpoint(request: web.Request) -> web.StreamResponse:
     return await _serve(request, service, data, started)
 
 
-@functools.lru_cache(maxsize=256)  # a client sends the same Accept on every request
 def _accepts_json(accept: str | None) -> bool:
-    if accept is None:
-        return True
-    kinds = {part.split(";")[0].strip().lower() for part in accept.split(",")}
-    return bool(kinds & {JSON, "application/*", "*/*"})
+    return accept is None or bool(media_types(accept) & {JSON, "application/*", "*/*"})
 
 
 async def _serve(request: web.Request, service: CompiledService, data: Any,

@@ -55,13 +55,15 @@ def progress_token(inbound: Inbound, service: CompiledService,
     return token
 
 
-@functools.lru_cache(maxsize=256)  # a client sends the same Accept on every request
 def takes_events(accept: str | None) -> bool:
     """Whether an Accept header lists SSE (a client that sends none gets JSON)."""
-    if accept is None:
-        return False
-    kinds = {part.split(";")[0].strip().lower() for part in accept.split(",")}
-    return bool(kinds & {EVENT_STREAM, "text/*", "*/*"})
+    return accept is not None and bool(media_types(accept) & {EVENT_STREAM, "text/*", "*/*"})
+
+
+@functools.lru_cache(maxsize=256)  # a client sends the same Accept on every request
+def media_types(accept: str) -> frozenset[str]:
+    """The media types an Accept header lists, without parameters, in lower case."""
+    return frozenset(part.split(";")[0].strip().lower() for part in accept.split(","))
 
 
 def event(message: dict[str, Any] | bytes) -> bytes:
