@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,39 +35,24 @@ from tests.support import (
     rpc,
     service_tree,
 )
+from tests.writes.desk import (
+    API,
+    COLLEAGUE,
+    FAR,
+    INTROSPECT,
+    OTHER_ACCOUNT,
+    START,
+    URL,
+    WRITER,
+    service,
+    tokens,
+)
 
-URL = "/desk/mcp"
-API = "api.desk.test"
-INTROSPECT = "https://auth.desk.test/introspect"
-START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-FAR = int(START.timestamp()) + 365 * 86_400
 MODERN = "2026-07-28"
-
-WRITER = "desk_writer_a"
-COLLEAGUE = "desk_colleague_a"
-OTHER_ACCOUNT = "desk_writer_b"
-TOKENS: dict[str, dict[str, Any]] = {
-    WRITER: {"scope": "notes:write", "sub": "u_writer", "account_id": "acc_a"},
-    COLLEAGUE: {"scope": "notes:write", "sub": "u_colleague", "account_id": "acc_a"},
-    OTHER_ACCOUNT: {"scope": "notes:write", "sub": "u_writer", "account_id": "acc_b"},
-}
+TOKENS = tokens("notes:write")
 ELICITATION: dict[str, Any] = {"elicitation": {"form": {}}}
-
-SERVICE = """
-version: 1
-name: desk
-title: Desk
-endpoint: /desk/mcp
-upstream:
-  base_url: https://api.desk.test/v1
-auth:
-  resolver: introspection
-  introspection_url: https://auth.desk.test/introspect
-  token_pattern: '^desk_[a-z0-9_]+$'
-scopes:
-  - {name: "notes:write"}
-writes: {confirm_ttl_s: 120, per_account_per_minute: 2, require_human: [email_note]}
-"""
+SERVICE = service(["notes:write"], "{confirm_ttl_s: 120, per_account_per_minute: 2, "
+                  "require_human: [email_note]}")
 TOOLS = """
 version: 1
 tools:

@@ -22,15 +22,8 @@ from gateway.errors import SpecError
 from gateway.spec.loader import load_tree
 from gateway.upstream.mock_wire import MockWire
 from tests.support import AiohttpClient, Clock, gateway_app, service_tree
-from tests.writes.test_elicitation import (
-    API,
-    INTROSPECT,
-    SERVICE,
-    START,
-    call,
-    introspection,
-    text_of,
-)
+from tests.writes.desk import API, INTROSPECT, START
+from tests.writes.test_elicitation import SERVICE, call, introspection, text_of
 
 TOOLS = """
 version: 1

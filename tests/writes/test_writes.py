@@ -9,7 +9,6 @@ the sandbox upstream with the official client, in both eras.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,40 +29,22 @@ from tests.support import (
     rpc,
     service_tree,
 )
+from tests.writes.desk import (
+    API,
+    COLLEAGUE,
+    FAR,
+    INTROSPECT,
+    OTHER_ACCOUNT,
+    READER,
+    START,
+    URL,
+    WRITER,
+    service,
+    tokens,
+)
 
-URL = "/desk/mcp"
-API = "api.desk.test"
-INTROSPECT = "https://auth.desk.test/introspect"
-START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-FAR = int(START.timestamp()) + 365 * 86_400
-
-WRITER = "desk_writer_a"
-COLLEAGUE = "desk_colleague_a"
-OTHER_ACCOUNT = "desk_writer_b"
-READER = "desk_reader_a"
-TOKENS: dict[str, dict[str, Any]] = {
-    WRITER: {"scope": "notes:read notes:write", "sub": "u_writer", "account_id": "acc_a"},
-    COLLEAGUE: {"scope": "notes:read notes:write", "sub": "u_colleague", "account_id": "acc_a"},
-    OTHER_ACCOUNT: {"scope": "notes:read notes:write", "sub": "u_writer", "account_id": "acc_b"},
-    READER: {"scope": "notes:read", "sub": "u_reader", "account_id": "acc_a"},
-}
-
-SERVICE = """
-version: 1
-name: desk
-title: Desk
-endpoint: /desk/mcp
-upstream:
-  base_url: https://api.desk.test/v1
-auth:
-  resolver: introspection
-  introspection_url: https://auth.desk.test/introspect
-  token_pattern: '^desk_[a-z0-9_]+$'
-scopes:
-  - {name: "notes:read"}
-  - {name: "notes:write"}
-writes: {confirm_ttl_s: 120, per_account_per_minute: 2}
-"""
+TOKENS = tokens("notes:read notes:write")
+SERVICE = service(["notes:read", "notes:write"], "{confirm_ttl_s: 120, per_account_per_minute: 2}")
 TOOLS = """
 version: 1
 tools:
