@@ -16,17 +16,30 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
+PORT_CLASSES: Final = 16
+"""Under the test suite's parallel processes, process `gwN` only takes ports whose half is N
+modulo this (half: Linux hands out mostly even ports to bind), so two of them are never handed
+the same free port: two `serve --workers` bound to one port with SO_REUSEPORT would share its
+connections without an error."""
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A loopback port free now (the caller binds it soon after)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    wanted = int(worker[2:]) % PORT_CLASSES if worker[2:].isdigit() else None
+    for _ in range(100 * PORT_CLASSES):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if wanted is None or port // 2 % PORT_CLASSES == wanted:
+            break
+    return port
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 90) -> None:
