@@ -227,7 +227,7 @@ class WriteCalls:
             raise ToolExecutionError(
                 f"Not executed. This account's write limit ({policy.per_account_per_minute} a "
                 f"minute) is reached; retry in {max(1, round(wait))} seconds"
-                + _LATER[call.confirmed_by, kept],
+                + _retry_when(call, kept),
                 retry_after_s=wait)
         try:
             ctx = await self._prepared(call, ctx)
@@ -236,7 +236,7 @@ class WriteCalls:
             self._record(call, "execute", "failed", reason="not_sent",
                          upstream_status=getattr(failed, "status", None))
             raise ToolExecutionError(f"Not executed, nothing was changed: {failed.message} "
-                                     + _RETRY[call.confirmed_by, kept]) from failed
+                                     + _retry_advice(call, kept)) from failed
         before = await baseline(self._upstream, call.tool, call.caller, ctx)
         return await self._send_write(call, ctx, redact, claim, idempotency_key(nonce),
                                       before)
@@ -283,7 +283,7 @@ class WriteCalls:
         self._record(call, "execute", "refused", reason="store_unavailable")
         return ToolExecutionError(
             "Not executed, nothing was changed: the store that makes confirmations single-use "
-            f"did not answer ({down}). " + _RETRY[call.confirmed_by, token_kept])
+            f"did not answer ({down}). " + _retry_advice(call, token_kept))
 
     async def _send_write(self, call: _Call, ctx: RenderContext, redact: Redactor, claim: str,
                           key: str, before: Any) -> WriteOutcome:
@@ -318,7 +318,7 @@ class WriteCalls:
             kept = await self._give_back(claim)
             self._record(call, "execute", "failed", reason="not_sent")
             raise ToolExecutionError(f"Not executed, nothing was changed: {lost.message} "
-                                     + _RETRY[call.confirmed_by, kept]) from lost
+                                     + _retry_advice(call, kept)) from lost
         self._record(call, "execute", "done", upstream_status=response.status)
         await self._settle(claim, "done")
         done = {"status": "done", "changed": True,
@@ -369,20 +369,26 @@ class WriteCalls:
 
 
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
-_RETRY: Final = {
-    ("token", True): "The token is still good: retry with it shortly.",
-    ("token", False): "The token could not be given back: preview the change again.",
-    # A person's confirmation lives in the client's retry, which the model does not hold:
-    # calling again asks the person again.
-    ("elicitation", True): "Call the tool again shortly; the person will be asked again.",
-    ("elicitation", False): "Call the tool again shortly; the person will be asked again.",
-}
-_LATER: Final = {
-    ("token", True): " with the same token.",
-    ("token", False): " after a new preview.",
-    ("elicitation", True): " (the person will be asked again).",
-    ("elicitation", False): " (the person will be asked again).",
-}
+_RETRY: Final = {True: "The token is still good: retry with it shortly.",
+                 False: "The token could not be given back: preview the change again."}
+_LATER: Final = {True: " with the same token.", False: " after a new preview."}
+# A person's confirmation lives in the client's retry, which the model does not hold: calling
+# again asks the person again, whether or not the confirmation could be given back.
+_ASK_AGAIN: Final = "Call the tool again shortly; the person will be asked again."
+
+
+def _retry_advice(call: _Call, kept: bool) -> str:
+    """What to do about a write that was not made: the sentence after the reason."""
+    return _ASK_AGAIN if call.confirmed_by == "elicitation" else _RETRY[kept]
+
+
+def _retry_when(call: _Call, kept: bool) -> str:
+    """The end of "retry in N seconds": with what."""
+    if call.confirmed_by == "elicitation":
+        return " (the person will be asked again)."
+    return _LATER[kept]
+
+
 log = structlog.get_logger("gateway.writes")
 
 
