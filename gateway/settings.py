@@ -166,6 +166,11 @@ class Settings(BaseSettings):
     `fast` extra) and the standard library's loop otherwise; `uvloop` refuses to start without
     it. The loop chosen is logged at startup (`event_loop`)."""
 
+    native_rows: bool = True
+    """De-identification and the selection of plain fields run compiled (gateway/native) when
+    the install could build them; false runs their pure-Python twins, which give the same
+    results. What runs is logged at startup (`row_loops`: `c` or `python`)."""
+
     tracing: bool = False
     """OpenTelemetry spans (a request, its upstream exchanges) exported over OTLP as the
     OTEL_EXPORTER_OTLP_* variables say; needs the `tracing` extra. Off: no cost at all."""

@@ -15,6 +15,7 @@ import respx
 import structlog
 from aiohttp.test_utils import TestClient
 
+from gateway import native
 from gateway.server.app import create_app
 from gateway.settings import SHIPPED_SPECS, Settings
 from gateway.upstream.mock_wire import MockWire
@@ -31,6 +32,20 @@ def _reset_structlog() -> Iterator[None]:
     structlog.reset_defaults()
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture(params=["c", "python"])
+def row_loops(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs a test once with the compiled row loops (gateway/native) and once with their
+    pure-Python twins: a module opts in with `pytestmark = pytest.mark.usefixtures("row_loops")`.
+    Without the extension (no compiler at install) the compiled run reports a skip, and
+    tests/native/test_build.py fails where a compiler was at hand."""
+    if request.param == "c" and not native.built():
+        pytest.skip("the C row loops are not built in this install")
+    before = native.rows() is not None
+    native.use_native(request.param == "c")
+    yield request.param
+    native.use_native(before)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from pydantic_settings import SettingsError
 from gateway import __version__
 from gateway.errors import StartupError
 from gateway.logs import configure_logging
+from gateway.native import use_native
 from gateway.server.app import create_app, tune_collector
 from gateway.server.connections import connection_bound, serve_until_stopped
 from gateway.server.console import cannot_listen, load_or_report, refuse
@@ -66,6 +67,8 @@ def run_serve(args: argparse.Namespace) -> int:
                                "or GATEWAY_LOOPBACK_ONLY=true for a deployment reached only "
                                "through loopback")
     configure_logging(settings)
+    native = use_native(settings.native_rows)  # before any spec is compiled
+    structlog.get_logger("gateway").info("row_loops", loops="c" if native else "python")
     registry = load_or_report(settings.specs_dir)
     if registry is None:
         return 2

@@ -9,6 +9,7 @@ field holding the one element (so per-topic rows keep their feedback's other fie
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -18,6 +19,7 @@ import jmespath.exceptions
 from jmespath import functions
 from jmespath.visitor import TreeInterpreter
 
+from gateway import native
 from gateway.errors import ResponseShapeError
 from gateway.spec.fragments import expand
 
@@ -193,6 +195,9 @@ def _select_dict(_node: Any, children: list[Any]) -> Evaluate:
         # The common row shape `{id: id, name: name, ...}`: one dict lookup a key, no calls.
         fields = [(child["value"], value["value"]) for child, value in zip(children, values,
                                                                             strict=True)]
+        compiled = native.rows()
+        if compiled is not None:  # the same loop in C (gateway/native/_rows.c)
+            return functools.partial(compiled.pick, tuple(fields))
 
         def pick(value: Any) -> Any:
             if value is None:

@@ -27,6 +27,9 @@ from gateway.spec.compiled import RedactionRules
 from gateway.upstream.mock_wire import MockWire
 from tests.support import AiohttpClient, auth, gateway_app, introspection_of, rpc, service_tree
 
+# Each test runs with the compiled row loops and with their pure-Python twins.
+pytestmark = pytest.mark.usefixtures("row_loops")
+
 URL = "/crm/mcp"
 API = "https://api.crm.test"
 INTROSPECT = "https://auth.crm.test/introspect"

@@ -15,11 +15,15 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.calls.redaction import Pseudonymiser, memoised, pseudonym_of, redact
 from gateway.spec.compiled import RedactionRules
+
+# Each test runs with the compiled row loops and with their pure-Python twins.
+pytestmark = pytest.mark.usefixtures("row_loops")
 
 KEY = b"property-test-key-0123456789abcdef"
 PSEUDONYMISED = ("email", "firstName", "recipients")

@@ -1,6 +1,7 @@
 """The serving process's event loop: uvloop when installed (the `fast` extra), the standard
 library's when asked for or when uvloop is missing, and a refusal to start when uvloop is asked
-for but missing. The loop chosen is logged at startup."""
+for but missing. The loop chosen is logged at startup, and so are the row loops (compiled or
+pure Python, GATEWAY_NATIVE_ROWS)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 import orjson
 import pytest
 
+from gateway import native
 from gateway.errors import StartupError
 from gateway.server.loops import loop_factory
 from tests.support import first_line
@@ -52,14 +54,15 @@ def test_without_uvloop_auto_falls_back_and_uvloop_refuses(
         loop_factory("uvloop")
 
 
-@pytest.mark.parametrize("choice", [
-    pytest.param("auto", marks=needs_uvloop), "asyncio"])
-def test_serve_logs_the_loop_it_runs(choice: str,
-                                     processes: list[subprocess.Popen[str]]) -> None:
+@pytest.mark.parametrize(("choice", "native_rows"), [
+    pytest.param("auto", "true", marks=needs_uvloop), ("asyncio", "false")])
+def test_serve_logs_the_loop_and_the_row_loops_it_runs(
+        choice: str, native_rows: str, processes: list[subprocess.Popen[str]]) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--port", "0"],
-        env={**clean, "GATEWAY_LOG_JSON": "true", "GATEWAY_EVENT_LOOP": choice},
+        env={**clean, "GATEWAY_LOG_JSON": "true", "GATEWAY_EVENT_LOOP": choice,
+             "GATEWAY_NATIVE_ROWS": native_rows},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     processes.append(process)
     assert first_line(process).startswith("mcp-gateway ")
@@ -71,3 +74,5 @@ def test_serve_logs_the_loop_it_runs(choice: str,
         events.append(orjson.loads(line))
     logged = next(e for e in events if e.get("event") == "event_loop")
     assert logged["loop"] == ("uvloop" if choice == "auto" else "asyncio")
+    rows = next(e for e in events if e.get("event") == "row_loops")  # logged before the loop
+    assert rows["loops"] == ("c" if native_rows == "true" and native.built() else "python")

@@ -29,8 +29,8 @@ from gateway.spec.loader import load_tree
 from tests.support import REPO, first_line
 
 ROOT = REPO
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "gateway", "sandbox", "tool_specs",
-           "fixtures/sandbox")
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "LICENSE", "gateway", "sandbox",
+           "tool_specs", "fixtures/sandbox")
 """What building the package needs, and all the image's build stage gets."""
 INSTALL_TIMEOUT_S = 600
 RUN_TIMEOUT_S = 60
@@ -61,7 +61,7 @@ def copy_sources(target: Path) -> None:
     for name in SOURCES:
         source, copy = ROOT / name, target / name
         if source.is_dir():
-            shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))
         else:
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, copy)
@@ -106,6 +106,20 @@ def post(url: str, message: dict[str, Any], token: str) -> dict[str, Any]:
     with urllib.request.urlopen(request, timeout=RUN_TIMEOUT_S) as answer:  # noqa: S310
         result: dict[str, Any] = json.loads(answer.read())
     return result
+
+
+def test_the_install_builds_the_compiled_row_loops(installed: Installed) -> None:
+    """The built package carries gateway/native/_rows (compiled from the C source by the
+    install, not copied: the copy of the sources leaves out every built .so)."""
+    probe = subprocess.run(  # noqa: S603
+        [str(installed.bin / "python"), "-c", "from gateway import native; "
+         "print(native.built(), native.rows().__file__)"],
+        cwd=installed.elsewhere, env=installed.env, capture_output=True, text=True,
+        timeout=RUN_TIMEOUT_S, check=False)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    built, where = probe.stdout.split()
+    assert built == "True"
+    assert Path(where).parent == installed.site / "gateway" / "native"
 
 
 def test_the_installed_gateway_runs_from_its_own_package(installed: Installed) -> None:

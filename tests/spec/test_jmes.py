@@ -18,6 +18,9 @@ from gateway.spec.jmes import OPTIONS, compile_expression, search
 from gateway.spec.loader import load_tree
 from sandbox import FIXTURES_DIR
 
+# Each test runs with the compiled row loops and with their pure-Python twins.
+pytestmark = pytest.mark.usefixtures("row_loops")
+
 
 def shipped_expressions() -> list[str]:
     registry = load_tree(SHIPPED_SPECS, {"MCP_GATEWAY_CONFORMANCE": "true"})

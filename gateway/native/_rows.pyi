@@ -1,0 +1,12 @@
+"""The compiled row loops (_rows.c); the pure-Python twins are the reference."""
+
+from collections.abc import Callable
+from typing import Any
+
+def walk(value: Any, plain: set[Any], special: set[Any], dropped: set[Any],
+         renamed: dict[Any, str], learn: Callable[[Any], bool],
+         pseudonym: Callable[[str], str], other: Callable[[Any], Any],
+         scrub: Callable[[str], str] | None,
+         merged: Callable[[list[tuple[Any, Any]]], dict[Any, Any]]) -> Any: ...
+
+def pick(fields: tuple[tuple[str, str], ...], value: Any) -> Any: ...

@@ -1,0 +1,10 @@
+"""The optional C extension (gateway/native/_rows.c); everything else is in pyproject.toml.
+
+`optional=True`: where no compiler is found the install still succeeds, without the extension,
+and the gateway runs the pure-Python loops (gateway/native/__init__.py).
+"""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("gateway.native._rows", ["gateway/native/_rows.c"],
+                             optional=True, extra_compile_args=["-O2"])])
