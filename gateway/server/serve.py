@@ -26,7 +26,7 @@ from pydantic_settings import SettingsError
 from gateway import __version__
 from gateway.errors import StartupError
 from gateway.logs import configure_logging
-from gateway.native import use_native
+from gateway.native import rows, use_native
 from gateway.server.app import create_app, tune_collector
 from gateway.server.connections import connection_bound, serve_until_stopped
 from gateway.server.console import cannot_listen, load_or_report, refuse
@@ -67,8 +67,7 @@ def run_serve(args: argparse.Namespace) -> int:
                                "or GATEWAY_LOOPBACK_ONLY=true for a deployment reached only "
                                "through loopback")
     configure_logging(settings)
-    native = use_native(settings.native_rows)  # before any spec is compiled
-    structlog.get_logger("gateway").info("row_loops", loops="c" if native else "python")
+    use_native(settings.native_rows)  # before any spec is compiled; logged once serving
     registry = load_or_report(settings.specs_dir)
     if registry is None:
         return 2
@@ -154,6 +153,7 @@ def _serve_app(settings: Settings, registry: Registry, sockets: list[socket.sock
 
         app.on_startup.append(started)
     factory, loop_name = loop_factory(settings.event_loop)
+    structlog.get_logger("gateway").info("row_loops", loops="c" if rows() else "python")
     structlog.get_logger("gateway").info("event_loop", loop=loop_name)
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(serve_until_stopped(

@@ -5,8 +5,9 @@ problems located as file:line. Pure (text in, values out); the loader does the f
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
 
 import yaml
 from pydantic import ValidationError
@@ -18,6 +19,24 @@ SERVICE_FILE = "service.yaml"
 
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader when PyYAML was built with it (about ten times faster), else Python's."""
+
+
+class _SpecLoader(SAFE_LOADER):  # type: ignore[misc,valid-type]
+    """The safe loader, resolving each distinct plain scalar once a file: a spec repeats its
+    keys and words (`type`, `string`, `description`) thousands of times, and PyYAML's resolver
+    runs in Python for every one of them."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._plain_tags: dict[str, str] = {}
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> Any:
+        if kind is not yaml.ScalarNode or not implicit[0]:
+            return super().resolve(kind, value, implicit)
+        tag = self._plain_tags.get(value)
+        if tag is None:
+            tag = self._plain_tags[value] = super().resolve(kind, value, implicit)
+        return tag
 
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -32,16 +51,18 @@ def read_yaml(text: str, file: str) -> tuple[Any, Lines]:
     Raises:
         SpecError: a syntax error, or a key given twice in one mapping.
     """
-    loader = SAFE_LOADER(text)
+    loader = _SpecLoader(text)
     lines: Lines = {}
     duplicates: list[SpecProblem] = []
     try:
         node = loader.get_single_node()
         if node is None:
             return None, {}
-        # Walk the node tree as written, before merge keys (<<) are expanded into it.
-        _walk(node, (), lines, duplicates, file)
-        data = loader.construct_document(node)
+        # One walk over the node tree as written (before merge keys are expanded) finds the
+        # lines and the repeated keys and builds the value; PyYAML's constructor builds only
+        # what is not a plain string, list or mapping (numbers, flags, dates, merges, tags).
+        data = _walk(node, (), _Walk(lines, duplicates, file,
+                                     lambda other: loader.construct_object(other, deep=True)))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else 1
@@ -54,25 +75,49 @@ def read_yaml(text: str, file: str) -> tuple[Any, Lines]:
     return data, lines
 
 
-def _walk(
-    node: yaml.Node, path: tuple[str | int, ...], lines: Lines, dup: list[SpecProblem], file: str
-) -> None:
-    lines[path] = node.start_mark.line + 1
+_STR: Final = "tag:yaml.org,2002:str"
+_SEQ: Final = "tag:yaml.org,2002:seq"
+_MAP: Final = "tag:yaml.org,2002:map"
+
+
+@dataclass(frozen=True, slots=True)
+class _Walk:
+    lines: Lines
+    duplicates: list[SpecProblem]
+    file: str
+    construct: Callable[[yaml.Node], Any]
+    """PyYAML's own constructor, for every node that is not a plain string, list or mapping."""
+
+
+def _walk(node: yaml.Node, path: tuple[str | int, ...], walk: _Walk) -> Any:
+    """The value of a node (as yaml.safe_load builds it), noting lines and repeated keys.
+    Building plain nodes here instead of in PyYAML's constructor halves the time a large
+    imported tree takes to load."""
+    walk.lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
+        built: dict[Any, Any] | None = {} if node.tag == _MAP else None
         for key_node, value_node in node.value:
             key = str(key_node.value)
             if key == "<<":  # a merge: its keys may be overridden by the mapping's own
+                built = None
                 continue
             if key in seen:
-                dup.append(SpecProblem(file, key_node.start_mark.line + 1,
-                                       f"key {key!r} is given twice"))
+                walk.duplicates.append(SpecProblem(walk.file, key_node.start_mark.line + 1,
+                                                   f"key {key!r} is given twice"))
             seen.add(key)
-            _walk(value_node, (*path, key), lines, dup, file)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*path, index), lines, dup, file)
+            value = _walk(value_node, (*path, key), walk)
+            walk.lines[(*path, key)] = key_node.start_mark.line + 1
+            if built is not None and isinstance(key_node, yaml.ScalarNode) \
+                    and key_node.tag == _STR:
+                built[key] = value
+            else:
+                built = None
+        return walk.construct(node) if built is None else built
+    if isinstance(node, yaml.SequenceNode):
+        items = [_walk(item, (*path, index), walk) for index, item in enumerate(node.value)]
+        return items if node.tag == _SEQ else walk.construct(node)
+    return node.value if node.tag == _STR else walk.construct(node)
 
 
 def line_of(lines: Lines, loc: tuple[str | int, ...]) -> int:
