@@ -142,13 +142,20 @@ def catalog(report: dict[str, Any]) -> list[str]:
     for key, point in measured["tools_list"].items():
         for service in ("catalog", "retently"):
             s = point[service]
-            lines.append(f"| {service} | {tools[service]} | {key[1:]} | "
+            lines.append(f"| {service} | {listed(measured, service)} | {key[1:]} | "
                          f"{fig(s, 'cpu_ms_per_call')} | {fig(s, 'calls_per_s')} | "
                          f"{fig(s, 'p50_ms')} |")
     lines += ["", "CPU per tools/list call, catalog / Retently: " + ", ".join(
         f"{dash(p['cpu_catalog_vs_retently'])} at {k[1:]} concurrent"
         for k, p in measured["tools_list"].items()) + f" (target < {CATALOG_LIST_TARGET})."]
     return lines
+
+
+def listed(measured: dict[str, Any], service: str) -> str:
+    """A service's tools, and how many one answer holds when that is fewer (a page)."""
+    every = measured["tools"][service]
+    first = measured.get("tools_per_answer", {}).get(service, every)
+    return str(every) if first == every else f"{every} ({first} an answer)"
 
 
 def soak(report: dict[str, Any]) -> list[str]:

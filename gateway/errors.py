@@ -37,7 +37,8 @@ INVALID_REQUEST: Final = jsonrpc.INVALID_REQUEST
 METHOD_NOT_FOUND: Final = jsonrpc.METHOD_NOT_FOUND
 """-32601: a method the service does not serve."""
 INVALID_PARAMS: Final = jsonrpc.INVALID_PARAMS
-"""-32602: unknown tool, resource or prompt, or arguments that break its schema or rules."""
+"""-32602: unknown tool, resource or prompt, arguments that break its schema or rules, or a
+list cursor that does not continue the caller's list."""
 INTERNAL_ERROR: Final = jsonrpc.INTERNAL_ERROR
 """-32603: the gateway failed (a bug), or the token could not be checked (with HTTP 503)."""
 

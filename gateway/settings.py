@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     """Bound on a tool result's JSON size when neither the tool nor its service sets one."""
     max_result_items: int = Field(200, ge=1)
     """Bound on the items of a list in a result when neither the tool nor its service sets one."""
+    list_page_size: int = Field(100, ge=1, le=10_000)
+    """Entries in one answer of tools/list, prompts/list, resources/list and
+    resources/templates/list. A longer list ends each page with a `nextCursor`, which the client
+    sends back for the next page."""
 
     pseudonym_memo_size: int = Field(100_000, ge=1, le=10_000_000)
     """Pseudonyms kept in memory per process, so recurring people are hashed once."""

@@ -16,6 +16,7 @@ from gateway import __version__
 from gateway.calls.context import Caller
 from gateway.errors import INVALID_PARAMS, METHOD_NOT_FOUND, ProtocolError
 from gateway.protocol.envelope import SUPPORTED_VERSIONS, Envelope, Inbound
+from gateway.protocol.paging import LIST_METHODS, Lists
 from gateway.protocol.sdk_inbound import ERROR_CODE_HTTP_STATUS, validate_mcp_param_headers
 from gateway.spec.compiled import CompiledPrompt, CompiledResource, CompiledService, CompiledTool
 
@@ -37,7 +38,7 @@ class Outcome:
     cache_scope: str = "private"
     reusable: Any = None
     """A key under which the shaped result may be reused for the same service and version
-    (results that depend only on the caller's scopes, like tools/list)."""
+    (results that depend only on the caller's scopes, like a page of a list)."""
     structured: bytes | None = None
     """The JSON of `result["structuredContent"]`, already encoded (the budget measured it).
     Set only for the default tool-call shape, which needs no per-call surface check."""
@@ -50,6 +51,8 @@ class MethodCall:
     inbound: Inbound
     service: CompiledService
     caller: Caller
+    lists: Lists
+    """Where the list methods find their pages."""
 
     @property
     def params(self) -> dict[str, Any]:
@@ -118,25 +121,18 @@ async def _complete(_handlers: Handlers, _call: MethodCall) -> Outcome:
     return Outcome({"completion": {"values": [], "total": 0, "hasMore": False}})
 
 
-async def _list_tools(_handlers: Handlers, call: MethodCall) -> Outcome:
-    scopes = call.caller.scopes
-    return Outcome({"tools": call.service.tools_for(scopes)}, ttl_ms=LIST_TTL_MS,
-                   reusable=("tools", scopes))
+async def _list(_handlers: Handlers, call: MethodCall) -> Outcome:
+    """One page of tools/list, resources/list, resources/templates/list or prompts/list.
 
-
-async def _list_resources(_handlers: Handlers, call: MethodCall) -> Outcome:
-    listed = call.service.resources_for(call.caller.scopes, templated=False)
-    return Outcome({"resources": listed}, ttl_ms=LIST_TTL_MS)
-
-
-async def _list_resource_templates(_handlers: Handlers, call: MethodCall) -> Outcome:
-    listed = call.service.resources_for(call.caller.scopes, templated=True)
-    return Outcome({"resourceTemplates": listed}, ttl_ms=LIST_TTL_MS)
-
-
-async def _list_prompts(_handlers: Handlers, call: MethodCall) -> Outcome:
-    return Outcome({"prompts": call.service.prompts_for(call.caller.scopes)},
-                   ttl_ms=LIST_TTL_MS)
+    Raises:
+        ProtocolError: -32602 for a cursor that does not continue the caller's list.
+    """
+    method, scopes = call.inbound.method, call.caller.scopes
+    page = call.lists.page(call.service, method, scopes, call.params.get("cursor"))
+    result: dict[str, Any] = {LIST_METHODS[method].key: page.entries}
+    if page.next_cursor is not None:
+        result["nextCursor"] = page.next_cursor
+    return Outcome(result, ttl_ms=LIST_TTL_MS, reusable=(method, scopes, page.offset))
 
 
 async def _call_tool(handlers: Handlers, call: MethodCall) -> Outcome:
@@ -203,12 +199,12 @@ METHODS: Final[Mapping[str, Entry]] = {
     "initialize": Entry(_initialize, anonymous=True),
     "server/discover": Entry(_discover, anonymous=True),
     "ping": Entry(_ping, anonymous=True),
-    "tools/list": Entry(_list_tools),
+    "tools/list": Entry(_list),
     "tools/call": Entry(_call_tool),
-    "resources/list": Entry(_list_resources, _has_resources),
-    "resources/templates/list": Entry(_list_resource_templates, _has_resources),
+    "resources/list": Entry(_list, _has_resources),
+    "resources/templates/list": Entry(_list, _has_resources),
     "resources/read": Entry(_read_resource, _has_resources),
-    "prompts/list": Entry(_list_prompts, _has_prompts),
+    "prompts/list": Entry(_list, _has_prompts),
     "prompts/get": Entry(_get_prompt, _has_prompts),
     "completion/complete": Entry(_complete, lambda s: "completions" in capabilities(s)),
 }

@@ -18,7 +18,8 @@ from gateway.protocol.sdk_inbound import ERROR_CODE_HTTP_STATUS
 from gateway.spec.compiled import CompiledService
 
 ShapedCache = MutableMapping[Any, bytes]
-"""Encoded results reused across calls, keyed by service, scope set and version; bounded."""
+"""Encoded results reused across calls, keyed by service, scope set, page and version;
+bounded."""
 
 
 def http_status(error: ProtocolError, era: Era) -> int:
@@ -54,9 +55,9 @@ def encode_reply(inbound: Inbound, service: CompiledService, outcome: Outcome,
                  cache: ShapedCache) -> bytes:
     """The JSON-RPC response to a routed request, encoded. The response is assembled around the
     result's JSON: what is already encoded (a reused result, a tool's structuredContent) is not
-    encoded again. Results that depend only on the caller's scopes (tools/list) are shaped once
-    per service, scope set and version; the key holds the service itself, so a result of one
-    loaded tree never answers for another."""
+    encoded again. Results that depend only on the caller's scopes (a page of a list) are shaped
+    once per service, scope set, page and version; the key holds the service itself, so a result
+    of one loaded tree never answers for another."""
     info = server_info(service)
     if outcome.structured is not None:
         rest = {k: v for k, v in outcome.result.items() if k != "structuredContent"}

@@ -20,6 +20,7 @@ from gateway.auth.resolver import IntrospectionBounds, TokenResolver
 from gateway.calls.pipeline import Calls
 from gateway.errors import StartupError
 from gateway.keys import derive_key
+from gateway.protocol.paging import Lists
 from gateway.server.connections import set_server_header
 from gateway.server.discovery import AS_METADATA_TTL_S, add_discovery_routes
 from gateway.server.endpoint import mcp_endpoint
@@ -30,6 +31,7 @@ from gateway.server.state import (
     CALLS,
     CLOCK,
     LIMITS,
+    LISTS,
     PUBLIC_BASE,
     RESOLVER,
     SETTINGS,
@@ -53,7 +55,9 @@ from gateway.writes.limits import LimitStore, MemoryLimits
 READY_CHECK_S: Final = 1.0
 """How long /readyz waits for Redis: a probe must answer quickly even when Redis hangs."""
 SHAPED_RESULTS: Final = 1024
-"""Encoded results kept for reuse (tools/list per service, scope set and version)."""
+"""Encoded results kept for reuse (a page of a list per service, scope set and version)."""
+LISTINGS: Final = 1024
+"""Lists kept for paging (per service, list method and scope set)."""
 HEADER_BYTES: Final = 32_768
 """Header bounds above aiohttp's 8 KiB defaults, so an oversized bearer token reaches the auth
 check and gets a proper 401 challenge rather than a bare 400 from the parser."""
@@ -144,6 +148,7 @@ async def edges(app: web.Application) -> AsyncIterator[None]:
     app[LIMITS] = limits
     app[AS_METADATA] = TTLCache(maxsize=64, ttl=AS_METADATA_TTL_S)
     app[SHAPED] = LRUCache(maxsize=SHAPED_RESULTS)
+    app[LISTS] = Lists(settings.list_page_size, LRUCache(maxsize=LISTINGS))
     app[RESOLVER] = TokenResolver(upstream.introspect, seconds, IntrospectionBounds(
         settings.introspections_per_address_per_minute, settings.introspections_per_minute,
         settings.introspection_addresses))

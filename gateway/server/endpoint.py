@@ -37,6 +37,7 @@ from gateway.errors import (
 )
 from gateway.protocol.envelope import Envelope, Era, decode, parse
 from gateway.protocol.methods import METHODS, MethodCall, dispatch, needs_credential
+from gateway.protocol.paging import LIST_METHODS
 from gateway.protocol.replies import (
     encode_reply,
     error_body,
@@ -46,15 +47,13 @@ from gateway.protocol.replies import (
 )
 from gateway.server.discovery import public_base, resource_metadata_url
 from gateway.server.origin import origin_allowed
-from gateway.server.state import CALLS, RESOLVER, SETTINGS, SHAPED, SPECS
+from gateway.server.state import CALLS, LISTS, RESOLVER, SETTINGS, SHAPED, SPECS
 from gateway.server.streaming import ProgressStream, ProgressToken, media_types, progress_token
 from gateway.spec.compiled import CompiledService
 from gateway.telemetry.metrics import REQUEST_SECONDS, REQUESTS, UPSTREAM_TIME, child
 from gateway.telemetry.tracing import request_span
 
 log = structlog.get_logger("gateway")
-LIST_METHODS: Final = frozenset({"tools/list", "resources/list", "resources/templates/list",
-                                 "prompts/list"})
 JSON: Final = "application/json"
 
 
@@ -127,13 +126,13 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
             return web.Response(status=202)
         event.era = inbound.era
         caller = Caller.of(service, principal, headers.get("traceparent"))
+        call = MethodCall(inbound, service, caller, request.app[LISTS])
         if "_meta" in inbound.params:  # a progressToken may ask for a streamed answer
             token = progress_token(inbound, service, headers.get("Accept"))
             if token is not None:
-                return await _streamed(request, MethodCall(inbound, service, caller), token,
-                                       event, principal)
+                return await _streamed(request, call, token, event, principal)
         with request_span(inbound.method, service.name, headers):
-            outcome = await dispatch(request.app[CALLS], MethodCall(inbound, service, caller))
+            outcome = await dispatch(request.app[CALLS], call)
         shaped = request.app[SHAPED]
         body = encode_reply(inbound, service, outcome, shaped)
         event.log(outcome.error or "tool_error" if outcome.result.get("isError") else "ok",

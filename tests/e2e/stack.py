@@ -12,6 +12,7 @@ from typing import Any
 import httpx2
 from aiohttp import web
 from mcp import Client
+from mcp.client import CacheConfig
 from mcp.client.session import ElicitationFnT
 from mcp.client.streamable_http import streamable_http_client
 
@@ -66,10 +67,13 @@ async def running_stack(*, sandbox_page_size: int | None = None,
 
 @asynccontextmanager
 async def mcp_client(url: str, token: str | None, mode: str,
-                     elicitation: ElicitationFnT | None = None) -> AsyncIterator[Client]:
-    """The SDK client; with `elicitation` it declares the capability and answers with it."""
+                     elicitation: ElicitationFnT | None = None, *,
+                     cached: bool = False) -> AsyncIterator[Client]:
+    """The SDK client; with `elicitation` it declares the capability and answers with it, and
+    `cached` keeps list answers as long as their caching hints allow (2026-07-28)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
         async with Client(streamable_http_client(url, http_client=http), mode=mode,
-                          cache=None, elicitation_callback=elicitation) as client:
+                          cache=CacheConfig() if cached else None,
+                          elicitation_callback=elicitation) as client:
             yield client

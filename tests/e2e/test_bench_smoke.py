@@ -95,6 +95,7 @@ def test_the_catalog_is_imported_loaded_and_listed(report: dict[str, Any]) -> No
     catalog = report["catalog"]
     assert catalog["operations"] == 200
     assert catalog["tools"] == {"catalog": 200, "retently": 53}
+    assert catalog["tools_per_answer"] == {"catalog": 100, "retently": 53}  # a page at most
     assert 0 < catalog["load_ms"] < 30_000
     assert set(catalog["tools_list"]) == {"c1", "c50"}
     for point in catalog["tools_list"].values():
