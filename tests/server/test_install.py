@@ -61,7 +61,8 @@ def copy_sources(target: Path) -> None:
     for name in SOURCES:
         source, copy = ROOT / name, target / name
         if source.is_dir():
-            shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))
+            shutil.copytree(source, copy,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))
         else:
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, copy)
