@@ -190,8 +190,14 @@ static PyObject *walk_list(Policy *p, PyObject *value)
     if (out == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < size; i++) {
-        PyObject *item = PyList_GET_ITEM(value, i);
+        if (i >= PyList_GET_SIZE(value)) {  /* a callback shortened it: never read past */
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_RuntimeError, "a list changed size while being de-identified");
+            return NULL;
+        }
+        PyObject *item = Py_NewRef(PyList_GET_ITEM(value, i));
         PyObject *fresh = is_scalar(item) ? Py_NewRef(item) : walk(p, item);
+        Py_DECREF(item);
         if (fresh == NULL) {
             Py_DECREF(out);
             return NULL;
