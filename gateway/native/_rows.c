@@ -262,13 +262,6 @@ static PyObject *rows_pick(PyObject *module, PyObject *const *args, Py_ssize_t n
         Py_RETURN_NONE;
     int is_dict = PyDict_Check(value);
     Py_ssize_t count = PyTuple_GET_SIZE(fields);
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *pair = PyTuple_GET_ITEM(fields, i);
-        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyErr_SetString(PyExc_TypeError, "pick: each field is a (key, name) pair");
-            return NULL;
-        }
-    }
 #if PY_VERSION_HEX < 0x030D0000
     /* Sized once: a row of 20 fields would otherwise be resized three times as it fills. */
     PyObject *out = _PyDict_NewPresized(count);
@@ -279,6 +272,11 @@ static PyObject *rows_pick(PyObject *module, PyObject *const *args, Py_ssize_t n
         return NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *pair = PyTuple_GET_ITEM(fields, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_TypeError, "pick: each field is a (key, name) pair");
+            return NULL;
+        }
         PyObject *found = NULL;
         if (is_dict) {
             found = PyDict_GetItemWithError(value, PyTuple_GET_ITEM(pair, 1));
