@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.logs import configure_logging
+from gateway.native import use_native
 from gateway.server.app import create_app
 from gateway.server.console import cannot_listen, load_or_report
 from gateway.server.listen import base_url, bound_port, listen
@@ -62,6 +63,7 @@ async def _demo(host: str, sandbox_sockets: list[socket.socket],
     if "GATEWAY_SPECS_WATCH" not in os.environ:
         settings = settings.model_copy(update={"specs_watch": True})
     configure_logging(settings)
+    use_native(settings.native_rows)  # before any spec is compiled, as serve does
     registry = load_or_report(settings.specs_dir)
     if registry is None:
         return 2
