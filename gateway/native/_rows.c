@@ -293,11 +293,60 @@ static PyObject *rows_pick(PyObject *module, PyObject *const *args, Py_ssize_t n
     return out;
 }
 
+/* Whether a decoded JSON value holds an integer outside [-2**63, 2**64): orjson reads such a
+ * number as a float and msgspec as an exact int, so an answer holding one is decoded again
+ * whole (gateway/spec/reads.py). 1 or 0, -1 with an exception set. */
+static int has_wide_int(PyObject *value)
+{
+    if (PyLong_CheckExact(value)) {
+        int overflow = 0;
+        PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow == 0)
+            return PyErr_Occurred() ? -1 : 0;
+        if (overflow < 0)
+            return 1;
+        PyLong_AsUnsignedLongLong(value);
+        if (!PyErr_Occurred())
+            return 0;
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear();
+        return 1;
+    }
+    if (!PyDict_CheckExact(value) && !PyList_CheckExact(value))
+        return 0;
+    if (Py_EnterRecursiveCall(" while checking a decoded answer"))
+        return -1;
+    int found = 0;
+    if (PyDict_CheckExact(value)) {
+        Py_ssize_t position = 0;
+        PyObject *key, *item;
+        while (!found && PyDict_Next(value, &position, &key, &item))
+            found = has_wide_int(item);
+    }
+    else {
+        for (Py_ssize_t i = 0; !found && i < PyList_GET_SIZE(value); i++)
+            found = has_wide_int(PyList_GET_ITEM(value, i));
+    }
+    Py_LeaveRecursiveCall();
+    return found;
+}
+
+static PyObject *rows_wide_ints(PyObject *module, PyObject *value)
+{
+    int found = has_wide_int(value);
+    if (found < 0)
+        return NULL;
+    return PyBool_FromLong(found);
+}
+
 static PyMethodDef methods[] = {
     {"walk", (PyCFunction)(void (*)(void))rows_walk, METH_FASTCALL,
      "A de-identified copy of a JSON-like value (see gateway/calls/redaction.py)."},
     {"pick", (PyCFunction)(void (*)(void))rows_pick, METH_FASTCALL,
      "An object of the named fields of a value (see gateway/spec/jmes.py)."},
+    {"wide_ints", rows_wide_ints, METH_O,
+     "Whether a decoded value holds an integer outside [-2**63, 2**64)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -157,6 +157,34 @@ def test_the_compiled_selection_is_the_extension_and_the_fallback_is_python() ->
     assert getattr(compile_expression("{x: a}").evaluate, "func", None) is None
 
 
+@needs_built
+@pytest.mark.parametrize(("value", "wide"), [
+    (2**63 - 1, False), (2**63, False), (2**64 - 1, False), (2**64, True),
+    (-2**63, False), (-2**63 - 1, True), (True, False), (1.8e19, False), ("18446744073709551616",
+                                                                        False),
+    ({"a": [1, {"b": [2, 2**70]}]}, True), ({"a": [1, {"b": [2, -2**70]}]}, True),
+    ([{"x": None}, [], {}], False),
+])
+def test_wide_ints_are_the_integers_orjson_cannot_take(value: Any, wide: bool) -> None:
+    """orjson reads such a number as a float and cannot write it back as an integer."""
+    assert native.rows().wide_ints(value) is wide  # type: ignore[union-attr]
+    try:
+        orjson.dumps(value)
+        encodes = True
+    except orjson.JSONEncodeError:
+        encodes = False
+    assert encodes is not wide
+
+
+@needs_built
+def test_wide_ints_is_bounded_in_depth() -> None:
+    nested: Any = 0
+    for _ in range(100_000):
+        nested = [nested]
+    with pytest.raises(RecursionError):
+        native.rows().wide_ints(nested)  # type: ignore[union-attr]
+
+
 def test_use_native_reports_what_runs() -> None:
     assert native.use_native(False) is False
     assert native.rows() is None
