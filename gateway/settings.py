@@ -172,8 +172,10 @@ class Settings(BaseSettings):
 
     native_rows: bool = True
     """De-identification and the selection of plain fields run compiled (gateway/native) when
-    the install could build them; false runs their pure-Python twins, which give the same
-    results. What runs is logged at startup (`row_loops`: `c` or `python`)."""
+    the install could build them, and answers whose rows a tool reads in part are decoded
+    pruned to what it reads (gateway/spec/reads.py); false runs the pure-Python twins and
+    decodes every answer whole, with the same results. What runs is logged at startup
+    (`row_loops`: `c` or `python`)."""
 
     tracing: bool = False
     """OpenTelemetry spans (a request, its upstream exchanges) exported over OTLP as the

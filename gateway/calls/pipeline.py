@@ -48,6 +48,7 @@ from gateway.spec.compiled import (
     ResultSource,
     Source,
 )
+from gateway.spec.reads import PrunedDecoder
 from gateway.spec.templates import RenderContext, render_value
 from gateway.spec.templates import render as render_template
 from gateway.upstream.client import Upstream
@@ -179,7 +180,7 @@ class Calls:
         """
         check_rules(tool, ctx)
         ctx = await fill(tool, ctx, self._body_sender(caller))
-        body, status = await self._answer(tool.source, caller, ctx)
+        body, status = await self._answer(tool.source, caller, ctx, tool.shape.pruned)
         shaped = redactor(select(tool.shape.select, body))
         empty = tool.shape.empty_message
         if empty is not None and all(v in (None, [], {}) for v in shaped.values()):
@@ -188,12 +189,13 @@ class Calls:
             shaped = {**shaped, **render_value(tool.shape.extra, ctx)}
         return shaped, status
 
-    async def _answer(self, source: Source, caller: Caller,
-                      ctx: RenderContext) -> tuple[Any, int | None]:
-        """The source's body (and upstream status, for a single request)."""
+    async def _answer(self, source: Source, caller: Caller, ctx: RenderContext,
+                      pruned: PrunedDecoder | None) -> tuple[Any, int | None]:
+        """The source's body (and upstream status, for a single request); a single answer is
+        decoded `pruned` to what the selection reads."""
         match source:
             case RequestSource(request=request):
-                response = await self._upstream.send_spec(request, caller, ctx)
+                response = await self._upstream.send_spec(request, caller, ctx, pruned=pruned)
                 return response.body, response.status
             case CollectSource():
                 async def page(extra: Mapping[str, Any] | None) -> Any:

@@ -18,6 +18,7 @@ import orjson
 
 from gateway.spec.jmes import Expression
 from gateway.spec.models import Budget, QueryStyle, ServiceSpec
+from gateway.spec.reads import PrunedDecoder
 from gateway.spec.templates import Ref, Template
 from gateway.spec.tools import PromptSpec, ResourceSpec, ToolSpec
 
@@ -203,6 +204,8 @@ class ResultShape:
     """How the source's answer becomes the tool result: select, then extras, then the budget."""
 
     select: Expression | None = None
+    pruned: PrunedDecoder | None = None
+    """Decodes a single answer keeping only what `select` reads."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Compiled templates merged into the result after select."""
     empty_message: Template | None = None

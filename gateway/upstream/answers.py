@@ -4,7 +4,7 @@ status, a broken exchange or a non-JSON body to a gateway error. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -31,13 +31,22 @@ class UpstreamResponse:
 
 def decode_response(status: int, headers: Mapping[str, str], raw: bytes,
                     message_keys: tuple[str, ...] = DEFAULT_MESSAGE_KEYS, *,
-                    retry_after_s: float | None = None) -> UpstreamResponse:
+                    retry_after_s: float | None = None,
+                    pruned: Callable[[bytes], Any] | None = None) -> UpstreamResponse:
     """Decode an upstream answer, or raise the error it stands for (with the wait its
     Retry-After asked for, read by the caller). Pure.
+
+    `pruned` decodes a successful answer keeping only what the tool reads
+    (gateway/spec/reads.py); it raises ValueError for a body it leaves to the whole decoding.
 
     Raises:
         UpstreamError, ResponseShapeError: see Upstream.send.
     """
+    if pruned is not None and 200 <= status < 300:
+        try:
+            return UpstreamResponse(status, pruned(raw), headers)
+        except ValueError:
+            pass
     body: Any = None
     parsed = False
     if raw.strip():

@@ -76,10 +76,10 @@ class Upstream:
                                   settings.breaker_longest_wait_s)
         self._policy = RetryPolicy(attempts=settings.upstream_retry_attempts)
 
-    async def send(self, request: UpstreamRequest, caller: Caller, *,
-                   retry: bool) -> UpstreamResponse:
+    async def send(self, request: UpstreamRequest, caller: Caller, *, retry: bool,
+                   pruned: Callable[[bytes], Any] | None = None) -> UpstreamResponse:
         """Send one request of `caller` (again, for a `retry`able read that may) and decode
-        its JSON answer.
+        its JSON answer (`pruned`: see decode_response).
 
         Raises:
             UpstreamError: a non-2xx answer (status and the upstream's own message).
@@ -106,7 +106,7 @@ class Upstream:
                         if answer.status in RETRY_STATUSES else None)
                 if wait is None:
                     return decode_response(answer.status, answer.headers, answer.body, keys,
-                                           retry_after_s=waited)
+                                           retry_after_s=waited, pruned=pruned)
             UPSTREAM_RETRIES.labels(caller.service).inc()
             await asyncio.sleep(wait)
             attempt += 1
@@ -238,9 +238,11 @@ class Upstream:
     async def send_spec(self, request: CompiledRequest, caller: Caller, ctx: RenderContext, *,
                         extra_query: Mapping[str, Any] | None = None,
                         extra_headers: Mapping[str, str] | None = None,
-                        retry: bool | None = None) -> UpstreamResponse:
+                        retry: bool | None = None,
+                        pruned: Callable[[bytes], Any] | None = None) -> UpstreamResponse:
         """Render a spec's request for one call and send it with the service's bounds;
-        `retry` overrides whether the request may be sent again (a write's may not).
+        `retry` overrides whether the request may be sent again (a write's may not);
+        `pruned` decodes only what the tool reads (see decode_response).
 
         Raises:
             ProtocolError, UpstreamError, UpstreamUnavailable, ResponseShapeError: see
@@ -249,7 +251,7 @@ class Upstream:
         rendered = build_request(request, caller.upstream, ctx, caller.token,
                                  traceparent=caller.traceparent, extra_query=extra_query,
                                  extra_headers=extra_headers)
-        return await self.send(rendered, caller,
+        return await self.send(rendered, caller, pruned=pruned,
                                retry=request.retryable if retry is None else retry)
 
     async def introspect(self, url: str, token: str) -> Mapping[str, Any]:
