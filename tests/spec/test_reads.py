@@ -102,6 +102,20 @@ def test_a_list_page_is_decoded_pruned_with_the_c_loops(row_loops: str) -> None:
     assert selected(PAGE, decoder, raw) == selected(PAGE, orjson.loads, raw)
 
 
+def test_keys_of_every_kind_are_read(row_loops: str) -> None:
+    """Keys that mean something to Python's TypedDict or are no identifiers at all."""
+    names = ["", "__init__", "total", "a.b", "ß", "__class__", "__annotations__",
+             "__total__", "__required_keys__", "with space", "0"]
+    expression = "rows[].{" + ", ".join(f"k{i}: {json.dumps(name)}"
+                                       for i, name in enumerate(names)) + "}"
+    raw = orjson.dumps({"rows": [{**{name: i for i, name in enumerate(names)}, "unread": 1}]})
+    pruned = pruned_or_none(expression, raw)
+    assert (pruned is None) == (row_loops == "python")
+    if pruned is not None:
+        assert pruned == selected(expression, orjson.loads, raw)
+        assert json.loads(pruned[1]) == [{f"k{i}": i for i in range(len(names))}]
+
+
 @pytest.mark.parametrize("raw", [
     b'{"data": {"responses": [{"id": 18446744073709551616}]}}',
     b'{"data": {"responses": [{"id": -9223372036854775809}]}}',
