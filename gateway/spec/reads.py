@@ -10,8 +10,8 @@ gives on the whole one, because every value the expression looks at, tests for t
 to a function is kept whole.
 
 The pruned path stands aside (`NotPruned`), and the caller decodes the whole body with orjson,
-whenever the answers could differ: an expression with a node this walk does not know (filters,
-`*`, sort_by's `&`), a document whose shape does not fit (a string where an object is read),
+whenever the answers could differ: an expression with a node this walk does not know (`*`, sort_by's
+`&`), a document whose shape does not fit (a string where an object is read),
 anything msgspec refuses, and integers beyond 64 bits (orjson reads those as floats, msgspec as
 exact integers; the compiled `wide_ints` finds them). The check needs the compiled row loops
 (gateway/native), so with them off or not built every answer is decoded whole.
@@ -102,8 +102,11 @@ def reads(node: dict[str, Any], then: Need = WHOLE) -> Need:
         return _union_all(reads(value) for value in values)
     if kind in ("or_expression", "and_expression"):  # the left side's truth is tested
         return union(reads(children[0]), reads(children[1], then))
-    if kind == "not_expression":
-        return reads(children[0])
+    if kind in ("not_expression", "comparator"):  # values tested or compared whole
+        return _union_all(reads(child) for child in children)
+    if kind == "filter_projection":  # left[?condition].right
+        each = reads(children[1], then.each if isinstance(then, Items) else WHOLE)
+        return reads(children[0], Items(_child(union(reads(children[2]), each))))
     if kind == "function_expression" and all(c["type"] != "expref" for c in children):
         return _union_all(reads(argument) for argument in children)
     raise Unsupported(kind)

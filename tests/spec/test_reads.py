@@ -86,7 +86,11 @@ def test_what_an_expression_reads() -> None:
     assert of("[a.b, a[0]]") == Keys({"a": WHOLE})
     assert of("`1`") is None
     assert of("@") is WHOLE
-    for unknown in ("a[?b > `1`]", "*.b", "sort_by(a, &b)", "a[?b].c"):
+    # A filter reads what it tests whole, and what it projects as the projection reads it.
+    assert of("a[?b > `1`].c") == Keys({"a": Items(Keys({"b": WHOLE, "c": WHOLE}))})
+    assert of("a[?b.x == c].{n: n}") == Keys({"a": Items(Keys({"b": Keys({"x": WHOLE}),
+                                                               "c": WHOLE, "n": WHOLE}))})
+    for unknown in ("*.b", "sort_by(a, &b)", "a[?b].c | *.d"):
         with pytest.raises(Unsupported):
             of(unknown)
 
@@ -193,7 +197,8 @@ def test_an_error_answer_is_decoded_whole_for_its_message(row_loops: str) -> Non
 
 
 @pytest.mark.parametrize("expression", ["@", "data", "{a: data.page, b: message}",
-                                        "data.responses[]", "`1`", "*.b", "a[?b > `1`].c"])
+                                        "data.responses[]", "`1`", "*.b",
+                                        "sort_by(data.responses, &id)[].id"])
 def test_answers_with_no_rows_read_in_part_or_unknown_nodes_decode_whole(expression: str
                                                                          ) -> None:
     decoder = PrunedDecoder(compile_expression(expression).parsed)
@@ -229,7 +234,9 @@ GENERATED = [PAGE, "data.responses[0].tags[]", "data.responses[*].tags[].name",
              "data.responses[-1].score", "explode(data.responses, 'tags')[].{id: id, t: tags}",
              "data.responses[].name | [0]", "{a: a.b, b: b[0].a, c: a || b}",
              # What is tested for truth is kept whole, even when only a part of it is read:
-             "(a || b).id", "(a && b).id", "(data.responses || b)[].id", "(a || b)[0]"]
+             "(a || b).id", "(a && b).id", "(data.responses || b)[].id", "(a || b)[0]",
+             "data.responses[?score > `5`].{id: id}", "data.responses[?tags].id",
+             "data.responses[?id == page].name", "data.responses[?!(a || b)].score"]
 
 
 @pytest.mark.usefixtures("c_loops")
