@@ -205,7 +205,8 @@ class ResultShape:
 
     select: Expression | None = None
     pruned: PrunedDecoder | None = None
-    """Decodes a single answer keeping only what `select` reads."""
+    """Decodes a single answer keeping only what `select` reads; None when `select` reads no
+    rows in part (decided at load: those answers go straight to orjson)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Compiled templates merged into the result after select."""
     empty_message: Template | None = None

@@ -36,7 +36,7 @@ from gateway.spec.inputs import InputRequestSpec, InputRound
 from gateway.spec.jmes import compile_expression
 from gateway.spec.located import located
 from gateway.spec.models import Budget, ServiceSpec
-from gateway.spec.reads import PrunedDecoder
+from gateway.spec.reads import pruning_decoder
 from gateway.spec.schema import derived_annotations, input_schema, with_confirmation
 from gateway.spec.templates import compile_template, compile_value, value_refs
 from gateway.spec.tools import (
@@ -208,7 +208,7 @@ def compile_shape(tool: ToolSpec, service: ServiceSpec) -> ResultShape:
         content = compile_value(response.content) if response.content else None
     return ResultShape(
         select=select,
-        pruned=PrunedDecoder(select.parsed) if select is not None else None,
+        pruned=pruning_decoder(select.parsed) if select is not None else None,
         extra=extra,
         empty_message=empty,
         content=content,

@@ -165,24 +165,34 @@ def msgspec_type(need: Need) -> Any:
 
 
 class PrunedDecoder:
-    """Decodes an answer keeping only what a parse tree reads; built on first use, so that
-    loading a large tree does not build decoders for tools never called."""
+    """Decodes an answer keeping only what a parse tree reads. What the tree reads is worked out
+    once, when the decoder is made (at spec load); the msgspec types are built on first use, so
+    that loading a large tree does not build decoders for tools never called."""
 
-    __slots__ = ("_parsed", "_decoder", "_supported")
+    __slots__ = ("_need", "_decoder")
 
     def __init__(self, parsed: dict[str, Any]) -> None:
-        self._parsed = parsed
+        try:
+            need = reads(parsed)
+        except Unsupported:
+            need = None
+        # Nothing to skip in rows: orjson decodes the whole answer faster than msgspec would.
+        self._need = need if _skips_in_rows(need) else None
         self._decoder: msgspec.json.Decoder[Any] | None = None
-        self._supported = True
+
+    @property
+    def prunes(self) -> bool:
+        """Whether any answer is decoded pruned (else every one is left to orjson)."""
+        return self._need is not None
 
     def __call__(self, raw: bytes) -> Any:
         """Raises:
             NotPruned: decode this body whole (see the module's docstring).
         """
         loops = native.rows()
-        if loops is None or not self._supported:
+        if loops is None or self._need is None:
             raise NotPruned
-        decoder = self._decoder or self._build()
+        decoder = self._decoder or self._build(self._need)
         try:
             body = decoder.decode(raw)
         except (msgspec.MsgspecError, RecursionError) as exc:
@@ -191,14 +201,13 @@ class PrunedDecoder:
             raise NotPruned
         return body
 
-    def _build(self) -> msgspec.json.Decoder[Any]:
-        try:
-            need = reads(self._parsed)
-        except Unsupported as exc:
-            self._supported = False
-            raise NotPruned from exc
-        if not _skips_in_rows(need):
-            self._supported = False
-            raise NotPruned
+    def _build(self, need: Need) -> msgspec.json.Decoder[Any]:
         self._decoder = msgspec.json.Decoder(msgspec_type(need))
         return self._decoder
+
+
+def pruning_decoder(parsed: dict[str, Any]) -> PrunedDecoder | None:
+    """The decoder of a selection that reads some rows in part, or None: decided at spec load,
+    so that a call of any other tool goes straight to orjson."""
+    decoder = PrunedDecoder(parsed)
+    return decoder if decoder.prunes else None
