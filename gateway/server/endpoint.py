@@ -48,7 +48,13 @@ from gateway.protocol.replies import (
 from gateway.server.discovery import public_base, resource_metadata_url
 from gateway.server.origin import origin_allowed
 from gateway.server.state import CALLS, LISTS, RESOLVER, SETTINGS, SHAPED, SPECS
-from gateway.server.streaming import ProgressStream, ProgressToken, media_types, progress_token
+from gateway.server.streaming import (
+    ProgressStream,
+    ProgressToken,
+    media_types,
+    named,
+    progress_token,
+)
 from gateway.spec.compiled import CompiledService
 from gateway.telemetry.metrics import REQUEST_SECONDS, REQUESTS, UPSTREAM_TIME, child
 from gateway.telemetry.tracing import request_span
@@ -67,8 +73,21 @@ def _refused(status: int, message: str, headers: dict[str, str] | None = None) -
 
 
 def _closing(response: web.Response) -> web.Response:
-    """An answer after which the connection closes: the rest of the body is never read."""
+    """An answer after which the connection closes: the rest of the body is never parsed (what
+    is still in flight is read and dropped for a few seconds, so that the client sees the
+    answer rather than a reset)."""
     response.force_close()
+    return response
+
+
+async def _given_up(request: web.Request) -> web.StreamResponse:
+    """408 for a body that stopped arriving, and the connection closed as soon as the answer is
+    written: the client sends nothing more, so reading on for the rest (aiohttp lingers up to
+    10 s after an answer that leaves a body unread) would only hold the connection."""
+    response = _closing(_refused(408, "The request body did not arrive in time"))
+    await named(response).prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
     return response
 
 
@@ -96,7 +115,7 @@ async def mcp_endpoint(request: web.Request) -> web.StreamResponse:
     except web.HTTPRequestEntityTooLarge:
         return _refused(413, "Request body too large")
     except TimeoutError:
-        return _closing(_refused(408, "The request body did not arrive in time"))
+        return await _given_up(request)
     started = time.perf_counter()
     try:
         data = decode(raw, max_depth=settings.max_json_depth)

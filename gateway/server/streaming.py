@@ -66,6 +66,15 @@ def media_types(accept: str) -> frozenset[str]:
     return frozenset(part.split(";")[0].strip().lower() for part in accept.split(","))
 
 
+def named(response: web.StreamResponse) -> web.StreamResponse:
+    """An answer sent before its handler returns, named with the request id now: the middleware
+    names the answer once the handler returns, too late for headers already sent."""
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    if isinstance(request_id, str):
+        response.headers["X-Request-Id"] = request_id
+    return response
+
+
 def event(message: dict[str, Any] | bytes) -> bytes:
     """One SSE event carrying one JSON-RPC message (no id: a stateless stream is not resumed)."""
     data = message if isinstance(message, bytes) else orjson.dumps(message)
@@ -169,12 +178,7 @@ class ProgressStream:
         response = web.StreamResponse(headers={
             "Content-Type": EVENT_STREAM, "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no"})  # nginx and the like would hold the events back
-        # The request-context middleware names the request once the handler returns, too late
-        # for headers already sent.
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
-        if isinstance(request_id, str):
-            response.headers["X-Request-Id"] = request_id
-        await response.prepare(self._request)
+        await named(response).prepare(self._request)
         return response
 
     async def _watch(self, work: asyncio.Future[Any]) -> None:

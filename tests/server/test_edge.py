@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from bench.run import free_port
@@ -71,12 +72,14 @@ class Served:
 
 
 @asynccontextmanager
-async def serving(upstream: str, header_timeout_s: float) -> AsyncIterator[Served]:
+async def serving(upstream: str, header_timeout_s: float,
+                  body_timeout_s: float = 30) -> AsyncIterator[Served]:
     """`serve` in its own process in front of `upstream`, until the block ends."""
     port = free_port()
     env = {**os.environ, "RETENTLY_API_URL": upstream, "REFINER_API_URL": upstream,
            "REFINER_AUTH_URL": upstream, "GATEWAY_LOG_JSON": "true",
            "GATEWAY_HEADER_TIMEOUT_S": str(header_timeout_s),
+           "GATEWAY_BODY_TIMEOUT_S": str(body_timeout_s),
            "GATEWAY_MAX_CONNECTIONS": str(MAX_CONNECTIONS)}
     process = subprocess.Popen(  # noqa: S603, ASYNC220 - started, stopped by the test
         [sys.executable, "-m", "gateway", "serve", "--port", str(port)], env=env,
@@ -100,8 +103,8 @@ async def serving(upstream: str, header_timeout_s: float) -> AsyncIterator[Serve
 
 @pytest.fixture
 async def served(upstream: str) -> AsyncIterator[Served]:
-    """A gateway that cuts off a client still sending headers after one second."""
-    async with serving(upstream, header_timeout_s=1) as running:
+    """A gateway that cuts off a client still sending headers, or a body, after one second."""
+    async with serving(upstream, header_timeout_s=1, body_timeout_s=1) as running:
         yield running
 
 
@@ -180,6 +183,44 @@ async def test_clients_trickling_their_headers_are_cut_off_and_others_are_served
         for sock in slow:
             sock.close()
     assert (await served.call())["result"]["isError"] is False
+
+
+def call_head(length: int) -> bytes:
+    return (b"POST /retently/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+            b"Authorization: Bearer " + ANALYST.encode() + b"\r\nContent-Length: "
+            + str(length).encode() + b"\r\n\r\n")
+
+
+async def send_in_parts(served: Served, parts: list[bytes], pause_s: float) -> tuple[bytes, float]:
+    """Send the parts with a pause between them (the upstream is served on this loop, so no
+    blocking socket); the whole answer, read until the server closes, and how long it took."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    started = time.monotonic()
+    try:
+        for index, part in enumerate(parts):
+            if index:
+                await asyncio.sleep(pause_s)
+            writer.write(part)
+            await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10), time.monotonic() - started
+    finally:
+        writer.close()
+
+
+async def test_a_body_that_stalls_is_answered_408_and_one_sent_in_parts_is_served(
+        served: Served) -> None:
+    body = orjson.dumps(CALL)
+    stalled, waited = await send_in_parts(served, [call_head(len(body)) + body[:10]], 0)
+    assert stalled.startswith(b"HTTP/1.1 408")
+    assert b"did not arrive in time" in stalled
+    assert b"\r\nX-Request-Id: " in stalled  # named, though sent before the handler returned
+    assert 0.9 <= waited < 5
+
+    # The body in two parts within the bound: the wait is armed, and the call is answered.
+    answered, _ = await send_in_parts(served, [call_head(len(body)) + body[:10], body[10:]], 0.3)
+    assert answered.startswith(b"HTTP/1.1 200")
+    assert orjson.loads(answered.partition(b"\r\n\r\n")[2])["result"]["isError"] is False
 
 
 async def test_past_the_connection_bound_new_connections_are_refused_politely(
