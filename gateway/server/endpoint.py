@@ -110,8 +110,11 @@ async def mcp_endpoint(request: web.Request) -> web.StreamResponse:
     if (request.content_length or 0) > settings.max_body_bytes:
         return _refused(413, "Request body too large")
     try:
-        async with asyncio.timeout(settings.body_timeout_s):
+        if request.content.is_eof():  # the whole body came with the headers: nothing to wait for
             raw = await request.read()
+        else:
+            async with asyncio.timeout(settings.body_timeout_s):
+                raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _refused(413, "Request body too large")
     except TimeoutError:
