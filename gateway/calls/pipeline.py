@@ -23,7 +23,7 @@ from gateway.calls.lookups import fill
 from gateway.calls.prompts import prompt_arguments, prompt_messages
 from gateway.calls.redaction import Pseudonymiser, memoised, redact
 from gateway.calls.rounds import Rounds
-from gateway.calls.shaping import apply_budget, render, render_error, select
+from gateway.calls.shaping import apply_budget, render_error, select
 from gateway.errors import (
     INVALID_PARAMS,
     AuthError,
@@ -105,11 +105,10 @@ class Calls:
             return Outcome(render_error(redactor(failed.message), failed.retry_after_s),
                            tool.name, getattr(failed, "status", None), error=error_kind(failed))
         result, encoded = self._budgeted(tool, shaped)
-        rendered = render(result, encoded)
         if tool.shape.content is not None:
-            rendered["content"] = render_value(tool.shape.content, ctx)
-            return Outcome(rendered, tool.name, status)
-        return Outcome(rendered, tool.name, status, structured=encoded)
+            return Outcome({"content": render_value(tool.shape.content, ctx),
+                            "structuredContent": result, "isError": False}, tool.name, status)
+        return Outcome({"isError": False}, tool.name, status, structured=encoded)
 
     async def read_resource(self, call: MethodCall, resource: CompiledResource,
                             arguments: dict[str, str]) -> Outcome:

@@ -1,10 +1,11 @@
 """The shaping steps of a call's pipeline (pipeline.py): select, then (after redaction and the
-spec's extras) budget, then render. Pure.
+spec's extras) budget. Pure.
 
 `select` (JMESPath) picks the result out of the upstream body; a list becomes `{"items": [...]}`
 and a scalar `{"result": ...}`, because structuredContent must be an object. `budget` trims the
 result to its item and byte bounds without ever producing invalid JSON, and records what it cut
-under `truncated` with a hint on how to get the rest. `render` makes the CallToolResult.
+under `truncated` with a hint on how to get the rest. Its JSON becomes the CallToolResult, as
+structuredContent and as text (gateway/protocol/replies.py); `render_error` makes a failed one.
 """
 
 from __future__ import annotations
@@ -108,15 +109,6 @@ def _with_note(result: dict[str, Any], cuts: dict[str, dict[str, int]], paging_h
         note["dropped"] = "the result was too large to return even in part"
     note["hint"] = paging_hint
     return {**result, "truncated": note}
-
-
-def render(result: dict[str, Any], encoded: bytes) -> dict[str, Any]:
-    """A successful CallToolResult: the JSON as text content, and as structuredContent."""
-    return {
-        "content": [{"type": "text", "text": encoded.decode()}],
-        "structuredContent": result,
-        "isError": False,
-    }
 
 
 def render_error(message: str, retry_after_s: float | None = None) -> dict[str, Any]:

@@ -3,10 +3,13 @@
  * fallback (gateway/calls/redaction.py `redact`, gateway/spec/jmes.py `_select_dict`); the same
  * tests run against both. Everything a policy decides (which key is named, what a pseudonym is,
  * how an address in text is replaced, how renamed keys merge) stays in Python and is called back:
- * C only walks the containers and makes the copies.
+ * C only walks the containers and makes the copies. Beside them, `quoted`: the text copy of a
+ * tool result, escaped from its JSON bytes (gateway/protocol/replies.py `json_text`).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
+#include <string.h>
 
 typedef struct {
     PyObject *plain;      /* set: keys the policy does not name */
@@ -340,6 +343,93 @@ static PyObject *rows_wide_ints(PyObject *module, PyObject *value)
     return PyBool_FromLong(found);
 }
 
+/* quoted(data): the JSON string whose text is `data` (UTF-8, as orjson writes it), quotes
+   included, escaped as orjson escapes a str: `"` and `\`, the short forms \b \t \n \f \r, and
+   \u00XX for the other control characters; every other byte as it is. A tool result's text copy
+   is its structuredContent's JSON: made from the bytes, it is never decoded into a str that
+   orjson would then encode back to UTF-8.
+
+   Eight bytes at a time: `escapes_in` marks each byte that needs an escape (the lowest mark is
+   exact, which is the only one read), and a word without any is copied whole. */
+static const char HEX[] = "0123456789abcdef";
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+static inline uint64_t escapes_in(uint64_t word)
+{
+    uint64_t quote = word ^ (ONES * '"'), backslash = word ^ (ONES * '\\');
+    return (((quote - ONES) & ~quote) | ((backslash - ONES) & ~backslash)
+            | ((word - ONES * 0x20) & ~word)) & HIGHS;
+}
+
+static PyObject *rows_quoted(PyObject *module, PyObject *arg)
+{
+    if (!PyBytes_CheckExact(arg)) {
+        PyErr_Format(PyExc_TypeError, "quoted() takes bytes, not %.100s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    const unsigned char *in = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    /* Room for the quotes, 8 bytes copied past the end of what is kept, and one escape in four
+       bytes (JSON text has a quote in about seven); grown when a text has more. */
+    if (size > (PY_SSIZE_T_MAX - 64) / 2)
+        return PyErr_NoMemory();
+    Py_ssize_t room = size + size / 4 + 64;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, room);
+    if (out == NULL)
+        return NULL;
+    char *o = PyBytes_AS_STRING(out);
+    *o++ = '"';
+    Py_ssize_t i = 0;
+    while (i < size) {
+        Py_ssize_t written = o - PyBytes_AS_STRING(out);
+        if (room - written < 16) {  /* an escape (6) and a word (8) may follow, then the quote */
+            room = room + room / 2 + 16;
+            if (_PyBytes_Resize(&out, room) < 0)
+                return NULL;
+            o = PyBytes_AS_STRING(out) + written;
+        }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (size - i >= 8) {
+            uint64_t word, marks;
+            memcpy(&word, in + i, 8);
+            marks = escapes_in(word);
+            memcpy(o, &word, 8);
+            if (marks == 0) {
+                o += 8;
+                i += 8;
+                continue;
+            }
+            Py_ssize_t plain = __builtin_ctzll(marks) >> 3;  /* little-endian: first byte lowest */
+            o += plain;
+            i += plain;
+        }
+#endif
+        unsigned char c = in[i++];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\t': *o++ = 't'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\r': *o++ = 'r'; break;
+        default:
+            *o++ = 'u'; *o++ = '0'; *o++ = '0';
+            *o++ = HEX[c >> 4]; *o++ = HEX[c & 0xf];
+        }
+    }
+    *o++ = '"';
+    if (_PyBytes_Resize(&out, o - PyBytes_AS_STRING(out)) < 0)
+        return NULL;
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"walk", (PyCFunction)(void (*)(void))rows_walk, METH_FASTCALL,
      "A de-identified copy of a JSON-like value (see gateway/calls/redaction.py)."},
@@ -347,6 +437,8 @@ static PyMethodDef methods[] = {
      "An object of the named fields of a value (see gateway/spec/jmes.py)."},
     {"wide_ints", rows_wide_ints, METH_O,
      "Whether a decoded value holds an integer outside [-2**63, 2**64)."},
+    {"quoted", rows_quoted, METH_O,
+     "The JSON string of UTF-8 text, escaped as orjson escapes a str."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -40,8 +40,9 @@ class Outcome:
     """A key under which the shaped result may be reused for the same service and version
     (results that depend only on the caller's scopes, like a page of a list)."""
     structured: bytes | None = None
-    """The JSON of `result["structuredContent"]`, already encoded (the budget measured it).
-    Set only for the default tool-call shape, which needs no per-call surface check."""
+    """A successful tool result in its default shape, as the JSON its budget measured: the
+    reply writes it as structuredContent and, quoted, as the text content (`result` holds the
+    rest). Its surface is known to pass, so it has no per-call check."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import orjson
 from mcp_types import SERVER_INFO_META_KEY
 from mcp_types.methods import CACHEABLE_METHODS, serialize_server_result
 
+from gateway import native
 from gateway.errors import INTERNAL_ERROR, ProtocolError
 from gateway.protocol.envelope import Era, Inbound, RequestId
 from gateway.protocol.methods import Outcome, server_info
@@ -60,11 +61,11 @@ def encode_reply(inbound: Inbound, service: CompiledService, outcome: Outcome,
     of one loaded tree never answers for another."""
     info = server_info(service)
     if outcome.structured is not None:
-        rest = {k: v for k, v in outcome.result.items() if k != "structuredContent"}
-        head = orjson.dumps(shape_result(inbound, rest, info, ttl_ms=outcome.ttl_ms,
+        rest = orjson.dumps(shape_result(inbound, outcome.result, info, ttl_ms=outcome.ttl_ms,
                                          cache_scope=outcome.cache_scope, validated=True))
-        pieces: tuple[bytes, ...] = (head[:-1], b',"structuredContent":', outcome.structured,
-                                     b"}")
+        pieces: tuple[bytes, ...] = (
+            b'{"content":[{"type":"text","text":', json_text(outcome.structured), b"}],",
+            rest[1:-1], b',"structuredContent":', outcome.structured, b"}")
     elif outcome.reusable is None:
         pieces = (orjson.dumps(shape_result(inbound, outcome.result, info,
                                             ttl_ms=outcome.ttl_ms,
@@ -80,6 +81,17 @@ def encode_reply(inbound: Inbound, service: CompiledService, outcome: Outcome,
         pieces = (shaped,)
     return b"".join((b'{"jsonrpc":"2.0","id":', orjson.dumps(inbound.id), b',"result":',
                      *pieces, b"}"))
+
+
+def json_text(encoded: bytes) -> bytes:
+    """The JSON string of a JSON text (UTF-8, as orjson writes it): a tool result's text copy,
+    made from its bytes in C, without the str that orjson would encode back (byte for byte
+    what `orjson.dumps(encoded.decode())` gives, the pure-Python twin)."""
+    compiled = native.rows()
+    if compiled is not None:
+        quoted: bytes = compiled.quoted(encoded)
+        return quoted
+    return orjson.dumps(encoded.decode())
 
 
 def shape_result(inbound: Inbound, result: dict[str, Any], server_info: dict[str, Any],

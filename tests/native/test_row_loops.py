@@ -200,3 +200,12 @@ def test_the_extension_is_built_wherever_a_compiler_was_at_hand() -> None:
     if shutil.which(compiler) is None:
         pytest.skip(f"no C compiler ({compiler}) here: the pure-Python loops are what runs")
     assert native.built(), "a C compiler is at hand but gateway/native/_rows was not built"
+
+
+@needs_built
+def test_quoted_takes_bytes_and_nothing_else() -> None:
+    """The text copy is made from the result's JSON bytes; a str (or a bytearray) is refused,
+    never read as memory of another layout."""
+    for wrong in ("text", bytearray(b"text"), memoryview(b"text"), None):
+        with pytest.raises(TypeError, match="quoted"):
+            native.rows().quoted(wrong)  # type: ignore[union-attr]
