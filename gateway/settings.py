@@ -171,11 +171,11 @@ class Settings(BaseSettings):
     it. The loop chosen is logged at startup (`event_loop`)."""
 
     native_rows: bool = True
-    """De-identification and the selection of plain fields run compiled (gateway/native) when
-    the install could build them, and answers whose rows a tool reads in part are decoded
-    pruned to what it reads (gateway/spec/reads.py); false runs the pure-Python twins and
-    decodes every answer whole, with the same results. What runs is logged at startup
-    (`row_loops`: `c` or `python`)."""
+    """De-identification, the selection of plain fields and the text copy of a result run
+    compiled (gateway/native) when the install could build them, and answers whose rows a tool
+    reads in part are decoded pruned to what it reads (gateway/spec/reads.py); false runs the
+    pure-Python twins and decodes every answer whole, with the same results. What runs is
+    logged at startup (`row_loops`: `c` or `python`)."""
 
     tracing: bool = False
     """OpenTelemetry spans (a request, its upstream exchanges) exported over OTLP as the
