@@ -6,10 +6,11 @@ and headers.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Final
 
 import structlog
@@ -22,6 +23,35 @@ SECRET_KEYS: Final = frozenset({"authorization", "token", "access_token", "refre
 _BEARER: Final = re.compile(
     r"(?i)\b(bearer\s+|api_key=|access_token=|refresh_token=|token=)[^\s&'\"\\,;]+")
 """A credential inside any text: a bearer value, or a token-like query parameter."""
+
+
+REQUEST_SUMMARY: Final = contextvars.ContextVar[Mapping[str, Any] | None](
+    "request_summary", default=None)
+"""What the current request came to (service, method, outcome, times, who), for the lines
+logged after it within the request: the access line above all."""
+
+
+def summarise_request(fields: Mapping[str, Any]) -> None:
+    """Set the request's summary: one context variable, where binding each field as its own
+    (structlog's contextvars) made eight new contexts a request, 5% of a `tools/list`."""
+    REQUEST_SUMMARY.set(fields)
+
+
+def forget_request_summary() -> None:
+    """At the start of a request: nothing of another request's summary is carried over."""
+    if REQUEST_SUMMARY.get() is not None:
+        REQUEST_SUMMARY.set(None)
+
+
+def merge_request_summary(_logger: Any, _name: str, event: MutableMapping[str, Any]
+                          ) -> MutableMapping[str, Any]:
+    """structlog processor: the request's summary into each line, under what the line says
+    itself (as structlog merges its context variables)."""
+    fields = REQUEST_SUMMARY.get()
+    if fields:
+        for key, value in fields.items():
+            event.setdefault(key, value)
+    return event
 
 
 def redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]
@@ -46,6 +76,7 @@ def configure_logging(settings: Settings) -> None:
                      else structlog.dev.ConsoleRenderer(colors=False))
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        merge_request_summary,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

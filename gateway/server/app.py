@@ -20,6 +20,7 @@ from gateway.auth.resolver import IntrospectionBounds, TokenResolver
 from gateway.calls.pipeline import Calls
 from gateway.errors import StartupError
 from gateway.keys import derive_key
+from gateway.logs import forget_request_summary
 from gateway.protocol.paging import Lists
 from gateway.server.connections import set_server_header
 from gateway.server.discovery import AS_METADATA_TTL_S, add_discovery_routes
@@ -207,6 +208,7 @@ def front_door(hosts: PublicHosts) -> Any:
         incoming = headers.get("X-Request-Id", "")
         request_id = secrets.token_hex(16)
         structlog.contextvars.clear_contextvars()
+        forget_request_summary()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         if 0 < len(incoming) <= 64 and incoming.isprintable():
             structlog.contextvars.bind_contextvars(correlation_id=incoming)

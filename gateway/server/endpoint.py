@@ -35,6 +35,7 @@ from gateway.errors import (
     ProtocolError,
     StreamClosed,
 )
+from gateway.logs import summarise_request
 from gateway.protocol.envelope import Envelope, Era, decode, parse
 from gateway.protocol.methods import METHODS, MethodCall, dispatch, needs_credential
 from gateway.protocol.paging import LIST_METHODS
@@ -286,10 +287,12 @@ class _Event:
         upstream = UPSTREAM_TIME.get()
         child(REQUESTS, self.service.name, method, tool, outcome).inc()
         child(REQUEST_SECONDS, self.service.name, method).observe(seconds)
-        structlog.contextvars.bind_contextvars(
-            service=self.service.name, mcp_method=method, tool=tool or None, outcome=outcome,
-            upstream_status=upstream_status, mcp_ms=round(seconds * 1000, 2),
-            upstream_ms=round(upstream[0] * 1000, 2) if upstream else None, who=who(principal))
+        summarise_request({
+            "service": self.service.name, "mcp_method": method, "tool": tool or None,
+            "outcome": outcome, "upstream_status": upstream_status,
+            "mcp_ms": round(seconds * 1000, 2),
+            "upstream_ms": round(upstream[0] * 1000, 2) if upstream else None,
+            "who": who(principal)})
 
 
 def who(principal: Principal | None) -> str | None:

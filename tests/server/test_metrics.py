@@ -4,8 +4,8 @@ optional bearer token; and one log event per request, carrying what the metrics 
 
 from __future__ import annotations
 
+import http.client
 import re
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -131,13 +131,16 @@ def test_each_request_leaves_one_json_log_event_with_its_outcome_and_no_token(
     process = start_serve(specs, port)
     try:
         first_line(process)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/desk/mcp", data=orjson.dumps(rpc("tools/call", {
-                "name": "read_item", "arguments": {}})),
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("POST", "/desk/mcp", orjson.dumps(rpc("tools/call", {
+            "name": "read_item", "arguments": {}})),
             headers={**MCP_HEADERS, "Authorization": "Bearer secret-token-xyz",
                      "MCP-Protocol-Version": "2025-06-18"})
-        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
-            assert orjson.loads(answer.read())["result"]["isError"] is True  # port 9: refused
+        answer = connection.getresponse()
+        assert orjson.loads(answer.read())["result"]["isError"] is True  # port 9: refused
+        connection.request("GET", "/healthz")  # the same connection: kept alive
+        assert connection.getresponse().read()
+        connection.close()
     finally:
         process.terminate()
         _, logged = process.communicate(timeout=20)
@@ -152,3 +155,7 @@ def test_each_request_leaves_one_json_log_event_with_its_outcome_and_no_token(
     assert event["upstream_ms"] >= 0 and len(event["who"]) == 12 and event["request_id"]
     assert "secret-token-xyz" not in logged
     assert "mcp_request" not in logged
+    # The next request on the connection carries nothing of the call's summary.
+    (probe,) = [e for e in events if e.get("path") == "/healthz"]
+    assert probe["status"] == 200 and probe["request_id"] != event["request_id"]
+    assert not {"service", "outcome", "mcp_ms", "who"} & probe.keys()
