@@ -18,7 +18,7 @@ NODE_PKGS := node@22 \
 	@modelcontextprotocol/sdk@1.32.2 \
 	@readme/oas-examples@8.2.2
 
-$(STAMP): pyproject.toml setup.py gateway/native/_rows.c
+$(STAMP): pyproject.toml setup.py gateway/native/_rows.c gateway/native/_pages.c gateway/native/_json.h
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'

@@ -12,6 +12,7 @@ missing credentials or scopes raise AuthError before anything is sent upstream.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -20,8 +21,9 @@ from gateway.calls.arguments import check_rules, gate_personal_data, validated_a
 from gateway.calls.collect import derived
 from gateway.calls.context import Caller
 from gateway.calls.lookups import fill
+from gateway.calls.pages import shaped_page, whole
 from gateway.calls.prompts import prompt_arguments, prompt_messages
-from gateway.calls.redaction import Pseudonymiser, memoised, redact
+from gateway.calls.redaction import Pseudonymiser, Redaction, memoised
 from gateway.calls.rounds import Rounds
 from gateway.calls.shaping import apply_budget, render_error, select
 from gateway.errors import (
@@ -48,6 +50,7 @@ from gateway.spec.compiled import (
     ResultSource,
     Source,
 )
+from gateway.spec.pages import PageAnswer, PageDecoder
 from gateway.spec.reads import PrunedDecoder
 from gateway.spec.templates import RenderContext, render_value
 from gateway.spec.templates import render as render_template
@@ -171,7 +174,7 @@ class Calls:
         return await self._writes.call(tool, caller, ctx, redactor)
 
     async def _run(self, tool: CompiledTool, caller: Caller, ctx: RenderContext,
-                   redactor: Redactor) -> tuple[dict[str, Any], int | None]:
+                   redactor: Redaction) -> tuple[dict[str, Any], int | None]:
         """The shaped (selected, redacted) result of one run, and the upstream status.
 
         Raises:
@@ -180,7 +183,14 @@ class Calls:
         check_rules(tool, ctx)
         ctx = await fill(tool, ctx, self._body_sender(caller))
         body, status = await self._answer(tool.source, caller, ctx, tool.shape.pruned)
-        shaped = redactor(select(tool.shape.select, body))
+        shaped = None
+        if isinstance(body, PageAnswer):  # a page of plain rows, kept as bytes
+            shaped = shaped_page(body, redactor, tool.shape.budget.max_bytes
+                                 or self._settings.max_result_bytes)
+            if shaped is None:  # the pass declined: the answer as every other one is
+                body = whole(body)
+        if shaped is None:
+            shaped = redactor(select(tool.shape.select, body))
         empty = tool.shape.empty_message
         if empty is not None and all(v in (None, [], {}) for v in shaped.values()):
             raise ToolExecutionError(str(render_value(empty, ctx)))
@@ -189,12 +199,15 @@ class Calls:
         return shaped, status
 
     async def _answer(self, source: Source, caller: Caller, ctx: RenderContext,
-                      pruned: PrunedDecoder | None) -> tuple[Any, int | None]:
+                      pruned: PageDecoder | PrunedDecoder | None) -> tuple[Any, int | None]:
         """The source's body (and upstream status, for a single request); a single answer is
-        decoded `pruned` to what the selection reads."""
+        decoded `pruned` to what the selection reads (a PageAnswer: its rows kept as bytes)."""
         match source:
             case RequestSource(request=request):
                 response = await self._upstream.send_spec(request, caller, ctx, pruned=pruned)
+                if isinstance(response.body, PageAnswer):  # what the whole path needs of it
+                    return replace(response.body, status=response.status,
+                                   headers=response.headers), response.status
                 return response.body, response.status
             case CollectSource():
                 async def page(extra: Mapping[str, Any] | None) -> Any:
@@ -218,13 +231,12 @@ class Calls:
                             default_bytes=self._settings.max_result_bytes,
                             paging_hint=tool.shape.paging_hint)
 
-    def _redactor(self, tool: CompiledTool, caller: Caller) -> Redactor:
+    def _redactor(self, tool: CompiledTool, caller: Caller) -> Redaction:
         pii = tool.pii
         if pii is None or pii.scope in caller.scopes:
-            return _identity
-        pseudonym = Pseudonymiser(self._pseudonym_key, caller.account, self._pseudonym_of)
-        rules = pii.redaction
-        return lambda value: redact(value, rules, pseudonym)
+            return NO_REDACTION
+        return Redaction(pii.redaction, Pseudonymiser(self._pseudonym_key, caller.account,
+                                                      self._pseudonym_of))
 
 
 def authorize(tool: CompiledTool, caller: Caller) -> None:
@@ -239,8 +251,7 @@ def authorize(tool: CompiledTool, caller: Caller) -> None:
     require_scopes(caller.scopes, tool.scopes, f"The tool {tool.name}")
 
 
-def _identity(value: Any) -> Any:
-    return value
+NO_REDACTION = Redaction()
 
 
 def error_kind(failed: ToolExecutionError) -> str:

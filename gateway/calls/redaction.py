@@ -97,10 +97,60 @@ def _fold(text: str) -> str:
 PseudonymFunction = Callable[[bytes, str, str], str]
 
 
-def memoised(size: int) -> PseudonymFunction:
-    """`pseudonym_of` behind a bounded LRU (C-implemented: the lookup is most of the cost of a
-    recurring person, and the same people recur in every page)."""
-    return functools.lru_cache(maxsize=size)(pseudonym_of)
+class Pseudonyms:
+    """`pseudonym_of` remembered: a dict per key and account, so that a recurring person (the
+    same people recur in every page) costs one dict lookup, which the compiled loops make
+    without a call. Bounded: once `size` pseudonyms (or tables) are held, all are forgotten."""
+
+    __slots__ = ("_held", "_size", "_tables")
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._held = 0
+        self._tables: dict[tuple[bytes, str], _Table] = {}
+
+    def __call__(self, key: bytes, account: str, value: str) -> str:
+        return self.table(key, account)[value]
+
+    def table(self, key: bytes, account: str) -> dict[str, str]:
+        """The account's pseudonyms: reading a value not yet in it makes its pseudonym."""
+        table = self._tables.get((key, account))
+        if table is None:
+            if len(self._tables) >= self._size:
+                self._forget()
+                self._tables.clear()
+            table = self._tables[(key, account)] = _Table(self, key, account)
+        return table
+
+    def _making(self) -> None:
+        """One more is about to be held."""
+        if self._held >= self._size:
+            self._forget()
+        self._held += 1
+
+    def _forget(self) -> None:
+        for table in self._tables.values():
+            table.clear()
+        self._held = 0
+
+
+class _Table(dict[str, str]):
+    __slots__ = ("_account", "_key", "_owner")
+
+    def __init__(self, owner: Pseudonyms, key: bytes, account: str) -> None:
+        super().__init__()
+        self._owner, self._key, self._account = owner, key, account
+
+    def __missing__(self, value: str) -> str:
+        made = pseudonym_of(self._key, self._account, value)
+        self._owner._making()
+        self[value] = made
+        return made
+
+
+def memoised(size: int) -> Pseudonyms:
+    """`pseudonym_of`, remembered (see Pseudonyms)."""
+    return Pseudonyms(size)
 
 
 class Pseudonymiser:
@@ -108,8 +158,8 @@ class Pseudonymiser:
 
     __slots__ = ("_account", "_key", "_of")
 
-    def __init__(self, key: bytes, account: str | None, of: PseudonymFunction = pseudonym_of
-                 ) -> None:
+    def __init__(self, key: bytes, account: str | None,
+                 of: PseudonymFunction | Pseudonyms = pseudonym_of) -> None:
         self._key = key
         self._account = account or ""
         self._of = of
@@ -119,7 +169,15 @@ class Pseudonymiser:
 
     def bound(self) -> Callable[[str], str]:
         """The same function with no Python frame of its own (the hot loop calls it per name)."""
+        if isinstance(self._of, Pseudonyms):
+            return self._of.table(self._key, self._account).__getitem__
         return functools.partial(self._of, self._key, self._account)
+
+    def table(self) -> dict[str, str] | None:
+        """The remembered pseudonyms, which the one-pass page reads itself (else None)."""
+        if isinstance(self._of, Pseudonyms):
+            return self._of.table(self._key, self._account)
+        return None
 
     def scrub(self, text: str) -> str:
         """Every address in the text replaced by its pseudonym, an encoded one in its encoding."""
@@ -192,6 +250,51 @@ def redact(value: Any, rules: RedactionRules, pseudonym: Pseudonymiser) -> Any:
         return value
 
     return walk(value)
+
+
+PLAIN: Final = 0
+PSEUDONYMISED: Final = 1
+DROPPED: Final = 2
+"""A key's verdict, as the one-pass page reads it (gateway/native/_pages.c)."""
+
+RowPolicy = tuple[Callable[[str], int] | None, Callable[[str], str] | dict[str, str],
+                  Callable[[str], str] | None]
+"""(verdict of a key or None: all plain; pseudonym of a text, or the remembered pseudonyms, a
+dict that makes a missing one when read; scrub of a text or None)."""
+
+
+class Redaction:
+    """One call's de-identification: called on a value, it is `redact`; `row_policy` gives the
+    same policy to the one-pass page (gateway/calls/pages.py). Without rules: none at all."""
+
+    __slots__ = ("_pseudonym", "_rules")
+
+    def __init__(self, rules: RedactionRules | None = None,
+                 pseudonym: Pseudonymiser | None = None) -> None:
+        self._rules = rules
+        self._pseudonym = pseudonym
+
+    def __call__(self, value: Any) -> Any:
+        if self._rules is None or self._pseudonym is None:
+            return value
+        return redact(value, self._rules, self._pseudonym)
+
+    def row_policy(self) -> RowPolicy:
+        """The policy's calls for one result, each key's verdict learnt as `redact` learns it."""
+        rules, pseudonym = self._rules, self._pseudonym
+        if rules is None or pseudonym is None:
+            return None, _same, None
+        scrub = pseudonym.scrub if rules.scrub_text else None
+        keys = _KeyPolicy(rules, scrub or _same)
+        plain, special, dropped, learn = keys.plain, keys.special, keys.dropped, keys.learn
+
+        def verdict(key: str) -> int:
+            if key not in plain and (key in special or learn(key)):
+                return DROPPED if key in dropped else PSEUDONYMISED
+            return PLAIN
+
+        table = pseudonym.table()
+        return verdict, pseudonym.bound() if table is None else table, scrub
 
 
 class _KeyPolicy:

@@ -6,10 +6,7 @@
  * C only walks the containers and makes the copies. Beside them, `quoted`: the text copy of a
  * tool result, escaped from its JSON bytes (gateway/protocol/replies.py `json_text`).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
+#include "_json.h"
 
 typedef struct {
     PyObject *plain;      /* set: keys the policy does not name */
@@ -351,7 +348,6 @@ static PyObject *rows_wide_ints(PyObject *module, PyObject *value)
 
    Eight bytes at a time: `escapes_in` marks each byte that needs an escape (the lowest mark is
    exact, which is the only one read), and a word without any is copied whole. */
-static const char HEX[] = "0123456789abcdef";
 #define ONES 0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
 
@@ -410,19 +406,7 @@ static PyObject *rows_quoted(PyObject *module, PyObject *arg)
             *o++ = (char)c;
             continue;
         }
-        *o++ = '\\';
-        switch (c) {
-        case '"': *o++ = '"'; break;
-        case '\\': *o++ = '\\'; break;
-        case '\b': *o++ = 'b'; break;
-        case '\t': *o++ = 't'; break;
-        case '\n': *o++ = 'n'; break;
-        case '\f': *o++ = 'f'; break;
-        case '\r': *o++ = 'r'; break;
-        default:
-            *o++ = 'u'; *o++ = '0'; *o++ = '0';
-            *o++ = HEX[c >> 4]; *o++ = HEX[c & 0xf];
-        }
+        o = escape_byte(o, c);
     }
     *o++ = '"';
     if (_PyBytes_Resize(&out, o - PyBytes_AS_STRING(out)) < 0)
@@ -439,6 +423,8 @@ static PyMethodDef methods[] = {
      "Whether a decoded value holds an integer outside [-2**63, 2**64)."},
     {"quoted", rows_quoted, METH_O,
      "The JSON string of UTF-8 text, escaped as orjson escapes a str."},
+    {"page", (PyCFunction)(void (*)(void))rows_page, METH_FASTCALL,
+     "The selected, de-identified rows of a JSON list, each a fragment (see _pages.c)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -18,6 +18,7 @@ import orjson
 
 from gateway.spec.jmes import Expression
 from gateway.spec.models import Budget, QueryStyle, ServiceSpec
+from gateway.spec.pages import PageDecoder
 from gateway.spec.reads import PrunedDecoder
 from gateway.spec.templates import Ref, Template
 from gateway.spec.tools import PromptSpec, ResourceSpec, ToolSpec
@@ -204,9 +205,9 @@ class ResultShape:
     """How the source's answer becomes the tool result: select, then extras, then the budget."""
 
     select: Expression | None = None
-    pruned: PrunedDecoder | None = None
-    """Decodes a single answer keeping only what `select` reads; None when `select` reads no
-    rows in part (decided at load: those answers go straight to orjson)."""
+    pruned: PageDecoder | PrunedDecoder | None = None
+    """Decodes a single answer to what `select` reads (gateway/spec/pages.py, reads.py); None
+    when it reads no rows in part (decided at load: those answers go straight to orjson)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Compiled templates merged into the result after select."""
     empty_message: Template | None = None

@@ -33,10 +33,11 @@ from gateway.spec.compiled import (
 )
 from gateway.spec.derived_specs import AggregateSpec
 from gateway.spec.inputs import InputRequestSpec, InputRound
-from gateway.spec.jmes import compile_expression
+from gateway.spec.jmes import Expression, compile_expression
 from gateway.spec.located import located
 from gateway.spec.models import Budget, ServiceSpec
-from gateway.spec.reads import pruning_decoder
+from gateway.spec.pages import PageDecoder, page_decoder
+from gateway.spec.reads import PrunedDecoder, pruning_decoder
 from gateway.spec.schema import derived_annotations, input_schema, with_confirmation
 from gateway.spec.templates import compile_template, compile_value, value_refs
 from gateway.spec.tools import (
@@ -196,6 +197,17 @@ def compile_collect(tool: ToolSpec, collect: CollectSpec, service: ServiceSpec) 
                          page_total=page_total)
 
 
+def _decoder(select: Expression | None, *, templated: bool
+             ) -> PageDecoder | PrunedDecoder | None:
+    """How a single answer is decoded: its rows kept as bytes for the one-pass page (not where
+    content templates or extra entries make more of the result), pruned to what is read, or
+    (None) whole."""
+    if select is None:
+        return None
+    page = None if templated else page_decoder(select.parsed)
+    return page or pruning_decoder(select.parsed)
+
+
 def compile_shape(tool: ToolSpec, service: ServiceSpec) -> ResultShape:
     response = tool.response
     with located("response", "select"):
@@ -208,7 +220,7 @@ def compile_shape(tool: ToolSpec, service: ServiceSpec) -> ResultShape:
         content = compile_value(response.content) if response.content else None
     return ResultShape(
         select=select,
-        pruned=pruning_decoder(select.parsed) if select is not None else None,
+        pruned=_decoder(select, templated=content is not None or bool(extra)),
         extra=extra,
         empty_message=empty,
         content=content,

@@ -113,6 +113,11 @@ def compile_expression(text: str) -> Expression:
     return Expression(text, parsed, _compile(parsed))
 
 
+def evaluator(node: Any) -> Evaluate:
+    """The compiled function of one node of a parse tree (one entry of a multiselect)."""
+    return _compile(node)
+
+
 def _false(value: Any) -> bool:
     """JMESPath truthiness: empty strings, lists and objects, null and false are false."""
     return value is None or value is False or value == "" or value == [] or value == {}

@@ -207,3 +207,17 @@ def assert_same_shape(before: Any, after: Any, spelled: set[str], *, pseudonymis
             assert PSEUDONYM_VALUE.fullmatch(after), (before, after)
     else:
         assert type(after) is type(before) and after == before
+
+
+def test_remembered_pseudonyms_are_bounded_and_stay_the_same() -> None:
+    remembered = memoised(3)
+    people = [f"person{n}@example.com" for n in range(10)]
+    for account in ("acc_1", "acc_2"):
+        for person in people * 2:
+            assert remembered(KEY, account, person) == pseudonym_of(KEY, account, person)
+            held = sum(len(remembered.table(KEY, name)) for name in ("acc_1", "acc_2"))
+            assert 1 <= held <= 3  # forgotten whole once over the bound, then made again
+    # the table read by the one-pass page is the one the walk fills
+    table = Pseudonymiser(KEY, "acc_3", remembered).table()
+    assert table is not None and table["x@y.org"] == pseudonym_of(KEY, "acc_3", "x@y.org")
+    assert Pseudonymiser(KEY, "acc_3").table() is None

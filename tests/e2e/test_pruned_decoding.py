@@ -1,7 +1,8 @@
-"""Pruned decoding end to end: every shipped tool answered by one upstream request whose rows
-its selection reads in part gives the SDK client the same result, byte for byte, with the
-compiled loops on (the answer decoded pruned to what the tool reads) and off (decoded whole), in
-both protocol eras. (Tools that collect pages decode each page whole.)"""
+"""Pruned decoding and one-pass pages end to end: every shipped tool answered by one upstream
+request whose rows its selection reads in part gives the SDK client the same result, byte for
+byte, with the compiled loops on (a page of plain rows made in one pass over the answer's bytes,
+any other answer decoded pruned to what the tool reads) and off (decoded whole), in both
+protocol eras. (Tools that collect pages decode each page whole.)"""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from gateway import native
+from gateway.calls import pages, pipeline
 from gateway.spec import reads
 from tests.e2e.stack import MODES, Stack, mcp_client, running_stack
 from tests.support import REFINER_FULL, RETENTLY_ADMIN
@@ -23,6 +25,9 @@ CALLS: dict[str, list[tuple[str, dict[str, Any]]]] = {
                  ("list_outbox", {}), ("list_integrations", {}), ("list_users", {})],
     "refiner": [("get-responses", {"project_uuid": PRODUCTION, "page_length": 500})],
 }
+# Those whose selection is plain fields over one list: made in one pass (gateway/spec/pages.py).
+PAGES = {"list_feedback", "list_recent_feedback", "list_outbox", "list_integrations",
+         "list_users"}
 TOKENS = {"retently": RETENTLY_ADMIN, "refiner": REFINER_FULL}
 
 
@@ -50,23 +55,32 @@ async def results(stack: Stack, mode: str) -> list[str]:
 async def test_pruned_and_whole_answers_give_the_same_results(
         stack: Stack, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     pruned: list[str] = []
-    decode = reads.PrunedDecoder.__call__
+    paged: list[str] = []
+    decode, shape = reads.PrunedDecoder.__call__, pages.shaped_page
 
     def counted(self: reads.PrunedDecoder, raw: bytes) -> Any:
         body = decode(self, raw)  # NotPruned passes through: decoded whole
         pruned.append("pruned")
         return body
 
+    def made(answer: Any, *args: Any) -> Any:
+        result = shape(answer, *args)
+        if result is not None:  # None: declined, and decoded as any other answer
+            paged.append(answer.page.path[-1])
+        return result
+
     monkeypatch.setattr(reads.PrunedDecoder, "__call__", counted)
+    monkeypatch.setattr(pipeline, "shaped_page", made)
     before = native.rows() is not None
     try:
         native.use_native(True)
         with_c = await results(stack, mode)
-        assert len(pruned) == sum(len(calls) for calls in CALLS.values())
+        assert len(paged) == len(PAGES)
+        assert len(pruned) + len(paged) == sum(len(calls) for calls in CALLS.values())
         native.use_native(False)
         whole = await results(stack, mode)
     finally:
         native.use_native(before)
-    assert len(pruned) == sum(len(calls) for calls in CALLS.values())  # none pruned without C
+    assert len(pruned) + len(paged) == sum(len(calls) for calls in CALLS.values())  # none without C
     assert with_c == whole
     assert '"items": [{' in "\n".join(whole)  # rows came back, not only empty pages

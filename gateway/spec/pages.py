@@ -1,0 +1,207 @@
+"""Pages of rows shaped in one pass over their bytes: which selections qualify, and the decoder
+that keeps their rows as JSON bytes. Pure.
+
+A list page is most of what a call costs beyond a proxy: decoding its rows into objects,
+selecting fields into new ones, copying those to de-identify them, encoding the copies and
+freeing all three. For a selection of plain fields over the rows of one list,
+
+    path[].{name: key, ...}       or      {items: path[].{name: key, ...}, page: ..., ...}
+
+(the other entries reading anything but that list), the compiled pass (`page` in
+gateway/native/_pages.c) finds the list in the answer's bytes and writes each row's selected,
+de-identified JSON straight from them (gateway/calls/pages.py); the rest of the answer, with
+the list taken out, is decoded pruned (gateway/spec/reads.py) for the other entries. It gives
+what the whole path gives, byte for byte, or declines, and then the answer is decoded as any
+other.
+
+Tools with content templates or extra entries do not qualify: their results are made of
+objects after the selection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import orjson
+
+from gateway import native
+from gateway.spec.jmes import Evaluate, evaluator
+from gateway.spec.reads import (
+    Keys,
+    Need,
+    NotPruned,
+    PrunedDecoder,
+    Unsupported,
+    msgspec_type,
+    reads,
+    union,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RowPage:
+    """Where the rows are and what of each is selected, and the result's other entries."""
+
+    path: tuple[str, ...]
+    """The keys leading to the list, from the top of the answer."""
+    key: str
+    """The result's key holding the rows."""
+    fields: tuple[tuple[str, bytes, str], ...]
+    """(name in the result, that name as JSON, key in the row), in the selection's order."""
+    entries: tuple[tuple[str, Evaluate | None], ...] = ()
+    """The result's entries in order, each evaluated on the answer (None: the rows); empty
+    when the selection is the projection alone, whose list becomes `items`."""
+
+
+def row_page(parsed: dict[str, Any]) -> RowPage | None:
+    """The page of rows a selection's parse tree reads, if it qualifies (module docstring)."""
+    if parsed["type"] != "multi_select_dict":
+        found = _projection(parsed)
+        return None if found is None else RowPage(found[0], "items", found[1])
+    pairs = [(pair["value"], pair["children"][0]) for pair in parsed["children"]]
+    if len({key for key, _ in pairs}) != len(pairs):
+        return None  # a repeated key: the last entry stands where the first did
+    for index, (key, node) in enumerate(pairs):
+        found = _projection(node)
+        if found is None or _has_address(key):
+            continue
+        path, fields = found
+        others = [other for position, (_, other) in enumerate(pairs) if position != index]
+        try:
+            if any(_reads_path(reads(other), path) for other in others):
+                return None
+        except Unsupported:
+            return None
+        entries = tuple((name, None if position == index else evaluator(node))
+                        for position, (name, node) in enumerate(pairs))
+        return RowPage(path, key, fields, entries)
+    return None
+
+
+def _projection(node: dict[str, Any]) -> tuple[tuple[str, ...], tuple[tuple[str, bytes, str],
+                                                                     ...]] | None:
+    """`path[].{...}`, `path[*].{...}` or `a.b[*].{...}` over plain fields: (path, fields)."""
+    prefix: tuple[str, ...] = ()
+    if node["type"] == "subexpression":
+        *steps, node = node["children"]
+        prefix = _field_path({"type": "subexpression", "children": steps}) or ()
+        if not steps or len(prefix) != len(steps):
+            return None
+    if node["type"] != "projection":
+        return None
+    left, right = node["children"]
+    if left["type"] == "flatten":
+        left = left["children"][0]
+    path = _field_path(left)
+    if path is None or right["type"] != "multi_select_dict":
+        return None
+    fields = []
+    for pair in right["children"]:
+        value = pair["children"][0]
+        if value["type"] != "field" or _has_address(pair["value"]) or _has_address(value["value"]):
+            return None
+        fields.append((pair["value"], orjson.dumps(pair["value"]), value["value"]))
+    return prefix + path, tuple(fields)
+
+
+def _field_path(node: dict[str, Any]) -> tuple[str, ...] | None:
+    if node["type"] == "field":
+        return (node["value"],)
+    if node["type"] != "subexpression":
+        return None
+    path: tuple[str, ...] = ()
+    for child in node["children"]:
+        step = _field_path(child)
+        if step is None:
+            return None
+        path += step
+    return path
+
+
+def _has_address(key: str) -> bool:
+    """A key the policy could rename (it holds an address): left to the whole path."""
+    return "@" in key or "%" in key
+
+
+def _reads_path(need: Need, path: tuple[str, ...]) -> bool:
+    """Whether what is read (`need`) includes the list at `path`, or could."""
+    for key in path:
+        if need is None:
+            return False
+        if not isinstance(need, Keys):
+            return True  # read whole, or as a list: the rows would be read
+        if key not in need.fields:
+            return False
+        need = need.fields[key]
+    return need is not None
+
+
+@dataclass(frozen=True, slots=True)
+class PageAnswer:
+    """An answer left as its bytes for the one-pass page, and what the whole path needs."""
+
+    decoder: PageDecoder
+    raw: bytes
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def page(self) -> RowPage:
+        return self.decoder.page
+
+
+class PageDecoder:
+    """Leaves an answer as its bytes (a PageAnswer) for the one-pass page, whose caller knows
+    the policy; decodes the rest of it once the list is taken out (`envelope`). A drop-in for
+    the pruned decoder, which is the whole path's (`fallback`)."""
+
+    __slots__ = ("_decoder", "_need", "fallback", "page")
+
+    def __init__(self, page: RowPage, parsed: dict[str, Any]) -> None:
+        self.page = page
+        self.fallback = PrunedDecoder(parsed)
+        others: Need = None
+        if page.entries:
+            for pair in parsed["children"]:
+                if pair["value"] != page.key:
+                    others = union(others, reads(pair["children"][0]))
+        self._need = others
+        self._decoder: msgspec.json.Decoder[Any] | None = None
+
+    def __call__(self, raw: bytes) -> PageAnswer:
+        """Raises:
+            NotPruned: the compiled pass is off: decode this body whole.
+        """
+        if native.rows() is None:
+            raise NotPruned
+        return PageAnswer(self, raw)
+
+    def envelope(self, rest: bytes) -> Any:
+        """The answer without its list (an empty one in its place), decoded to what the other
+        entries read.
+
+        Raises:
+            NotPruned: not as the whole path would decode it (see gateway/spec/reads.py).
+        """
+        if self._need is None:
+            return None
+        if self._decoder is None:
+            self._decoder = msgspec.json.Decoder(msgspec_type(self._need))
+        try:
+            envelope = self._decoder.decode(rest)
+        except (msgspec.MsgspecError, RecursionError) as exc:
+            raise NotPruned from exc
+        loops = native.rows()
+        if loops is None or loops.wide_ints(envelope):
+            raise NotPruned
+        return envelope
+
+
+def page_decoder(parsed: dict[str, Any]) -> PageDecoder | None:
+    """The decoder of a selection that qualifies (module docstring), or None: decided at spec
+    load."""
+    page = row_page(parsed)
+    return None if page is None else PageDecoder(page, parsed)
