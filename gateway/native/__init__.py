@@ -1,7 +1,8 @@
 """The compiled twins of the per-row hot loops (`_rows.c`: de-identification and the selection
 of plain fields) and of the escaping of a result's text copy (`quoted`), used when the
 extension was built and `GATEWAY_NATIVE_ROWS` is on. Pruned decoding (gateway/spec/reads.py)
-needs `wide_ints` from it, so it too runs only then.
+needs `wide_ints` from it, and the one-pass page (`page`, `_pages.c`: gateway/spec/pages.py)
+is it, so they too run only then; the twin of the page is the whole path it declines to.
 
 An install without a C compiler has no `_rows`, and then the pure-Python functions run: they
 are the reference, and the same tests run against both (tests/native/). `use_native` is applied
