@@ -35,7 +35,7 @@ BARE = compile_expression("data.rows[*].{id: id, email: email, note: note}")
 RULES = RedactionRules(pseudonymise=frozenset({"email", "firstName", "assigned"}),
                        drop=frozenset({"city"}), scrub_text=True)
 NO_SCRUB = RedactionRules(pseudonymise=RULES.pseudonymise, drop=RULES.drop, scrub_text=False)
-PROPERTY = settings(max_examples=400, derandomize=True, deadline=None, database=None,
+PROPERTY = settings(max_examples=150, derandomize=True, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
