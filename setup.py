@@ -1,4 +1,4 @@
-"""The optional C extension (gateway/native/_rows.c and _pages.c); everything else is in pyproject.toml.
+"""The optional C extension (gateway/native/_rows.c and _pages.c); the rest is in pyproject.toml.
 
 `optional=True`: where no compiler is found the install still succeeds, without the extension,
 and the gateway runs the pure-Python loops (gateway/native/__init__.py).

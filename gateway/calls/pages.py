@@ -14,8 +14,9 @@ from typing import Any
 import orjson
 
 from gateway import native
-from gateway.calls.redaction import PLAIN, Redaction
-from gateway.spec.pages import PageAnswer
+from gateway.calls.redaction import PLAIN, Redaction, key_verdict
+from gateway.spec.compiled import RedactionRules
+from gateway.spec.pages import PageAnswer, PageDecoder
 from gateway.spec.reads import NotPruned
 from gateway.upstream.answers import decode_response
 
@@ -27,12 +28,11 @@ def shaped_page(answer: PageAnswer, redaction: Redaction, max_bytes: int
     loops = native.rows()
     if loops is None:
         return None
+    fields = _fields(answer.decoder, redaction.rules)
+    if fields is None:
+        return None  # the list itself is named by the policy: the whole path treats it whole
     page, raw = answer.page, answer.raw
     verdict, pseudonym, scrub = redaction.row_policy()
-    if verdict is not None and verdict(page.key) != PLAIN:
-        return None  # the list itself is named by the policy: the whole path treats it whole
-    fields = tuple((as_json, key, PLAIN if verdict is None else verdict(name))
-                   for name, as_json, key in page.fields)
     made = loops.page(raw, page.path, fields, verdict, pseudonym, scrub, orjson.Fragment)
     if made is None:
         return None
@@ -53,6 +53,24 @@ def shaped_page(answer: PageAnswer, redaction: Redaction, max_bytes: int
         return None
     result[page.key] = rows
     return result
+
+
+def _fields(decoder: PageDecoder, rules: RedactionRules | None
+            ) -> tuple[tuple[bytes, str, int], ...] | None:
+    """The rows' fields as the pass takes them, each with the policy's verdict on its name, or
+    None when the policy names the rows' key: worked out once a tool and policy."""
+    known = decoder.policies
+    if rules in known:
+        fields: tuple[tuple[bytes, str, int], ...] | None = known[rules]
+        return fields
+    page = decoder.page
+    if rules is not None and key_verdict(rules, page.key) != PLAIN:
+        fields = None
+    else:
+        fields = tuple((as_json, key, PLAIN if rules is None else key_verdict(rules, name))
+                       for name, as_json, key in page.fields)
+    known[rules] = fields
+    return fields
 
 
 def whole(answer: PageAnswer) -> Any:

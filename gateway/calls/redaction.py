@@ -257,6 +257,15 @@ PSEUDONYMISED: Final = 1
 DROPPED: Final = 2
 """A key's verdict, as the one-pass page reads it (gateway/native/_pages.c)."""
 
+def key_verdict(rules: RedactionRules, key: Any) -> int:
+    """The policy's verdict on a key, in any case (a key that holds an address is renamed as
+    well when plain: `_KeyPolicy`)."""
+    folded = key.casefold() if type(key) is str else key
+    if folded in rules.folded_drop:
+        return DROPPED
+    return PSEUDONYMISED if folded in rules.folded_pseudonymise else PLAIN
+
+
 RowPolicy = tuple[Callable[[str], int] | None, Callable[[str], str] | dict[str, str],
                   Callable[[str], str] | None]
 """(verdict of a key or None: all plain; pseudonym of a text, or the remembered pseudonyms, a
@@ -278,6 +287,11 @@ class Redaction:
         if self._rules is None or self._pseudonym is None:
             return value
         return redact(value, self._rules, self._pseudonym)
+
+    @property
+    def rules(self) -> RedactionRules | None:
+        """The rules applied, or None when nothing is de-identified."""
+        return None if self._pseudonym is None else self._rules
 
     def row_policy(self) -> RowPolicy:
         """The policy's calls for one result, each key's verdict learnt as `redact` learns it."""
@@ -318,10 +332,10 @@ class _KeyPolicy:
 
     def learn(self, key: Any) -> bool:
         """Whether the policy names this key, remembered for the rest of the call."""
-        folded = key.casefold() if type(key) is str else key
-        if folded in self._rules.folded_drop:
+        verdict = key_verdict(self._rules, key)
+        if verdict == DROPPED:
             self.dropped.add(key)
-        elif folded not in self._rules.folded_pseudonymise:
+        elif verdict == PLAIN:
             self.plain.add(key)
             if type(key) is str and ("@" in key or "%" in key):
                 scrubbed = self._scrub(key)

@@ -24,21 +24,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 import orjson
 
 from gateway import native
 from gateway.spec.jmes import Evaluate, evaluator
-from gateway.spec.reads import (
-    Keys,
-    Need,
-    NotPruned,
-    PrunedDecoder,
-    Unsupported,
-    msgspec_type,
-    reads,
-    union,
-)
+from gateway.spec.reads import Keys, Need, NotPruned, PrunedDecoder, Unsupported, reads, union
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +44,8 @@ class RowPage:
     entries: tuple[tuple[str, Evaluate | None], ...] = ()
     """The result's entries in order, each evaluated on the answer (None: the rows); empty
     when the selection is the projection alone, whose list becomes `items`."""
+    rest: Need = None
+    """What the other entries read of the answer (never the list)."""
 
 
 def row_page(parsed: dict[str, Any]) -> RowPage | None:
@@ -69,15 +61,19 @@ def row_page(parsed: dict[str, Any]) -> RowPage | None:
         if found is None or _has_address(key):
             continue
         path, fields = found
-        others = [other for position, (_, other) in enumerate(pairs) if position != index]
+        rest: Need = None
         try:
-            if any(_reads_path(reads(other), path) for other in others):
-                return None
+            for position, (_, other) in enumerate(pairs):
+                if position != index:
+                    read = reads(other)
+                    if _reads_path(read, path):
+                        return None
+                    rest = union(rest, read)
         except Unsupported:
             return None
         entries = tuple((name, None if position == index else evaluator(node))
                         for position, (name, node) in enumerate(pairs))
-        return RowPage(path, key, fields, entries)
+        return RowPage(path, key, fields, entries, rest)
     return None
 
 
@@ -158,18 +154,14 @@ class PageDecoder:
     the policy; decodes the rest of it once the list is taken out (`envelope`). A drop-in for
     the pruned decoder, which is the whole path's (`fallback`)."""
 
-    __slots__ = ("_decoder", "_need", "fallback", "page")
+    __slots__ = ("_rest", "fallback", "page", "policies")
 
     def __init__(self, page: RowPage, parsed: dict[str, Any]) -> None:
         self.page = page
         self.fallback = PrunedDecoder(parsed)
-        others: Need = None
-        if page.entries:
-            for pair in parsed["children"]:
-                if pair["value"] != page.key:
-                    others = union(others, reads(pair["children"][0]))
-        self._need = others
-        self._decoder: msgspec.json.Decoder[Any] | None = None
+        self._rest = None if page.rest is None else PrunedDecoder.reading(page.rest)
+        self.policies: dict[Any, Any] = {}
+        """The call side's fields under each policy met, worked out once (calls/pages.py)."""
 
     def __call__(self, raw: bytes) -> PageAnswer:
         """Raises:
@@ -186,18 +178,7 @@ class PageDecoder:
         Raises:
             NotPruned: not as the whole path would decode it (see gateway/spec/reads.py).
         """
-        if self._need is None:
-            return None
-        if self._decoder is None:
-            self._decoder = msgspec.json.Decoder(msgspec_type(self._need))
-        try:
-            envelope = self._decoder.decode(rest)
-        except (msgspec.MsgspecError, RecursionError) as exc:
-            raise NotPruned from exc
-        loops = native.rows()
-        if loops is None or loops.wide_ints(envelope):
-            raise NotPruned
-        return envelope
+        return None if self._rest is None else self._rest.decode(rest)
 
 
 def page_decoder(parsed: dict[str, Any]) -> PageDecoder | None:

@@ -180,6 +180,15 @@ class PrunedDecoder:
         self._need = need if _skips_in_rows(need) else None
         self._decoder: msgspec.json.Decoder[Any] | None = None
 
+    @classmethod
+    def reading(cls, need: Need) -> PrunedDecoder:
+        """A decoder of exactly `need`, rows or not: the rest of an answer whose rows are read
+        elsewhere (gateway/spec/pages.py)."""
+        decoder = cls.__new__(cls)
+        decoder._need = need
+        decoder._decoder = None
+        return decoder
+
     @property
     def prunes(self) -> bool:
         """Whether any answer is decoded pruned (else every one is left to orjson)."""
@@ -188,6 +197,14 @@ class PrunedDecoder:
     def __call__(self, raw: bytes) -> Any:
         """Raises:
             NotPruned: decode this body whole (see the module's docstring).
+        """
+        return self.decode(raw)
+
+    def decode(self, raw: bytes) -> Any:
+        """The body decoded to what is read (a part of an answer, for gateway/spec/pages.py).
+
+        Raises:
+            NotPruned: see __call__.
         """
         loops = native.rows()
         if loops is None or self._need is None:
