@@ -24,6 +24,7 @@ import pytest
 import respx
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, settings
 from respx.models import AllMockedAssertionError
 
 from gateway.errors import SpecError, SpecProblem, WireError
@@ -36,6 +37,28 @@ from gateway.upstream.wire import Answer
 
 REPO = Path(__file__).resolve().parent.parent
 """The checkout: where bench/, conformance/ and .node/ are."""
+
+THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
+"""`make check-all` sets it: every property test then tries five times as many examples."""
+
+
+def properties(examples: int, *also_suppressed: HealthCheck) -> settings:
+    """A property test's settings: `examples` generated cases in `make test`, five times as many
+    in `make check-all`; the same cases on every run (derandomised, no database), so a failure
+    reproduces; and no timing in the verdict (no deadline, no complaint that generating nested
+    documents is slow on a busy machine)."""
+    return settings(max_examples=examples * (5 if THOROUGH else 1), derandomize=True,
+                    deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, *also_suppressed])
+
+
+def unmeasured_environment() -> dict[str, str]:
+    """Ours without the coverage hand-off, for processes started to load the gateway (the
+    benchmark's smoke run, the soak): the code they run is measured by the tests that call it
+    directly, and tracing every line of thousands of calls doubled their time."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")}
+
 
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 

@@ -16,11 +16,12 @@ from urllib.parse import quote
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.calls.redaction import Pseudonymiser, memoised, pseudonym_of, redact
 from gateway.spec.compiled import RedactionRules
+from tests.support import properties
 
 # Each test runs with the compiled row loops and with their pure-Python twins.
 pytestmark = pytest.mark.usefixtures("row_loops")
@@ -30,10 +31,7 @@ PSEUDONYMISED = ("email", "firstName", "recipients")
 DROPPED = ("title", "city")
 RULES = RedactionRules(pseudonymise=frozenset(PSEUDONYMISED), drop=frozenset(DROPPED),
                        scrub_text=True)
-# The same examples on every run, and no timing in the verdict: no deadline, and no complaint
-# that generating nested documents is slow on a busy machine.
-PROPERTY = settings(max_examples=300, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = properties(100)
 
 # Every generated local part holds one of these letters (or a letter outside ASCII), and nothing
 # else that is generated or that redaction writes does (policy keys, filler, separators,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import REPO
+from tests.support import REPO, unmeasured_environment
 
 HEADLINE = ("list_feedback", "get_responses", "tools_list", "write_preview")
 UPSTREAM_CALLING = ("list_feedback", "get_responses", "write_preview")
@@ -20,7 +20,7 @@ UPSTREAM_CALLING = ("list_feedback", "get_responses", "write_preview")
 def report() -> dict[str, Any]:
     finished = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--no-peer", "--workers", "2"], cwd=REPO,
-        capture_output=True, text=True, timeout=600, check=False)
+        capture_output=True, text=True, timeout=600, check=False, env=unmeasured_environment())
     assert finished.returncode == 0, finished.stderr[-3000:]
     result: dict[str, Any] = json.loads((REPO / "bench" / "results" / "smoke.json").read_text())
     return result

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway import native
@@ -23,6 +23,7 @@ from gateway.errors import ResponseShapeError
 from gateway.spec.compiled import RedactionRules
 from gateway.spec.jmes import compile_expression
 from gateway.spec.pages import PageAnswer, PageDecoder, page_decoder, row_page
+from tests.support import properties
 
 pytestmark = pytest.mark.skipif(not native.built(), reason="the C row loops are not built")
 
@@ -35,8 +36,7 @@ BARE = compile_expression("data.rows[*].{id: id, email: email, note: note}")
 RULES = RedactionRules(pseudonymise=frozenset({"email", "firstName", "assigned"}),
                        drop=frozenset({"city"}), scrub_text=True)
 NO_SCRUB = RedactionRules(pseudonymise=RULES.pseudonymise, drop=RULES.drop, scrub_text=False)
-PROPERTY = settings(max_examples=150, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = properties(150)
 
 
 @pytest.fixture(autouse=True)

@@ -14,20 +14,20 @@ from typing import Any
 import jmespath
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway import native
 from gateway.calls.redaction import Pseudonymiser, memoised, redact
 from gateway.spec.compiled import RedactionRules
 from gateway.spec.jmes import OPTIONS, compile_expression, search
+from tests.support import properties
 
 KEY = b"row-loops-test-key-0123456789abcdef"
 RULES = RedactionRules(pseudonymise=frozenset({"email", "firstName", "assigned"}),
                        drop=frozenset({"city", "customProps"}), scrub_text=True)
 NO_SCRUB = RedactionRules(pseudonymise=RULES.pseudonymise, drop=RULES.drop, scrub_text=False)
-PROPERTY = settings(max_examples=300, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = properties(150)
 
 needs_built = pytest.mark.skipif(not native.built(), reason="the C row loops are not built")
 

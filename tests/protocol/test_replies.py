@@ -17,10 +17,10 @@ from gateway.protocol.methods import Outcome, server_info
 from gateway.protocol.replies import encode_reply, json_text, shape_result
 from gateway.settings import SHIPPED_SPECS
 from gateway.spec.loader import load_tree
+from tests.support import properties
 
 pytestmark = pytest.mark.usefixtures("row_loops")
-PROPERTY = settings(max_examples=300, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = properties(300, HealthCheck.function_scoped_fixture)
 SERVICE = next(s for s in load_tree(SHIPPED_SPECS, {}).services if s.name == "retently")
 
 # Every character orjson escapes (quote, backslash, the control characters) and the ones it

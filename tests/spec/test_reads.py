@@ -12,7 +12,7 @@ from typing import Any
 import jmespath
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from gateway import native
@@ -21,15 +21,14 @@ from gateway.spec.jmes import compile_expression, search
 from gateway.spec.reads import WHOLE, Items, Keys, NotPruned, PrunedDecoder, Unsupported, reads
 from gateway.upstream.answers import decode_response
 from tests.spec.test_jmes import EDGE, EXTRA, documents, shipped_expressions
+from tests.support import properties
 
 # Tests taking `row_loops` run with the C loops and without them (then nothing is pruned, and
 # every answer must still come out the same); the differential ones run with the C loops only,
 # since without them they would compare orjson with itself.
 
 PAGE = "{items: data.responses[].{id: id, score: score}, page: data.page || page}"
-PROPERTY = settings(max_examples=300, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow,
-                                           HealthCheck.function_scoped_fixture])
+PROPERTY = properties(150, HealthCheck.function_scoped_fixture)
 
 
 @pytest.fixture
