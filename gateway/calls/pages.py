@@ -9,6 +9,7 @@ de-identification walk passes them by, since they were made under the same polic
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -21,13 +22,14 @@ from gateway.spec.reads import NotPruned
 from gateway.upstream.answers import decode_response
 
 
-def shaped_page(answer: PageAnswer, redaction: Redaction, max_bytes: int
-                ) -> dict[str, Any] | None:
+def shaped_page(answer: PageAnswer, redaction: Redaction, max_bytes: int,
+                extra: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """The selected, de-identified result, or None where the pass declines: then the caller
-    shapes `whole(answer)` as any other answer."""
+    shapes `whole(answer)` as any other answer. `extra`: the tool's extra entries, which the
+    caller adds to either result; counted here in the result's size."""
     loops = native.rows()
-    if loops is None:
-        return None
+    if loops is None or (extra and answer.page.key in extra):
+        return None  # (an extra entry in place of the rows: nothing to make them for)
     fields = _fields(answer.decoder, redaction.rules)
     if fields is None:
         return None  # the list itself is named by the policy: the whole path treats it whole
@@ -49,26 +51,32 @@ def shaped_page(answer: PageAnswer, redaction: Redaction, max_bytes: int
     # The encoded result's exact size: a list of fragments is their bytes and the commas. Over
     # its bound the budget would trim, and may shorten long text, which it can do only to
     # objects: that result is left to the whole path.
-    if len(orjson.dumps(result)) + size + max(len(rows) - 1, 0) > max_bytes:
+    sized = {**result, **extra} if extra else result
+    if len(orjson.dumps(sized)) + size + max(len(rows) - 1, 0) > max_bytes:
         return None
     result[page.key] = rows
     return result
 
 
-def _fields(decoder: PageDecoder, rules: RedactionRules | None
-            ) -> tuple[tuple[bytes, str, int], ...] | None:
+def _fields(decoder: PageDecoder, rules: RedactionRules | None) -> tuple[Any, ...] | None:
     """The rows' fields as the pass takes them, each with the policy's verdict on its name, or
-    None when the policy names the rows' key: worked out once a tool and policy."""
+    None when the policy names the rows' key or a nested selection's (the whole path merges
+    a named object's entries): worked out once a tool and policy."""
     known = decoder.policies
     if rules in known:
-        fields: tuple[tuple[bytes, str, int], ...] | None = known[rules]
+        fields: tuple[Any, ...] | None = known[rules]
         return fields
+
+    def verdict(name: str) -> int:
+        return PLAIN if rules is None else key_verdict(rules, name)
+
     page = decoder.page
-    if rules is not None and key_verdict(rules, page.key) != PLAIN:
-        fields = None
-    else:
-        fields = tuple((as_json, key, PLAIN if rules is None else key_verdict(rules, name))
-                       for name, as_json, key in page.fields)
+    named = verdict(page.key) != PLAIN or any(
+        subs and verdict(name) != PLAIN for name, _, _, subs in page.fields)
+    fields = None if named else tuple(
+        (as_json, key, PLAIN, tuple((sub_json, sub, verdict(sub_name))
+                                    for sub_name, sub_json, sub in subs)) if subs
+        else (as_json, key, verdict(name)) for name, as_json, key, subs in page.fields)
     known[rules] = fields
     return fields
 

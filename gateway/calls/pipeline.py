@@ -184,9 +184,10 @@ class Calls:
         ctx = await fill(tool, ctx, self._body_sender(caller))
         body, status = await self._answer(tool.source, caller, ctx, tool.shape.pruned)
         shaped = None
+        extra = render_value(tool.shape.extra, ctx) if tool.shape.extra else None
         if isinstance(body, PageAnswer):  # a page of plain rows, kept as bytes
             shaped = shaped_page(body, redactor, tool.shape.budget.max_bytes
-                                 or self._settings.max_result_bytes)
+                                 or self._settings.max_result_bytes, extra)
             if shaped is None:  # the pass declined: the answer as every other one is
                 body = whole(body)
         if shaped is None:
@@ -194,8 +195,8 @@ class Calls:
         empty = tool.shape.empty_message
         if empty is not None and all(v in (None, [], {}) for v in shaped.values()):
             raise ToolExecutionError(str(render_value(empty, ctx)))
-        if tool.shape.extra:
-            shaped = {**shaped, **render_value(tool.shape.extra, ctx)}
+        if extra:
+            shaped = {**shaped, **extra}
         return shaped, status
 
     async def _answer(self, source: Source, caller: Caller, ctx: RenderContext,

@@ -4,7 +4,8 @@
  *
  * page(answer, path, fields, verdict, pseudonym, scrub, fragment) finds the list at `path` (a
  * tuple of keys) in `answer`, and gives, for each of its objects, the JSON that selecting
- * `fields` from it, de-identifying the result and encoding it with orjson would give, byte for
+ * `fields` from it (plain fields, `name: key`, or one object's plain fields, `name: {sub:
+ * key.sub, ...}`), de-identifying the result and encoding it with orjson would give, byte for
  * byte, as `fragment(bytes)` (orjson.Fragment: encoded as it is), with their bytes in all and
  * where the list starts and ends in the answer. Every decision of the policy stays in Python:
  * `verdict` (key -> 0 plain, 1 pseudonymise, 2 drop; None: every key plain), `pseudonym`
@@ -586,6 +587,8 @@ typedef struct {
     Py_ssize_t key_size;
     int verdict;
     Py_ssize_t start, size;   /* in Page.out; size -1: the row has no such key */
+    Py_ssize_t sub, subs;     /* a nested selection {name: key.sub, ...}: its fields, in the
+                                 same array after the row's own (subs 0: a plain field) */
 } Field;
 
 /* Which fields a row's key is, found by the key the previous row had at the same position
@@ -621,11 +624,76 @@ static const Seen *seen_as(Seen *seen, Field *fields, Py_ssize_t count, const Fo
 /* One row, in one pass: each selected value is written (under its field's verdict) as it is
  * met, every other one checked and passed over; then the row is put together in the
  * selection's order, null for a key the row lacks. */
-static int row(Page *p, Field *fields, Py_ssize_t count, Seen *seen)
+/* The object under a nested selection's key: each of its fields' values written (under its
+ * verdict) as it is met, every other one checked and passed over. null gives null to each
+ * field, as the selection does; any other value that is not an object is declined. */
+static int nested(Page *p, Field *subs, Py_ssize_t count)
+{
+    if (p->at < p->end && *p->at == 'n')
+        return literal_value(p, SKIPPED, "null", 4);
+    if (p->at >= p->end || *p->at != '{' || p->depth >= MAX_DEPTH)
+        return DECLINED;
+    p->depth++;
+    int outcome = first_member(p, '}');
+    while (outcome == DONE) {
+        Found key;
+        if ((outcome = key_of(p, &key, SKIPPED)) != DONE)
+            return outcome;
+        if (key.escaped)
+            return DECLINED;  /* it might be a selected key, spelt with an escape */
+        const unsigned char *at = p->at;
+        int read = 0;
+        for (Py_ssize_t i = 0; i < count && outcome == DONE; i++) {
+            if (subs[i].key_size != key.size
+                || memcmp(subs[i].key, key.start, (size_t)key.size) != 0)
+                continue;
+            if (subs[i].size >= 0)
+                return DECLINED;  /* a repeated key: the last value would stand */
+            p->at = at;
+            read = 1;
+            subs[i].start = p->out.size;
+            outcome = value(p, subs[i].verdict);
+            subs[i].size = p->out.size - subs[i].start;
+        }
+        if (!read)
+            outcome = value(p, SKIPPED);
+        if (outcome != DONE)
+            return outcome;
+        outcome = next_member(p, '}');
+    }
+    p->depth--;
+    return outcome == CLOSED ? DONE : outcome;
+}
+
+/* A field's value as the row's JSON holds it: its bytes in Page.out, or null for a key the row
+ * lacks; and a nested selection's object, made of its own fields' values. */
+static inline int put_value(Buffer *r, const Page *p, const Field *field)
+{
+    return field->size < 0 ? put(r, "null", 4) : put(r, p->out.data + field->start, field->size);
+}
+
+static int put_nested(Buffer *r, const Page *p, const Field *fields, const Field *field)
+{
+    if (put(r, "{", 1) != DONE)
+        return FAILED;
+    int kept = 0;
+    for (Py_ssize_t i = field->sub; i < field->sub + field->subs; i++) {
+        if (fields[i].verdict == DROPPED)
+            continue;
+        if ((kept++ && put(r, ",", 1) != DONE)
+            || put(r, PyBytes_AS_STRING(fields[i].name), PyBytes_GET_SIZE(fields[i].name)) != DONE
+            || put(r, ":", 1) != DONE
+            || put_value(r, p, &fields[i]) != DONE)
+            return FAILED;
+    }
+    return put(r, "}", 1);
+}
+
+static int row(Page *p, Field *fields, Py_ssize_t count, Py_ssize_t total, Seen *seen)
 {
     if (p->at >= p->end || *p->at != '{')
         return DECLINED;
-    for (Py_ssize_t i = 0; i < count; i++)
+    for (Py_ssize_t i = 0; i < total; i++)
         fields[i].size = -1;
     p->out.size = 0;
     int outcome = first_member(p, '}');
@@ -652,7 +720,8 @@ static int row(Page *p, Field *fields, Py_ssize_t count, Seen *seen)
                     return DECLINED;  /* a repeated key: the last value would stand */
                 p->at = at;
                 fields[i].start = p->out.size;
-                outcome = value(p, fields[i].verdict);
+                outcome = fields[i].subs ? nested(p, fields + fields[i].sub, fields[i].subs)
+                                         : value(p, fields[i].verdict);
                 fields[i].size = p->out.size - fields[i].start;
             }
         }
@@ -673,47 +742,78 @@ static int row(Page *p, Field *fields, Py_ssize_t count, Seen *seen)
         if ((kept++ && put(r, ",", 1) != DONE)
             || put(r, PyBytes_AS_STRING(fields[i].name), PyBytes_GET_SIZE(fields[i].name)) != DONE
             || put(r, ":", 1) != DONE
-            || (fields[i].size < 0 ? put(r, "null", 4)
-                : put(r, p->out.data + fields[i].start, fields[i].size)) != DONE)
+            || (fields[i].subs ? put_nested(r, p, fields, &fields[i])
+                               : put_value(r, p, &fields[i])) != DONE)
             return FAILED;
     }
     return put(r, "}", 1);
 }
 
-static int read_fields(PyObject *given, Field *fields, Py_ssize_t *count)
+#define FIELDS_ERROR "fields: a tuple of (name as JSON, key, verdict[, nested fields])"
+
+/* One field as Python gives it: (name as JSON, key, verdict), and for a nested selection a
+ * fourth item, its own fields as (name as JSON, key, verdict); those are put after the row's
+ * own fields, from `*total` on. */
+static int read_field(PyObject *entry, Field *fields, Py_ssize_t at, Py_ssize_t *total,
+                      int nesting)
 {
-    if (!PyTuple_CheckExact(given) || PyTuple_GET_SIZE(given) > MAX_FIELDS) {
-        PyErr_SetString(PyExc_TypeError, "fields: a tuple of (name as JSON, key, verdict)");
+    Py_ssize_t size = PyTuple_CheckExact(entry) ? PyTuple_GET_SIZE(entry) : 0;
+    if ((size != 3 && (size != 4 || !nesting))
+        || !PyBytes_CheckExact(PyTuple_GET_ITEM(entry, 0))
+        || !PyUnicode_CheckExact(PyTuple_GET_ITEM(entry, 1))
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(entry, 2))
+        || (size == 4 && (!PyTuple_CheckExact(PyTuple_GET_ITEM(entry, 3))
+                          || PyTuple_GET_SIZE(PyTuple_GET_ITEM(entry, 3)) == 0))) {
+        PyErr_SetString(PyExc_TypeError, FIELDS_ERROR);
         return FAILED;
     }
-    *count = PyTuple_GET_SIZE(given);
-    for (Py_ssize_t i = 0; i < *count; i++) {
-        PyObject *entry = PyTuple_GET_ITEM(given, i);
-        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3
-            || !PyBytes_CheckExact(PyTuple_GET_ITEM(entry, 0))
-            || !PyUnicode_CheckExact(PyTuple_GET_ITEM(entry, 1))
-            || !PyLong_CheckExact(PyTuple_GET_ITEM(entry, 2))) {
-            PyErr_SetString(PyExc_TypeError, "fields: a tuple of (name as JSON, key, verdict)");
-            return FAILED;
-        }
-        fields[i].name = PyTuple_GET_ITEM(entry, 0);
-        fields[i].key = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(entry, 1), &fields[i].key_size);
-        if (fields[i].key == NULL)
-            return FAILED;
-        long verdict = PyLong_AsLong(PyTuple_GET_ITEM(entry, 2));
-        if (verdict < PLAIN || verdict > DROPPED) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "a verdict is 0, 1 or 2");
-            return FAILED;
-        }
-        fields[i].verdict = (int)verdict;
+    Field *field = &fields[at];
+    field->name = PyTuple_GET_ITEM(entry, 0);
+    field->key = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(entry, 1), &field->key_size);
+    if (field->key == NULL)
+        return FAILED;
+    long verdict = PyLong_AsLong(PyTuple_GET_ITEM(entry, 2));
+    if (verdict < PLAIN || verdict > DROPPED) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "a verdict is 0, 1 or 2");
+        return FAILED;
     }
+    field->verdict = (int)verdict;
+    field->sub = field->subs = 0;
+    if (size == 3)
+        return DONE;
+    PyObject *subs = PyTuple_GET_ITEM(entry, 3);
+    Py_ssize_t count = PyTuple_GET_SIZE(subs);
+    if (verdict != PLAIN || count > MAX_FIELDS - *total) {
+        PyErr_SetString(PyExc_ValueError, "a nested selection is plain, and a row has at "
+                                          "most 256 fields with those of its nested ones");
+        return FAILED;
+    }
+    field->sub = *total;
+    field->subs = count;
+    *total += count;
+    for (Py_ssize_t i = 0; i < count; i++)
+        if (read_field(PyTuple_GET_ITEM(subs, i), fields, field->sub + i, total, 0) != DONE)
+            return FAILED;
+    return DONE;
+}
+
+static int read_fields(PyObject *given, Field *fields, Py_ssize_t *count, Py_ssize_t *total)
+{
+    if (!PyTuple_CheckExact(given) || PyTuple_GET_SIZE(given) > MAX_FIELDS) {
+        PyErr_SetString(PyExc_TypeError, FIELDS_ERROR);
+        return FAILED;
+    }
+    *count = *total = PyTuple_GET_SIZE(given);
+    for (Py_ssize_t i = 0; i < *count; i++)
+        if (read_field(PyTuple_GET_ITEM(given, i), fields, i, total, 1) != DONE)
+            return FAILED;
     return DONE;
 }
 
 typedef struct {
     Field fields[MAX_FIELDS];
-    Py_ssize_t count;
+    Py_ssize_t count, total;  /* the row's own fields, and with the nested selections' */
     PyObject *fragment;       /* orjson.Fragment */
     PyObject *list;           /* the rows made */
     Py_ssize_t bytes;         /* and their bytes in all */
@@ -729,7 +829,7 @@ static int rows_of(Page *p, Rows *rows)
     rows->start = p->at;
     int outcome = first_member(p, ']');
     while (outcome == DONE) {
-        if ((outcome = row(p, rows->fields, rows->count, rows->seen)) != DONE)
+        if ((outcome = row(p, rows->fields, rows->count, rows->total, rows->seen)) != DONE)
             return outcome;
         rows->bytes += p->row.size;
         PyObject *bytes = PyBytes_FromStringAndSize(p->row.data, p->row.size);
@@ -803,7 +903,7 @@ PyObject *rows_page(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *answer = NULL;
     Py_buffer raw = {0};
     Page page = {0};
-    if (read_fields(args[2], rows->fields, &rows->count) != DONE
+    if (read_fields(args[2], rows->fields, &rows->count, &rows->total) != DONE
         || PyObject_GetBuffer(args[0], &raw, PyBUF_SIMPLE) < 0)
         goto done;
     rows->fragment = args[6];

@@ -15,7 +15,9 @@ def wide_ints(value: Any) -> bool: ...
 
 def quoted(data: bytes) -> bytes: ...
 
-def page(answer: Any, path: tuple[str, ...], fields: tuple[tuple[bytes, str, int], ...],
+# fields: (name as JSON, key, verdict), or for a nested selection (name as JSON, key, 0,
+# ((name as JSON, key, verdict), ...)).
+def page(answer: Any, path: tuple[str, ...], fields: tuple[tuple[Any, ...], ...],
          verdict: Callable[[str], int] | None,
          pseudonym: Callable[[str], str] | dict[str, str],
          scrub: Callable[[str], str] | None, fragment: Callable[[bytes], Any]

@@ -200,8 +200,8 @@ def compile_collect(tool: ToolSpec, collect: CollectSpec, service: ServiceSpec) 
 def _decoder(select: Expression | None, *, templated: bool
              ) -> PageDecoder | PrunedDecoder | None:
     """How a single answer is decoded: its rows kept as bytes for the one-pass page (not where
-    content templates or extra entries make more of the result), pruned to what is read, or
-    (None) whole."""
+    content templates read the result's rows as objects), pruned to what is read, or (None)
+    whole."""
     if select is None:
         return None
     page = None if templated else page_decoder(select.parsed)
@@ -220,7 +220,7 @@ def compile_shape(tool: ToolSpec, service: ServiceSpec) -> ResultShape:
         content = compile_value(response.content) if response.content else None
     return ResultShape(
         select=select,
-        pruned=_decoder(select, templated=content is not None or bool(extra)),
+        pruned=_decoder(select, templated=content is not None),
         extra=extra,
         empty_message=empty,
         content=content,

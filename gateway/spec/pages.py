@@ -7,15 +7,16 @@ freeing all three. For a selection of plain fields over the rows of one list,
 
     path[].{name: key, ...}       or      {items: path[].{name: key, ...}, page: ..., ...}
 
-(the other entries reading anything but that list), the compiled pass (`page` in
+(the other entries reading anything but that list; a field may also be one object's plain
+fields, `name: {sub: key.sub, ...}`), the compiled pass (`page` in
 gateway/native/_pages.c) finds the list in the answer's bytes and writes each row's selected,
 de-identified JSON straight from them (gateway/calls/pages.py); the rest of the answer, with
 the list taken out, is decoded pruned (gateway/spec/reads.py) for the other entries. It gives
 what the whole path gives, byte for byte, or declines, and then the answer is decoded as any
 other.
 
-Tools with content templates or extra entries do not qualify: their results are made of
-objects after the selection.
+Tools with content templates do not qualify: those read the result's rows as objects. Extra
+entries are added to the result as they are to any other (gateway/calls/pipeline.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ from gateway import native
 from gateway.spec.jmes import Evaluate, evaluator
 from gateway.spec.reads import Keys, Need, NotPruned, PrunedDecoder, Unsupported, reads, union
 
+Plain = tuple[str, bytes, str]
+"""(name in the result, that name as JSON, key in the row or in the nested object)."""
+Field = tuple[str, bytes, str, tuple[Plain, ...]]
+"""A plain field and, for `name: {sub: key.sub, ...}`, the nested object's plain fields (empty
+for a plain one)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RowPage:
@@ -39,8 +46,8 @@ class RowPage:
     """The keys leading to the list, from the top of the answer."""
     key: str
     """The result's key holding the rows."""
-    fields: tuple[tuple[str, bytes, str], ...]
-    """(name in the result, that name as JSON, key in the row), in the selection's order."""
+    fields: tuple[Field, ...]
+    """The selection's fields, in its order."""
     entries: tuple[tuple[str, Evaluate | None], ...] = ()
     """The result's entries in order, each evaluated on the answer (None: the rows); empty
     when the selection is the projection alone, whose list becomes `items`."""
@@ -77,8 +84,7 @@ def row_page(parsed: dict[str, Any]) -> RowPage | None:
     return None
 
 
-def _projection(node: dict[str, Any]) -> tuple[tuple[str, ...], tuple[tuple[str, bytes, str],
-                                                                     ...]] | None:
+def _projection(node: dict[str, Any]) -> tuple[tuple[str, ...], tuple[Field, ...]] | None:
     """`path[].{...}`, `path[*].{...}` or `a.b[*].{...}` over plain fields: (path, fields)."""
     prefix: tuple[str, ...] = ()
     if node["type"] == "subexpression":
@@ -94,13 +100,38 @@ def _projection(node: dict[str, Any]) -> tuple[tuple[str, ...], tuple[tuple[str,
     path = _field_path(left)
     if path is None or right["type"] != "multi_select_dict":
         return None
-    fields = []
+    fields: list[Field] = []
     for pair in right["children"]:
         value = pair["children"][0]
-        if value["type"] != "field" or _has_address(pair["value"]) or _has_address(value["value"]):
+        nested = _nested(value) if value["type"] == "multi_select_dict" else None
+        if nested is not None:
+            key, subs = nested
+        elif value["type"] == "field":
+            key, subs = value["value"], ()
+        else:
             return None
-        fields.append((pair["value"], orjson.dumps(pair["value"]), value["value"]))
+        if _has_address(pair["value"]) or _has_address(key):
+            return None
+        fields.append((pair["value"], orjson.dumps(pair["value"]), key, subs))
     return prefix + path, tuple(fields)
+
+
+def _nested(node: dict[str, Any]) -> tuple[str, tuple[Plain, ...]] | None:
+    """`{sub: key.sub, ...}`: one object's plain fields (key, its fields), or None."""
+    keys, subs = set(), []
+    for pair in node["children"]:
+        value = pair["children"][0]
+        steps = value["children"] if value["type"] == "subexpression" else ()
+        if len(steps) != 2 or any(step["type"] != "field" for step in steps):
+            return None
+        (key, sub), name = (step["value"] for step in steps), pair["value"]
+        if _has_address(name) or _has_address(sub):
+            return None
+        keys.add(key)
+        subs.append((name, orjson.dumps(name), sub))
+    if len(keys) != 1 or len({name for name, _, _ in subs}) != len(subs):
+        return None  # two objects, or a repeated name: the last entry stands
+    return keys.pop(), tuple(subs)
 
 
 def _field_path(node: dict[str, Any]) -> tuple[str, ...] | None:

@@ -25,9 +25,10 @@ CALLS: dict[str, list[tuple[str, dict[str, Any]]]] = {
                  ("list_outbox", {}), ("list_integrations", {}), ("list_users", {})],
     "refiner": [("get-responses", {"project_uuid": PRODUCTION, "page_length": 500})],
 }
-# Those whose selection is plain fields over one list: made in one pass (gateway/spec/pages.py).
+# Those whose selection is plain fields over one list (get-responses: and one object's plain
+# fields, with extra entries after): made in one pass (gateway/spec/pages.py).
 PAGES = {"list_feedback", "list_recent_feedback", "list_outbox", "list_integrations",
-         "list_users"}
+         "list_users", "get-responses"}
 TOKENS = {"retently": RETENTLY_ADMIN, "refiner": REFINER_FULL}
 
 

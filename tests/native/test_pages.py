@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import native
@@ -33,6 +33,10 @@ SELECTION = compile_expression(
     " nested: nested, assigned: assigned, city: city, again: id, missing: nowhere},"
     " page: data.page || page, total: data.total}")
 BARE = compile_expression("data.rows[*].{id: id, email: email, note: note}")
+NESTED_SELECTION = compile_expression(  # one object's plain fields, as get-responses' contact
+    "{items: data.rows[].{id: id, person: {id: nested.id, email: nested.email,"
+    " name: nested.name, city: nested.city, again: nested.id, gone: nested.nowhere},"
+    " email: email, other: {k: nested.k}}, page: data.page || page}")
 RULES = RedactionRules(pseudonymise=frozenset({"email", "firstName", "assigned"}),
                        drop=frozenset({"city"}), scrub_text=True)
 NO_SCRUB = RedactionRules(pseudonymise=RULES.pseudonymise, drop=RULES.drop, scrub_text=False)
@@ -60,10 +64,11 @@ def decoder_of(expression: Any) -> PageDecoder:
 
 
 def both(raw: bytes, rules: RedactionRules | None = RULES, expression: Any = SELECTION,
-         max_bytes: int = 10**7) -> tuple[bytes | None, bytes | None]:
+         max_bytes: int = 10**7, extra: dict[str, Any] | None = None
+         ) -> tuple[bytes | None, bytes | None]:
     """The page's result (None: declined) and the whole path's (None: it refused the answer)."""
     answer = PageAnswer(decoder_of(expression), raw)
-    fast = shaped_page(answer, redaction(rules), max_bytes)
+    fast = shaped_page(answer, redaction(rules), max_bytes, extra)
     try:
         slow = orjson.dumps(redaction(rules)(select(expression, whole(answer))))
     except ResponseShapeError:
@@ -114,6 +119,14 @@ def test_generated_pages_agree_with_the_whole_path(rows: list[Any], page: int | 
     agrees(spelt(document, spelling), rules=rules)
 
 
+@settings(PROPERTY, max_examples=100)
+@given(ROWS, SPELLINGS, st.sampled_from([RULES, NO_SCRUB, None]))
+def test_generated_pages_with_a_nested_selection_agree_with_the_whole_path(
+        rows: list[Any], spelling: str, rules: RedactionRules | None) -> None:
+    document = {"data": {"rows": rows, "page": 1}}
+    agrees(spelt(document, spelling), rules=rules, expression=NESTED_SELECTION)
+
+
 ANY_TEXT = st.one_of(TEXT, st.text(max_size=20).filter(lambda text: not any(
     0xd800 <= ord(character) <= 0xdfff for character in text)))
 PLAIN_ROWS = st.lists(st.fixed_dictionaries({
@@ -129,6 +142,7 @@ def test_pages_as_upstreams_write_them_are_never_declined(rows: list[Any],
                                                           spelling: str) -> None:
     document = {"data": {"rows": rows, "page": 1, "total": len(rows)}}
     assert agrees(spelt(document, spelling)) is not None
+    assert agrees(spelt(document, spelling), expression=NESTED_SELECTION) is not None
 
 
 def test_a_shipped_kind_of_page_is_made_in_one_pass_and_de_identified() -> None:
@@ -199,6 +213,74 @@ def test_what_could_differ_is_declined(raw: bytes) -> None:
     assert both(raw)[0] is None
 
 
+NESTED_ODD = [
+    b'{"data":{"rows":[{"nested":null},{},{"nested":{}},{"nested":{"id":1,"k":[1,{"a":2}]}}]}}',
+    b'{"data":{"rows":[{"nested":{"email":"Jane@Example.com","city":"Oslo","unread":"\\u00e9"}}]}}',
+    b'{"data":{"rows":[{"nested":{"name":"a@b.co","id":{"email":"x@y.org"}}}]}}',
+    b'{"data":{"rows":[{"nested":{"email":["a@b.co",null]}}]}}',
+    b'{ "data" : { "rows" : [ { "nested" : { "id" : 1 , "name" : "n" } , "id" : 2 } ] } }',
+    b'{"data":{"rows":[{"nested":"x"}]}}', b'{"data":{"rows":[{"nested":[{"id":1}]}]}}',
+    b'{"data":{"rows":[{"nested":5}]}}', b'{"data":{"rows":[{"nested":true}]}}',
+    b'{"data":{"rows":[{"nested":{"id":1,"id":2}}]}}',              # a repeated nested key
+    b'{"data":{"rows":[{"nested":{"k":1,"k":2}}]}}',
+    b'{"data":{"rows":[{"nested":{"u":1,"u":2,"id":3}}]}}',         # repeated, not selected
+    b'{"data":{"rows":[{"nested":{"i\\u0064":1}}]}}',               # spelt with an escape
+    b'{"data":{"rows":[{"nested":{"id":1},"nested":{"id":2}}]}}',
+    b'{"data":{"rows":[{"nested":{"id":1.5}}]}}', b'{"data":{"rows":[{"nested":{"id":1}]}}',
+    b'{"data":{"rows":[{"nested":{"name":"\\ud800"}}]}}',
+    b'{"data":{"rows":[{"nested":{"unread":"\xff","id":1}}]}}',
+    b'{"data":{"rows":[{"nested":{"id":' + b"[" * 70 + b"]" * 70 + b'}}]}}',
+]
+
+
+@pytest.mark.parametrize("raw", NESTED_ODD)
+@pytest.mark.parametrize("rules", [RULES, None])
+def test_odd_nested_objects_agree_or_are_declined(raw: bytes,
+                                                  rules: RedactionRules | None) -> None:
+    agrees(raw, rules=rules, expression=NESTED_SELECTION)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"data":{"rows":[{"nested":"x"}]}}', b'{"data":{"rows":[{"nested":{"id":1,"id":2}}]}}',
+    b'{"data":{"rows":[{"nested":{"i\\u0064":1}}]}}'])
+def test_what_a_nested_selection_could_differ_on_is_declined(raw: bytes) -> None:
+    assert both(raw, expression=NESTED_SELECTION)[0] is None
+
+
+def test_a_nested_selection_gives_its_object_whatever_the_row_holds() -> None:
+    raw = orjson.dumps({"data": {"rows": [
+        {"id": 1, "nested": {"id": 7, "email": "Jane@Example.com", "city": "Oslo", "x": 1}},
+        {"id": 2, "nested": None}, {"id": 3}]}})
+    made = agrees(raw, expression=NESTED_SELECTION)
+    assert made is not None
+    first, empty, missing = orjson.loads(made)["items"]
+    assert first["person"]["id"] == first["person"]["again"] == 7
+    assert first["person"]["email"].endswith("@pseudonym.invalid")
+    assert "city" not in first["person"] and first["person"]["gone"] is None
+    assert empty["person"] == missing["person"] == {
+        "id": None, "email": None, "name": None, "again": None, "gone": None}
+
+
+def test_a_policy_naming_a_nested_selection_is_left_to_the_whole_path() -> None:
+    rules = RedactionRules(pseudonymise=frozenset({"person"}), drop=frozenset(),
+                           scrub_text=True)
+    raw = orjson.dumps({"data": {"rows": [{"id": 1, "nested": {"id": 2}}]}})
+    fast, slow = both(raw, rules=rules, expression=NESTED_SELECTION)
+    assert fast is None and slow is not None
+    assert both(raw, rules=None, expression=NESTED_SELECTION)[0] is not None
+
+
+def test_extra_entries_count_in_the_byte_bound_and_never_hide_the_rows() -> None:
+    raw = orjson.dumps({"data": {"rows": [{"id": n, "note": "n" * 50} for n in range(20)]}})
+    fast, _ = both(raw)
+    assert fast is not None
+    bound = len(fast) + len(b',"window":"w"')  # the result with the entry, exactly
+    assert both(raw, max_bytes=bound, extra={"window": "w"})[0] is not None
+    assert both(raw, max_bytes=bound, extra={"window": "ww"})[0] is None
+    assert both(raw, max_bytes=bound, extra={"page": "longer than null"})[0] is None
+    assert both(raw, extra={"items": "replaced"})[0] is None  # the rows' key: whole path
+
+
 def test_escapes_and_spaces_are_written_as_orjson_writes_them() -> None:
     raw = b'{ "data" : { "rows" : [ { "note" : "\\u00e9\\n\\/\\"", "id" : 3 } ] } }'
     assert agrees(raw) == (
@@ -249,6 +331,14 @@ def test_the_compiled_pass_is_off_with_the_loops() -> None:
     ("data.rows[].{\"a@b\": a}", False),                             # a name with an address
     ("{a: x, a: y, items: r[].{a: a}}", False),                      # a repeated entry
     ("data.rows", False),
+    ("r[].{a: a, c: {u: contact.uuid, n: contact.name}}", True),    # one object's fields
+    ("r[].{c: {u: contact.uuid}, d: {u: other.uuid}}", True),
+    ("r[].{c: {u: contact.uuid, n: other.name}}", False),            # two objects
+    ("r[].{c: {u: contact.a.b}}", False),                            # deeper
+    ("r[].{c: {u: uuid}}", False),
+    ("r[].{c: {u: contact.uuid, u: contact.id}}", False),            # a repeated name
+    ("r[].{c: {\"u@x\": contact.uuid}}", False),
+    ("r[].{c: {u: contact[0]}}", False),
 ])
 def test_which_selections_qualify(text: str, qualifies: bool) -> None:
     assert (row_page(compile_expression(text).parsed) is not None) is qualifies
