@@ -3,21 +3,23 @@
  * Python object made for a row or a field (gateway/spec/pages.py says when it runs).
  *
  * page(answer, path, fields, verdict, pseudonym, scrub, fragment) finds the list at `path` (a
- * tuple of keys) in `answer`, and gives, for each of its objects, the JSON that selecting
+ * tuple of keys) in `answer`, and gives, for each of its items, the JSON that selecting
  * `fields` from it (plain fields, `name: key`, or one object's plain fields, `name: {sub:
- * key.sub, ...}`), de-identifying the result and encoding it with orjson would give, byte for
- * byte, as `fragment(bytes)` (orjson.Fragment: encoded as it is), with their bytes in all and
- * where the list starts and ends in the answer. Every decision of the policy stays in Python:
- * `verdict` (key -> 0 plain, 1 pseudonymise, 2 drop; None: every key plain), `pseudonym`
- * (text -> text, or a dict of those made that makes a missing one when read) and `scrub`
- * (text -> text, or None when text is not scrubbed) are called back, as `walk` in _rows.c
- * calls them. Everything else in the answer is checked as msgspec checks what it skips.
+ * key.sub, ...}`; no fields: the item whole), de-identifying the result and encoding it with
+ * orjson would give, byte for byte, as `fragment(bytes)` (orjson.Fragment: encoded as it is),
+ * with their bytes in all and where the list starts and ends in the answer. Every decision of
+ * the policy stays in Python: `verdict` (key -> 0 plain, 1 pseudonymise, 2 drop; None: every
+ * key plain), `pseudonym` (text -> text, or a dict of those made that makes a missing one when
+ * read) and `scrub` (text -> text, or None when text is not scrubbed) are called back, as
+ * `walk` in _rows.c calls them. Everything else in the answer is checked as msgspec checks
+ * what it skips.
  *
  * It declines (returns None, and the caller takes the whole path) wherever its output could
- * differ from that path's: an item that is not an object, a float, an integer of 19 digits or
- * more, `-0`, a lone surrogate, bad UTF-8, a key the policy judges spelt with an escape or
- * holding an address, a repeated key, nesting deeper than MAX_DEPTH, a named key's object, a
- * path that is not there or not a list, or anything that is not JSON.
+ * differ from that path's: an item that is not an object (fields selected), a float not
+ * written as orjson writes it (with an exponent, say), an integer of 19 digits or more, `-0`,
+ * a lone surrogate, bad UTF-8, a key the policy judges spelt with an escape or holding an
+ * address, a repeated key, nesting deeper than MAX_DEPTH, a named key's object, a path that
+ * is not there or not a list, or anything that is not JSON.
  */
 #include "_json.h"
 
@@ -26,6 +28,7 @@
 #define MAX_KEYS 64      /* keys of a nested object checked for repeats; more: declined */
 #define MAX_FIELDS 256   /* fields of a row's selection */
 #define MAX_DIGITS 18    /* an integer of more could leave 64 bits: declined */
+#define MAX_FLOAT_TEXT 32  /* a float's text compared with orjson's; longer: declined */
 
 enum { DONE = 0, DECLINED = 1, FAILED = -1 };
 /* What becomes of a value: the policy's three verdicts, and SKIPPED for what the selection does
@@ -371,8 +374,37 @@ static const unsigned char *digits_from(const unsigned char *at, const unsigned 
     return at;
 }
 
-/* A number: one the selection reads is taken only as an integer of up to MAX_DIGITS digits
- * (its bytes are then orjson's); one skipped is checked against JSON's grammar. */
+/* Whether orjson writes the float that `text` reads as with that very text. Where Python's
+ * repr of the float has no exponent, the two agree (each is the shortest text that reads back
+ * as the same float; they differ only in how they write exponents), so a text equal to that
+ * repr is kept as it is. */
+static int float_kept(const unsigned char *text, Py_ssize_t size)
+{
+    char copy[MAX_FLOAT_TEXT + 1];
+    if (size > MAX_FLOAT_TEXT)
+        return 0;
+    memcpy(copy, text, (size_t)size);
+    copy[size] = '\0';
+    char *end;
+    double value = PyOS_string_to_double(copy, &end, NULL);  /* past JSON's grammar already */
+    if (end != copy + size) {
+        PyErr_Clear();
+        return 0;
+    }
+    char *shown = PyOS_double_to_string(value, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (shown == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int kept = strlen(shown) == (size_t)size && memcmp(shown, copy, (size_t)size) == 0
+               && strchr(shown, 'e') == NULL;
+    PyMem_Free(shown);
+    return kept;
+}
+
+/* A number: one the selection reads is taken as an integer of up to MAX_DIGITS digits, or a
+ * float written as orjson writes it (its bytes are then orjson's); one skipped is checked
+ * against JSON's grammar. */
 static int number_value(Page *p, int mode)
 {
     const unsigned char *start = p->at;
@@ -401,8 +433,11 @@ static int number_value(Page *p, int mode)
     }
     if (mode == SKIPPED)
         return DONE;
-    if (!integer || count > MAX_DIGITS)
-        return DECLINED;  /* a float, or an integer that may leave 64 bits */
+    if (!integer)
+        return !float_kept(start, p->at - start) ? DECLINED  /* written otherwise by orjson */
+               : mode == DROPPED ? DONE : put(&p->out, start, p->at - start);
+    if (count > MAX_DIGITS)
+        return DECLINED;  /* an integer that may leave 64 bits */
     if (digits > start && count == 1 && *digits == '0')
         return DECLINED;  /* -0: decoded as 0 */
     return mode == DROPPED ? DONE : put(&p->out, start, p->at - start);
@@ -829,10 +864,15 @@ static int rows_of(Page *p, Rows *rows)
     rows->start = p->at;
     int outcome = first_member(p, ']');
     while (outcome == DONE) {
-        if ((outcome = row(p, rows->fields, rows->count, rows->total, rows->seen)) != DONE)
+        /* No fields: the rows are taken whole (JMESPath has no empty selection `{}`), each
+         * written as the policy leaves it, whatever its type. */
+        Buffer *made_of = rows->count ? &p->row : &p->out;
+        p->out.size = 0;
+        if ((outcome = rows->count ? row(p, rows->fields, rows->count, rows->total, rows->seen)
+                                   : value(p, PLAIN)) != DONE)
             return outcome;
-        rows->bytes += p->row.size;
-        PyObject *bytes = PyBytes_FromStringAndSize(p->row.data, p->row.size);
+        rows->bytes += made_of->size;
+        PyObject *bytes = PyBytes_FromStringAndSize(made_of->data, made_of->size);
         PyObject *made = bytes == NULL ? NULL : PyObject_CallOneArg(rows->fragment, bytes);
         Py_XDECREF(bytes);
         if (made == NULL || PyList_Append(rows->list, made) < 0) {

@@ -8,7 +8,9 @@ freeing all three. For a selection of plain fields over the rows of one list,
     path[].{name: key, ...}       or      {items: path[].{name: key, ...}, page: ..., ...}
 
 (the other entries reading anything but that list; a field may also be one object's plain
-fields, `name: {sub: key.sub, ...}`), the compiled pass (`page` in
+fields, `name: {sub: key.sub, ...}`), and for the list's items taken whole, `{items: path,
+...}` (the shipped specs name a result's list `items`; another entry holding a list is not
+guessed at), the compiled pass (`page` in
 gateway/native/_pages.c) finds the list in the answer's bytes and writes each row's selected,
 de-identified JSON straight from them (gateway/calls/pages.py); the rest of the answer, with
 the list taken out, is decoded pruned (gateway/spec/reads.py) for the other entries. It gives
@@ -23,13 +25,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from gateway import native
 from gateway.spec.jmes import Evaluate, evaluator
-from gateway.spec.reads import Keys, Need, NotPruned, PrunedDecoder, Unsupported, reads, union
+from gateway.spec.reads import (
+    Keys,
+    Need,
+    NotPruned,
+    PrunedDecoder,
+    Unsupported,
+    pruning_decoder,
+    reads,
+    union,
+)
 
 Plain = tuple[str, bytes, str]
 """(name in the result, that name as JSON, key in the row or in the nested object)."""
@@ -47,7 +58,7 @@ class RowPage:
     key: str
     """The result's key holding the rows."""
     fields: tuple[Field, ...]
-    """The selection's fields, in its order."""
+    """The selection's fields, in its order; none: the items are taken whole."""
     entries: tuple[tuple[str, Evaluate | None], ...] = ()
     """The result's entries in order, each evaluated on the answer (None: the rows); empty
     when the selection is the projection alone, whose list becomes `items`."""
@@ -65,6 +76,8 @@ def row_page(parsed: dict[str, Any]) -> RowPage | None:
         return None  # a repeated key: the last entry stands where the first did
     for index, (key, node) in enumerate(pairs):
         found = _projection(node)
+        if found is None and key == "items" and (whole := _field_path(node)) is not None:
+            found = whole, ()  # `items: path`, the list's items taken whole
         if found is None or _has_address(key):
             continue
         path, fields = found
@@ -166,6 +179,13 @@ def _reads_path(need: Need, path: tuple[str, ...]) -> bool:
     return need is not None
 
 
+WHOLE_ITEMS_FROM: Final = 8_192
+"""Bytes of an answer from which a page of items taken whole is made in one pass. Below, the
+answer is decoded whole: the pass's fixed part (the rest of the answer decoded apart, the size
+bound, the fragments) costs about what it saves on a few kilobytes of items (0.5-2.5% more
+instructions a call for answers of 47 bytes to 4 KB, 13% fewer at 12 KB; bench/README.md)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PageAnswer:
     """An answer left as its bytes for the one-pass page, and what the whole path needs."""
@@ -183,14 +203,16 @@ class PageAnswer:
 class PageDecoder:
     """Leaves an answer as its bytes (a PageAnswer) for the one-pass page, whose caller knows
     the policy; decodes the rest of it once the list is taken out (`envelope`). A drop-in for
-    the pruned decoder, which is the whole path's (`fallback`)."""
+    the pruned decoder, which is the whole path's (`fallback`; None where nothing is pruned:
+    decoded whole)."""
 
     __slots__ = ("_rest", "fallback", "page", "policies")
 
     def __init__(self, page: RowPage, parsed: dict[str, Any]) -> None:
         self.page = page
-        self.fallback = PrunedDecoder(parsed)
-        self._rest = None if page.rest is None else PrunedDecoder.reading(page.rest)
+        self.fallback = pruning_decoder(parsed)
+        self._rest = (None if page.rest is None or not page.fields
+                      else PrunedDecoder.reading(page.rest))
         self.policies: dict[Any, Any] = {}
         """The call side's fields under each policy met, worked out once (calls/pages.py)."""
 
@@ -198,7 +220,7 @@ class PageDecoder:
         """Raises:
             NotPruned: the compiled pass is off: decode this body whole.
         """
-        if native.rows() is None:
+        if native.rows() is None or (not self.page.fields and len(raw) < WHOLE_ITEMS_FROM):
             raise NotPruned
         return PageAnswer(self, raw)
 
@@ -209,6 +231,11 @@ class PageDecoder:
         Raises:
             NotPruned: not as the whole path would decode it (see gateway/spec/reads.py).
         """
+        if not self.page.fields:  # items taken whole: read as strictly as the whole path reads
+            try:                   # the answer (orjson), the parts no entry reads included
+                return orjson.loads(rest)
+            except orjson.JSONDecodeError as refused:
+                raise NotPruned from refused
         return None if self._rest is None else self._rest.decode(rest)
 
 

@@ -22,7 +22,13 @@ from gateway.calls.shaping import select
 from gateway.errors import ResponseShapeError
 from gateway.spec.compiled import RedactionRules
 from gateway.spec.jmes import compile_expression
-from gateway.spec.pages import PageAnswer, PageDecoder, page_decoder, row_page
+from gateway.spec.pages import (
+    WHOLE_ITEMS_FROM,
+    PageAnswer,
+    PageDecoder,
+    page_decoder,
+    row_page,
+)
 from tests.support import properties
 
 pytestmark = pytest.mark.skipif(not native.built(), reason="the C row loops are not built")
@@ -33,6 +39,8 @@ SELECTION = compile_expression(
     " nested: nested, assigned: assigned, city: city, again: id, missing: nowhere},"
     " page: data.page || page, total: data.total}")
 BARE = compile_expression("data.rows[*].{id: id, email: email, note: note}")
+WHOLE_SELECTION = compile_expression(
+    "{items: data.rows, page: data.page || page, total: data.total}")
 NESTED_SELECTION = compile_expression(  # one object's plain fields, as get-responses' contact
     "{items: data.rows[].{id: id, person: {id: nested.id, email: nested.email,"
     " name: nested.name, city: nested.city, again: nested.id, gone: nested.nowhere},"
@@ -120,6 +128,14 @@ def test_generated_pages_agree_with_the_whole_path(rows: list[Any], page: int | 
 
 
 @settings(PROPERTY, max_examples=100)
+@given(st.lists(NESTED, max_size=6), SPELLINGS, st.sampled_from([RULES, NO_SCRUB, None]))
+def test_generated_pages_of_items_taken_whole_agree_with_the_whole_path(
+        items: list[Any], spelling: str, rules: RedactionRules | None) -> None:
+    document = {"data": {"rows": items, "page": 1, "total": len(items)}}
+    agrees(spelt(document, spelling), rules=rules, expression=WHOLE_SELECTION)
+
+
+@settings(PROPERTY, max_examples=100)
 @given(ROWS, SPELLINGS, st.sampled_from([RULES, NO_SCRUB, None]))
 def test_generated_pages_with_a_nested_selection_agree_with_the_whole_path(
         rows: list[Any], spelling: str, rules: RedactionRules | None) -> None:
@@ -143,6 +159,9 @@ def test_pages_as_upstreams_write_them_are_never_declined(rows: list[Any],
     document = {"data": {"rows": rows, "page": 1, "total": len(rows)}}
     assert agrees(spelt(document, spelling)) is not None
     assert agrees(spelt(document, spelling), expression=NESTED_SELECTION) is not None
+    for row in rows:  # taken whole, a float is read, and declined
+        del row["unread"]
+    assert agrees(spelt(document, spelling), expression=WHOLE_SELECTION) is not None
 
 
 def test_a_shipped_kind_of_page_is_made_in_one_pass_and_de_identified() -> None:
@@ -169,6 +188,8 @@ BAD_OR_ODD = [
     b'{"data":{"rows":[{"note":"\xff\xfe"}]}}',                     # not UTF-8, selected
     b'{"data":{"rows":[{"unread":"\xff\xfe","id":1}]}}',            # not UTF-8, skipped
     b'{"data":{"rows":[{"city":"\xc0\xaf","id":1}]}}',              # overlong, dropped
+    b'{"data":{"rows":[{"id":1}],"pa\xc3fge":2}}',                  # not UTF-8, a key unread
+    b'{"data":{"rows":[{"id":1}]},"x":"\xff"}',
     b'{"data":{"rows":[{"id":-0},{"id":1e5},{"id":1.0},{"id":-12}]}}',
     b'{"data":{"rows":[{"id":123456789012345678901234567890}]}}',
     b'{"data":{"rows":[{"unread":123456789012345678901234567890,"id":1}]}}',
@@ -203,11 +224,13 @@ def test_odd_and_broken_answers_agree_or_are_declined(raw: bytes,
                                                       rules: RedactionRules | None) -> None:
     agrees(raw, rules=rules)
     agrees(raw, rules=rules, expression=BARE)
+    agrees(raw, rules=rules, expression=WHOLE_SELECTION)
 
 
 @pytest.mark.parametrize("raw", [
     b'{"data":{"rows":[{"id":1,"id":2}]}}', b'{"data":{"rows":[{"email":"\\ud800"}]}}',
-    b'{"data":{"rows":[{"id":1.0}]}}', b'{"data":{"rows":[{"id":1}', b'{"data":{"rows":null}}',
+    b'{"data":{"rows":[{"id":1.50}]}}', b'{"data":{"rows":[{"id":1e5}]}}',
+    b'{"data":{"rows":[{"id":0.00001}]}}', b'{"data":{"rows":[{"id":1}', b'{"data":{"rows":null}}',
     b'{"data":{"rows":[{"unread":' + b"[" * 5000 + b"]" * 5000 + b',"id":1}]}}'])
 def test_what_could_differ_is_declined(raw: bytes) -> None:
     assert both(raw)[0] is None
@@ -281,6 +304,36 @@ def test_extra_entries_count_in_the_byte_bound_and_never_hide_the_rows() -> None
     assert both(raw, extra={"items": "replaced"})[0] is None  # the rows' key: whole path
 
 
+@pytest.mark.parametrize("number", [b"1.0", b"-0.0", b"4.5", b"72.25", b"0.1", b"0.0001",
+                                    b"1234567890123456.0", b"-0.30000000000000004"])
+def test_a_float_orjson_writes_with_the_same_text_is_kept(number: bytes) -> None:
+    raw = b'{"data":{"rows":[{"id":' + number + b',"note":' + number + b'}]}}'
+    made = agrees(raw)
+    assert made is not None and b'"id":' + number + b"," in made
+
+
+FLOAT_TEXTS = st.floats(allow_nan=False, allow_infinity=False).map(repr) | st.from_regex(
+    r"\A-?(0|[1-9][0-9]{0,17})\.[0-9]{1,20}([eE][+-]?[0-9]{1,3})?\Z")
+
+
+def written_by_orjson(text: str) -> str | None:
+    try:
+        return orjson.dumps(orjson.loads(text)).decode()
+    except orjson.JSONDecodeError:  # out of a double's range
+        return None
+
+
+@PROPERTY
+@given(st.lists(FLOAT_TEXTS, min_size=1, max_size=8))
+def test_floats_are_kept_only_as_orjson_writes_them(texts: list[str]) -> None:
+    raw = ('{"data":{"rows":[' + ",".join(f'{{"id":{text}}}' for text in texts)
+           + "]}}").encode()
+    made = agrees(raw, expression=WHOLE_SELECTION)  # kept, then as orjson writes them
+    written = [written_by_orjson(text) for text in texts]
+    plain = not any("e" in text.lower() for text in texts)  # an exponent is always declined
+    assert (made is not None) is (written == texts and plain)
+
+
 def test_escapes_and_spaces_are_written_as_orjson_writes_them() -> None:
     raw = b'{ "data" : { "rows" : [ { "note" : "\\u00e9\\n\\/\\"", "id" : 3 } ] } }'
     assert agrees(raw) == (
@@ -313,6 +366,16 @@ def test_a_failing_pseudonym_surfaces_as_its_own_exception() -> None:
         shaped_page(answer, Redaction(RULES, Pseudonymiser(KEY, "a", refuse)), 10**7)
 
 
+def test_items_taken_whole_are_made_in_one_pass_only_from_a_few_kilobytes() -> None:
+    small = orjson.dumps({"data": {"rows": [{"id": 1, "email": "a@b.co"}]}})
+    large = orjson.dumps({"data": {"rows": [{"id": n, "email": "a@b.co", "note": "n" * 200}
+                                            for n in range(WHOLE_ITEMS_FROM // 200)]}})
+    with pytest.raises(ValueError):  # NotPruned: decoded whole by the upstream client
+        decoder_of(WHOLE_SELECTION)(small)
+    assert isinstance(decoder_of(WHOLE_SELECTION)(large), PageAnswer)
+    assert isinstance(decoder_of(SELECTION)(small), PageAnswer)  # selected fields: any size
+
+
 def test_the_compiled_pass_is_off_with_the_loops() -> None:
     native.use_native(False)
     with pytest.raises(ValueError):  # NotPruned: decoded whole by the upstream client
@@ -339,6 +402,11 @@ def test_the_compiled_pass_is_off_with_the_loops() -> None:
     ("r[].{c: {u: contact.uuid, u: contact.id}}", False),            # a repeated name
     ("r[].{c: {\"u@x\": contact.uuid}}", False),
     ("r[].{c: {u: contact[0]}}", False),
+    ("{items: data.rows, page: data.page}", True),                   # items taken whole
+    ("{items: rows}", True),
+    ("{rows: data.rows, page: data.page}", False),                   # a list not named items
+    ("{items: data.rows, n: length(data.rows)}", False),
+    ("{items: data.rows || `[]`}", False),
 ])
 def test_which_selections_qualify(text: str, qualifies: bool) -> None:
     assert (row_page(compile_expression(text).parsed) is not None) is qualifies
