@@ -172,9 +172,10 @@ class Settings(BaseSettings):
 
     native_rows: bool = True
     """De-identification, the selection of plain fields and the text copy of a result run
-    compiled (gateway/native) when the install could build them; a page of plain rows is made
-    in one pass over the answer's bytes (gateway/spec/pages.py), and other answers whose rows a
-    tool reads in part are decoded pruned to what it reads (gateway/spec/reads.py). False runs
+    compiled (gateway/native) when the install could build them; a page of rows (fields
+    selected from each, or each taken whole) is made in one pass over the answer's bytes
+    (gateway/spec/pages.py), and other answers whose rows a tool reads in part are decoded
+    pruned to what it reads (gateway/spec/reads.py). False runs
     the pure-Python twins and decodes every answer whole, with the same results. What runs is
     logged at startup (`row_loops`: `c` or `python`)."""
 

@@ -185,7 +185,7 @@ class Calls:
         body, status = await self._answer(tool.source, caller, ctx, tool.shape.pruned)
         shaped = None
         extra = render_value(tool.shape.extra, ctx) if tool.shape.extra else None
-        if isinstance(body, PageAnswer):  # a page of plain rows, kept as bytes
+        if isinstance(body, PageAnswer):  # a page of rows, kept as bytes
             shaped = shaped_page(body, redactor, tool.shape.budget.max_bytes
                                  or self._settings.max_result_bytes, extra)
             if shaped is None:  # the pass declined: the answer as every other one is
