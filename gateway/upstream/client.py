@@ -95,7 +95,7 @@ class Upstream:
         attempt = 1
         while True:
             try:
-                answer = await self._once(request, caller, deadline)
+                answer = await self._once(request, caller, deadline, limit)
             except UpstreamUnavailable as failed:
                 wait = self._retry_wait(retry, attempt, deadline, failed.retry_after_s)
                 if wait is None or not _worth_retrying(failed):
@@ -122,8 +122,8 @@ class Upstream:
         wait = asked_s if asked_s is not None else self._policy.backoff_s(attempt, self._draw)
         return wait if self._clock() + wait < deadline else None
 
-    async def _once(self, request: UpstreamRequest, caller: Caller,
-                    deadline: float) -> Answer:
+    async def _once(self, request: UpstreamRequest, caller: Caller, deadline: float,
+                    timeout_s: float) -> Answer:
         """One send through the breakers and bulkheads; the breakers learn from its outcome.
 
         Raises:
@@ -133,7 +133,8 @@ class Upstream:
         held = self._breakers.of_caller(caller.service, caller.credential_key)
         was_open = service.state is not State.CLOSED
         try:
-            return await self._through_breakers(service, held, request, caller, deadline)
+            return await self._through_breakers(service, held, request, caller, deadline,
+                                                timeout_s)
         finally:
             is_open = service.state is not State.CLOSED
             if is_open != was_open:
@@ -143,7 +144,7 @@ class Upstream:
 
     async def _through_breakers(self, service: Breaker, held: Breaker | None,
                                 request: UpstreamRequest, caller: Caller,
-                                deadline: float) -> Answer:
+                                deadline: float, timeout_s: float) -> Answer:
         now = self._clock()
         self._admit(service, caller, now)
         if held is not None:
@@ -155,7 +156,8 @@ class Upstream:
         told = False
         try:
             async with self._bulkheads.slot(caller.service, caller.tool, caller.tool_cap):
-                answer = await self._exchange(caller.service, request, deadline - self._clock())
+                answer = await self._exchange(caller.service, request,
+                                              deadline - self._clock(), timeout_s)
             told = True
         except UpstreamUnavailable as failed:
             if not isinstance(failed, GatewayBusy):
@@ -196,8 +198,12 @@ class Upstream:
         else:
             service.succeeded()
 
-    async def _exchange(self, service: str, request: UpstreamRequest, limit: float) -> Answer:
-        """Raises:
+    async def _exchange(self, service: str, request: UpstreamRequest, limit: float,
+                        timeout_s: float) -> Answer:
+        """One exchange, cut at `limit` seconds (what is left of the call's `timeout_s`, the
+        figure a timeout reports: the time left depends on how busy the process was).
+
+        Raises:
             UpstreamUnavailable: see send.
         """
         cap = self._settings.upstream_max_response_bytes
@@ -212,7 +218,7 @@ class Upstream:
         except TimeoutError as exc:
             upstream_exchange(service, self._clock() - started, None, "timeout")
             raise UpstreamUnavailable(
-                f"The upstream did not answer within {limit:.3g} seconds; retry later.",
+                f"The upstream did not answer within {timeout_s:.3g} seconds; retry later.",
                 maybe_delivered=True) from exc
         except WireError as exc:
             upstream_exchange(service, self._clock() - started, None, exc.kind)

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.server.app import create_app
 from gateway.settings import Settings
+from gateway.upstream.client import Upstream
 from gateway.upstream.mock_wire import MockWire
 from tests.support import RETENTLY_ADMIN, AiohttpClient, auth, gateway_app, rpc, service_tree
 
@@ -78,6 +79,27 @@ async def test_upstream_silent_past_the_timeout_is_a_tool_error_in_time(
     async with asyncio.timeout(5):
         result = await call(gateway)
     assert result["isError"] is True
+    assert "did not answer within 0.3 seconds" in result["content"][0]["text"]
+
+
+async def test_the_timeout_told_is_the_calls_own_whatever_time_went_before_the_request(
+        aiohttp_client: AiohttpClient, upstream: respx.MockRouter, wire: MockWire,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway = await aiohttp_client(gateway_app(wire, upstream_timeout_s=0.3))
+    through = Upstream._through_breakers
+
+    async def late(self: Upstream, *args: Any) -> Any:
+        await asyncio.sleep(0.05)  # a busy process: time spent before the request leaves
+        return await through(self, *args)
+
+    async def stall(request: httpx.Request) -> httpx.Response:
+        await asyncio.Event().wait()
+        return httpx.Response(200, json={})
+
+    monkeypatch.setattr(Upstream, "_through_breakers", late)
+    upstream.get(FEEDBACK).mock(side_effect=stall)
+    async with asyncio.timeout(5):
+        result = await call(gateway)
     assert "did not answer within 0.3 seconds" in result["content"][0]["text"]
 
 
