@@ -656,13 +656,25 @@ static const Seen *seen_as(Seen *seen, Field *fields, Py_ssize_t count, const Fo
 
 #define MAX_ROW_KEYS 128     /* positions of a row remembered for the next one */
 
-/* One row, in one pass: each selected value is written (under its field's verdict) as it is
- * met, every other one checked and passed over; then the row is put together in the
- * selection's order, null for a key the row lacks. */
+static int nested(Page *p, Field *fields, const Field *field);
+
+/* The value at `at` written for `field` (under its verdict, or as its nested selection), where
+ * Page.out says; a second value for the same field is declined (the last would stand). */
+static int read_value(Page *p, Field *fields, Field *field, const unsigned char *at)
+{
+    if (field->size >= 0)
+        return DECLINED;
+    p->at = at;
+    field->start = p->out.size;
+    int outcome = field->subs ? nested(p, fields, field) : value(p, field->verdict);
+    field->size = p->out.size - field->start;
+    return outcome;
+}
+
 /* The object under a nested selection's key: each of its fields' values written (under its
  * verdict) as it is met, every other one checked and passed over. null gives null to each
  * field, as the selection does; any other value that is not an object is declined. */
-static int nested(Page *p, Field *subs, Py_ssize_t count)
+static int nested(Page *p, Field *fields, const Field *field)
 {
     if (p->at < p->end && *p->at == 'n')
         return literal_value(p, SKIPPED, "null", 4);
@@ -678,18 +690,12 @@ static int nested(Page *p, Field *subs, Py_ssize_t count)
             return DECLINED;  /* it might be a selected key, spelt with an escape */
         const unsigned char *at = p->at;
         int read = 0;
-        for (Py_ssize_t i = 0; i < count && outcome == DONE; i++) {
-            if (subs[i].key_size != key.size
-                || memcmp(subs[i].key, key.start, (size_t)key.size) != 0)
-                continue;
-            if (subs[i].size >= 0)
-                return DECLINED;  /* a repeated key: the last value would stand */
-            p->at = at;
-            read = 1;
-            subs[i].start = p->out.size;
-            outcome = value(p, subs[i].verdict);
-            subs[i].size = p->out.size - subs[i].start;
-        }
+        for (Py_ssize_t i = field->sub; i < field->sub + field->subs && outcome == DONE; i++)
+            if (fields[i].key_size == key.size
+                && memcmp(fields[i].key, key.start, (size_t)key.size) == 0) {
+                read = 1;
+                outcome = read_value(p, fields, &fields[i], at);
+            }
         if (!read)
             outcome = value(p, SKIPPED);
         if (outcome != DONE)
@@ -700,30 +706,32 @@ static int nested(Page *p, Field *subs, Py_ssize_t count)
     return outcome == CLOSED ? DONE : outcome;
 }
 
-/* A field's value as the row's JSON holds it: its bytes in Page.out, or null for a key the row
- * lacks; and a nested selection's object, made of its own fields' values. */
-static inline int put_value(Buffer *r, const Page *p, const Field *field)
-{
-    return field->size < 0 ? put(r, "null", 4) : put(r, p->out.data + field->start, field->size);
-}
-
-static int put_nested(Buffer *r, const Page *p, const Field *fields, const Field *field)
+/* The object of fields[from..to) as the row's JSON holds it: each field not dropped, with its
+ * bytes in Page.out, null for a key the row lacks, or its nested selection's object. */
+static int put_object(Buffer *r, const Page *p, const Field *fields, Py_ssize_t from,
+                      Py_ssize_t to)
 {
     if (put(r, "{", 1) != DONE)
         return FAILED;
     int kept = 0;
-    for (Py_ssize_t i = field->sub; i < field->sub + field->subs; i++) {
-        if (fields[i].verdict == DROPPED)
+    for (Py_ssize_t i = from; i < to; i++) {
+        const Field *field = &fields[i];
+        if (field->verdict == DROPPED)
             continue;
         if ((kept++ && put(r, ",", 1) != DONE)
-            || put(r, PyBytes_AS_STRING(fields[i].name), PyBytes_GET_SIZE(fields[i].name)) != DONE
+            || put(r, PyBytes_AS_STRING(field->name), PyBytes_GET_SIZE(field->name)) != DONE
             || put(r, ":", 1) != DONE
-            || put_value(r, p, &fields[i]) != DONE)
+            || (field->subs ? put_object(r, p, fields, field->sub, field->sub + field->subs)
+                : field->size < 0 ? put(r, "null", 4)
+                : put(r, p->out.data + field->start, field->size)) != DONE)
             return FAILED;
     }
     return put(r, "}", 1);
 }
 
+/* One row, in one pass: each selected value is written (under its field's verdict) as it is
+ * met, every other one checked and passed over; then the row is put together in the
+ * selection's order, null for a key the row lacks. */
 static int row(Page *p, Field *fields, Py_ssize_t count, Py_ssize_t total, Seen *seen)
 {
     if (p->at >= p->end || *p->at != '{')
@@ -747,18 +755,10 @@ static int row(Page *p, Field *fields, Py_ssize_t count, Py_ssize_t total, Seen 
         else {
             const unsigned char *at = p->at;
             Py_ssize_t last = found->again ? count - 1 : found->field;
-            for (Py_ssize_t i = found->field; i <= last && outcome == DONE; i++) {
-                if (i != found->field && (fields[i].key_size != key.size
-                    || memcmp(fields[i].key, key.start, (size_t)key.size) != 0))
-                    continue;
-                if (fields[i].size >= 0)
-                    return DECLINED;  /* a repeated key: the last value would stand */
-                p->at = at;
-                fields[i].start = p->out.size;
-                outcome = fields[i].subs ? nested(p, fields + fields[i].sub, fields[i].subs)
-                                         : value(p, fields[i].verdict);
-                fields[i].size = p->out.size - fields[i].start;
-            }
+            for (Py_ssize_t i = found->field; i <= last && outcome == DONE; i++)
+                if (i == found->field || (fields[i].key_size == key.size
+                    && memcmp(fields[i].key, key.start, (size_t)key.size) == 0))
+                    outcome = read_value(p, fields, &fields[i], at);
         }
         if (outcome != DONE)
             return outcome;
@@ -766,22 +766,8 @@ static int row(Page *p, Field *fields, Py_ssize_t count, Py_ssize_t total, Seen 
     }
     if (outcome != CLOSED)
         return outcome;
-    Buffer *r = &p->row;
-    r->size = 0;
-    if (put(r, "{", 1) != DONE)
-        return FAILED;
-    int kept = 0;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (fields[i].verdict == DROPPED)
-            continue;
-        if ((kept++ && put(r, ",", 1) != DONE)
-            || put(r, PyBytes_AS_STRING(fields[i].name), PyBytes_GET_SIZE(fields[i].name)) != DONE
-            || put(r, ":", 1) != DONE
-            || (fields[i].subs ? put_nested(r, p, fields, &fields[i])
-                               : put_value(r, p, &fields[i])) != DONE)
-            return FAILED;
-    }
-    return put(r, "}", 1);
+    p->row.size = 0;
+    return put_object(&p->row, p, fields, 0, count);
 }
 
 #define FIELDS_ERROR "fields: a tuple of (name as JSON, key, verdict[, nested fields])"
