@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -42,11 +43,15 @@ def free_port() -> int:
     return port
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 90) -> None:
+def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 90,
+               said: Path | None = None) -> None:
+    """Wait until `url` answers. A process that exits first is reported with the last lines it
+    wrote to `said` (its stderr), so that a failed start says why (a port taken, say)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"{url}: the process exited at startup")
+            last = said.read_text(errors="replace").strip().splitlines()[-5:] if said else []
+            raise SystemExit("\n".join([f"{url}: the process exited at startup", *last]))
         try:
             with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback only
                 return
@@ -63,6 +68,8 @@ class Started:
     process: subprocess.Popen[bytes]
     ready_url: str
     port: int
+    said: Path | None = None
+    """Where its stderr goes."""
 
     @property
     def pgid(self) -> int:
@@ -78,19 +85,23 @@ class Fleet:
     """Processes started together and waited for together; all stopped on leaving."""
 
     started: list[Started] = field(default_factory=list)
+    logs: tempfile.TemporaryDirectory[str] = field(default_factory=tempfile.TemporaryDirectory)
+    """Each process's stderr, for the report of one that fails to start; gone on leaving."""
 
     def start(self, name: str, command: list[str], ready_path: str, port: int,
               env: dict[str, str] | None = None) -> Started:
-        process = subprocess.Popen(command, env={**os.environ, **(env or {})},  # noqa: S603
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   cwd=ROOT, start_new_session=True)
-        one = Started(name, process, f"http://127.0.0.1:{port}{ready_path}", port)
+        said = Path(self.logs.name) / f"{len(self.started)}-{port}.log"
+        with said.open("wb") as stderr:
+            process = subprocess.Popen(command, env={**os.environ, **(env or {})},  # noqa: S603
+                                       stdout=subprocess.DEVNULL, stderr=stderr,
+                                       cwd=ROOT, start_new_session=True)
+        one = Started(name, process, f"http://127.0.0.1:{port}{ready_path}", port, said)
         self.started.append(one)
         return one
 
     def wait_ready(self) -> None:
         for one in self.started:
-            wait_ready(one.ready_url, one.process)
+            wait_ready(one.ready_url, one.process, said=one.said)
 
     def __enter__(self) -> Fleet:
         return self
@@ -106,6 +117,7 @@ class Fleet:
             except subprocess.TimeoutExpired:
                 os.killpg(one.pgid, signal.SIGKILL)
                 one.process.wait(timeout=5)
+        self.logs.cleanup()
 
 
 class Loader:

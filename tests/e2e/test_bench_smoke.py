@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bench.targets import Fleet, free_port
 from tests.support import REPO, unmeasured_environment
 
 HEADLINE = ("list_feedback", "get_responses", "tools_list", "write_preview")
@@ -109,3 +110,11 @@ def test_the_markdown_report_has_every_table(report: dict[str, Any]) -> None:
         assert heading in text
     assert "| list_feedback | fast | gateway |" in text
     assert "soak" not in report  # the smoke run leaves the 100,000 calls out
+
+
+def test_a_process_that_fails_to_start_is_reported_with_what_it_said() -> None:
+    with Fleet() as fleet:
+        fleet.start("taken", [sys.executable, "-c", "import sys; sys.exit('port 1 is taken')"],
+                    "/healthz", free_port())
+        with pytest.raises(SystemExit, match=r"exited at startup\nport 1 is taken"):
+            fleet.wait_ready()
