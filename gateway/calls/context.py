@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -70,8 +70,12 @@ class Caller:
                     "subject": principal.subject}, valid_traceparent(traceparent))
 
     def calling(self, tool: CompiledTool) -> Caller:
-        """This caller, calling `tool`."""
-        return replace(self, tool=tool.name, tool_cap=tool.max_in_flight)
+        """This caller, calling `tool`. (Built field by field: `dataclasses.replace` looks the
+        fields up again on every call, about 5 us a request.)"""
+        return Caller(service=self.service, upstream=self.upstream, writes=self.writes,
+                      token=self.token, subject=self.subject, account=self.account,
+                      scopes=self.scopes, fields=self.fields, traceparent=self.traceparent,
+                      tool=tool.name, tool_cap=tool.max_in_flight, progress=self.progress)
 
     @property
     def anonymous(self) -> bool:

@@ -12,7 +12,6 @@ missing credentials or scopes raise AuthError before anything is sent upstream.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -207,8 +206,9 @@ class Calls:
             case RequestSource(request=request):
                 response = await self._upstream.send_spec(request, caller, ctx, pruned=pruned)
                 if isinstance(response.body, PageAnswer):  # what the whole path needs of it
-                    return replace(response.body, status=response.status,
-                                   headers=response.headers), response.status
+                    kept = response.body
+                    return PageAnswer(kept.decoder, kept.raw, response.status,
+                                      response.headers), response.status
                 return response.body, response.status
             case CollectSource():
                 async def page(extra: Mapping[str, Any] | None) -> Any:

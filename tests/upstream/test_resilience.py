@@ -293,8 +293,16 @@ async def test_a_full_service_pool_is_busy_for_its_tools_and_not_for_other_servi
     result = await desk("read_item")
     assert "all 3 connections to the desk upstream are in use" in text(result)
     assert (await desk("read_item", service="other"))["isError"] is False
-    for task in hung:
+    # Each refusal gave back the tool's slot it held while it waited for the service's: more
+    # refusals than the tool has slots (4), then the tool is served again once the pool frees.
+    refused = await asyncio.gather(*(desk("read_item") for _ in range(5)))
+    assert all("connections to the desk upstream are in use" in text(r) for r in refused)
+    waiting = [asyncio.create_task(desk("read_item")) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    for task in [*hung, *waiting]:  # ...and so did the calls cancelled while they waited
         task.cancel()
+    await asyncio.gather(*hung, *waiting, return_exceptions=True)
+    assert (await desk("read_item"))["isError"] is False
 
 
 async def test_a_write_refused_as_busy_was_not_sent_and_keeps_its_token(
