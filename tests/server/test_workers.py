@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 
 from bench.run import free_port
+from gateway.server.serve import CLEANUP_S, DRAIN_S
 from sandbox import create_sandbox_app
 from tests.e2e.stack import serve_on_loopback
 from tests.support import REPO
@@ -125,6 +126,23 @@ def plain_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line and not line.startswith("{")]
 
 
+async def stopped_cleanly(process: subprocess.Popen[bytes], stderr: Path) -> None:
+    """SIGTERM to the parent; it exits 0 once its workers drained, none of them killed at the
+    deadline (the parent allows DRAIN_S + CLEANUP_S; the margin above it is for a loaded
+    machine, where saving a process's coverage data alone can take seconds). On failure, what
+    the parent logged says which worker was slow, and at what."""
+    process.send_signal(signal.SIGTERM)
+    deadline = DRAIN_S + CLEANUP_S + 15
+    try:
+        code = await asyncio.to_thread(process.wait, deadline)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"not stopped within {deadline} s of SIGTERM; it logged:\n"
+                    + stderr.read_text()[-4000:])
+    logged = stderr.read_text()
+    assert code == 0, logged[-4000:]
+    assert "worker_killed" not in logged, logged[-4000:]
+
+
 async def wait_until_serving(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     async with httpx.AsyncClient() as client:
@@ -174,8 +192,7 @@ async def test_two_workers_share_the_port_agree_on_pseudonyms_and_stop_together(
         assert len(sandbox.introspected) == 2
         # ...and the first row's pseudonym was the same whichever worker answered.
         assert len(seen) == 1 and next(iter(seen)).endswith("@pseudonym.invalid")
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(process.wait, 15) == 0
+        await stopped_cleanly(process, tmp_path / "stderr")
     assert not any(alive(worker) for worker in workers)
     assert "workers_without_redis" in (tmp_path / "stderr").read_text()
 
@@ -264,8 +281,7 @@ async def test_a_worker_killed_outright_is_replaced_while_the_others_keep_answer
         assert before[1] in after  # the survivor was left alone
         for each in probes.outcomes:  # at most the connection the killed worker held, each
             assert sum(1 for outcome in each if outcome != 200) <= 1, each
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(process.wait, 15) == 0
+        await stopped_cleanly(process, tmp_path / "stderr")
     logged = (tmp_path / "stderr").read_text()
     restarts = [line for line in logged.splitlines() if "worker_restarted" in line]
     assert len(restarts) == 1, logged
