@@ -179,6 +179,13 @@ class Settings(BaseSettings):
     the pure-Python twins and decodes every answer whole, with the same results. What runs is
     logged at startup (`row_loops`: `c` or `python`)."""
 
+    fast_lane: bool = True
+    """MCP requests of the common shape (a POST of a whole JSON body to a service's endpoint
+    over HTTP/1.1) are answered without aiohttp's request and response objects
+    (gateway/server/lane.py): aiohttp's parser still reads every byte, and the guards and the
+    pipeline are the same. Anything else is answered by aiohttp as before; false: every
+    request is."""
+
     tracing: bool = False
     """OpenTelemetry spans (a request, its upstream exchanges) exported over OTLP as the
     OTEL_EXPORTER_OTLP_* variables say; needs the `tracing` extra. Off: no cost at all."""

@@ -20,20 +20,20 @@ from gateway.auth.resolver import IntrospectionBounds, TokenResolver
 from gateway.calls.pipeline import Calls
 from gateway.errors import StartupError
 from gateway.keys import derive_key
-from gateway.logs import forget_request_summary
 from gateway.protocol.paging import Lists
 from gateway.server.connections import set_server_header
 from gateway.server.discovery import AS_METADATA_TTL_S, add_discovery_routes
 from gateway.server.endpoint import mcp_endpoint
+from gateway.server.front import front_door
 from gateway.server.hosts import PublicHosts
 from gateway.server.reload import LiveSpecs, reloading
 from gateway.server.state import (
     AS_METADATA,
     CALLS,
     CLOCK,
+    HOSTS,
     LIMITS,
     LISTS,
-    PUBLIC_BASE,
     RESOLVER,
     SETTINGS,
     SHAPED,
@@ -91,6 +91,7 @@ def create_app(settings: Settings, registry: Registry | None = None, *,
                                         "auto_decompress": False,
                                         "keepalive_timeout": settings.header_timeout_s})
     app[SETTINGS] = settings
+    app[HOSTS] = hosts
     specs = LiveSpecs(registry, source, clock)
     app[SPECS] = specs
     app[CLOCK] = clock
@@ -185,48 +186,6 @@ async def tune_collector(_app: web.Application) -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, older, oldest)
-
-
-UNGUARDED_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
-"""Probes and scrapers name the pod's address as Host (Kubernetes), and these answers name no
-URL."""
-
-
-def front_door(hosts: PublicHosts) -> Any:
-    """The one middleware every request passes (one, not two: each layer is a coroutine and a
-    partial a request, about 4% of a `tools/list`):
-
-    - our own request id, bound to every log line of the request and told to the caller. A
-      caller's `X-Request-Id` (short and printable) is kept apart as `correlation_id`: a value
-      the caller chose must never pass for ours in the logs or the audit records;
-    - requests for a Host this gateway does not serve are answered 421 before anything else;
-      the others carry the public base URL they are answered as (`request[PUBLIC_BASE]`)."""
-
-    @web.middleware
-    async def door(request: web.Request, handler: Any) -> web.StreamResponse:
-        headers = request.headers
-        incoming = headers.get("X-Request-Id", "")
-        request_id = secrets.token_hex(16)
-        structlog.contextvars.clear_contextvars()
-        forget_request_summary()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        if 0 < len(incoming) <= 64 and incoming.isprintable():
-            structlog.contextvars.bind_contextvars(correlation_id=incoming)
-        response: web.StreamResponse
-        if request.path in UNGUARDED_PATHS:
-            response = await handler(request)
-        elif (base := hosts.base_for(headers.get("Host"), request.scheme)) is None:
-            response = web.json_response(
-                {"error": "misdirected_request",
-                 "error_description": "This gateway does not serve the host named in the "
-                                      "request; use its public URL."}, status=421)
-        else:
-            request[PUBLIC_BASE] = base
-            response = await handler(request)
-        response.headers["X-Request-Id"] = request_id
-        return response
-
-    return door
 
 
 async def metrics(request: web.Request) -> web.Response:

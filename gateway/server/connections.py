@@ -15,50 +15,21 @@ import resource
 import signal
 import socket
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import Any, Final, cast
 
 import orjson
 import structlog
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web_request import BaseRequest
+
+from gateway.server.lane import lane_handler
+from gateway.server.quiet import SERVER_NAME, AccessLog, QuietRequestHandler
 
 log = structlog.get_logger("gateway.http")
-SERVER_NAME: Final = "mcp-gateway"
-"""The Server header: no library or Python version for a scanner to match."""
 _BUSY: Final = orjson.dumps({"error": "busy", "error_description":
                              "Too many open connections; retry shortly."})
 BUSY_ANSWER: Final = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                       b"Retry-After: 1\r\nConnection: close\r\nServer: " + SERVER_NAME.encode()
                       + b"\r\nContent-Length: " + str(len(_BUSY)).encode() + b"\r\n\r\n" + _BUSY)
-
-
-class QuietRequestHandler(web.RequestHandler):
-    """aiohttp's connection handler, except that a request it cannot parse is answered without
-    echoing its bytes and logged without them: a malformed header line may hold a credential."""
-
-    __slots__ = ()
-
-    def handle_error(self, request: BaseRequest, status: int = 500,
-                     exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
-        log.warning("http_error", status=status,
-                    reason=type(exc).__name__ if exc is not None else None)
-        if request.writer.output_size > 0:
-            raise ConnectionError("the answer was already being sent")
-        response = web.Response(status=status, content_type="application/json",
-                                body=orjson.dumps({"error": _error_name(status)}),
-                                headers={"Server": SERVER_NAME})
-        response.force_close()
-        return response
-
-
-def _error_name(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase.lower().replace(" ", "_")
-    except ValueError:
-        return "error"
 
 
 class _Busy(asyncio.Protocol):
@@ -71,10 +42,11 @@ class _Busy(asyncio.Protocol):
         transport.close()
 
 
-def protocol_factory(server: web.Server, max_connections: int
+def protocol_factory(server: web.Server, max_connections: int,
+                     lane_for: web.Application | None = None
                      ) -> Callable[[], asyncio.BaseProtocol]:
-    """What accepts each connection: aiohttp's handler (the quiet one), or a refusal when the
-    bound is reached."""
+    """What accepts each connection: aiohttp's handler (the quiet one; with the fast lane in
+    front of it when `lane_for` names the app), or a refusal when the bound is reached."""
     loop = asyncio.get_running_loop()
     # Connections accepted in one burst are registered with the server (connection_made) only
     # on the loop's next turn: count them until then, or a burst would pass the bound.
@@ -92,26 +64,14 @@ def protocol_factory(server: web.Server, max_connections: int
         if accepting == 0:  # after this turn's connection_made callbacks have run
             loop.call_soon(loop.call_soon, registered)
         accepting += 1
+        if lane_for is not None:
+            return lane_handler(server, lane_for)
         handler = server()
         # The handler aiohttp builds, made quiet: the subclass adds no state, only behaviour.
         handler.__class__ = QuietRequestHandler
         return handler
 
     return accept
-
-
-class AccessLog(AbstractAccessLogger):
-    """One structured line per HTTP request: method, path without its query string (which may
-    carry a token), status, size and time; through the same redacting log pipeline."""
-
-    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
-        log.info("http_request", method=request.method, path=request.path,
-                 status=response.status, bytes=response.body_length,
-                 duration_ms=round(time * 1000, 2), remote=request.remote)
-
-    @property
-    def enabled(self) -> bool:
-        return True
 
 
 DESCRIPTOR_RESERVE: Final = 64
@@ -131,28 +91,51 @@ async def set_server_header(_request: web.Request, response: web.StreamResponse)
     response.headers["Server"] = SERVER_NAME
 
 
-async def serve_until_stopped(app: web.Application, sockets: list[socket.socket], *,
-                              max_connections: int, access_log: bool,
-                              shutdown_timeout_s: float = 10.0) -> None:
-    """Serve `app` on the bound sockets until SIGINT or SIGTERM, then stop accepting, let the
-    requests in flight finish (up to `shutdown_timeout_s`) and run the app's cleanup."""
+class Serving:
+    """An app served on bound sockets, until `stop`."""
+
+    def __init__(self, runner: web.AppRunner, listeners: list[asyncio.Server]) -> None:
+        self.runner = runner
+        self.listeners = listeners
+
+    async def stop(self) -> None:
+        """Stop accepting, let the requests in flight finish (up to the runner's shutdown
+        timeout) and run the app's cleanup."""
+        for listener in self.listeners:
+            listener.close()
+        await self.runner.cleanup()
+
+
+async def start_serving(app: web.Application, sockets: list[socket.socket], *,
+                        max_connections: int, access_log: bool, fast_lane: bool,
+                        shutdown_timeout_s: float = 10.0) -> Serving:
+    """Serve `app` on the bound sockets: its startup run, its connections accepted (through
+    the fast lane, with `fast_lane`: the gateway's app only)."""
     options: dict[str, Any] = {"access_log_class": AccessLog} if access_log else {
         "access_log": None}
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout_s,
                            **options)
     await runner.setup()
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     server = runner.server
     if server is None:
         raise RuntimeError("the app runner has no server after setup")
-    accept = protocol_factory(server, max_connections)
-    listeners = [await loop.create_server(accept, sock=sock) for sock in sockets]
+    accept = protocol_factory(server, max_connections, app if fast_lane else None)
+    loop = asyncio.get_running_loop()
+    return Serving(runner, [await loop.create_server(accept, sock=sock) for sock in sockets])
+
+
+async def serve_until_stopped(app: web.Application, sockets: list[socket.socket], *,
+                              max_connections: int, access_log: bool, fast_lane: bool = False,
+                              shutdown_timeout_s: float = 10.0) -> None:
+    """Serve `app` on the bound sockets until SIGINT or SIGTERM, then stop (Serving.stop)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # a stop asked during startup waits for it
+        loop.add_signal_handler(signum, stop.set)
+    serving = await start_serving(app, sockets, max_connections=max_connections,
+                                  access_log=access_log, fast_lane=fast_lane,
+                                  shutdown_timeout_s=shutdown_timeout_s)
     try:
         await stop.wait()
     finally:
-        for listener in listeners:
-            listener.close()
-        await runner.cleanup()
+        await serving.stop()

@@ -19,6 +19,7 @@ from gateway import __version__
 from gateway.logs import configure_logging
 from gateway.native import use_native
 from gateway.server.app import create_app
+from gateway.server.connections import connection_bound, start_serving
 from gateway.server.console import cannot_listen, load_or_report
 from gateway.server.listen import base_url, bound_port, listen
 from gateway.settings import Settings
@@ -71,20 +72,22 @@ async def _demo(host: str, sandbox_sockets: list[socket.socket],
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    runners: list[web.AppRunner] = []
+    sandbox = web.AppRunner(create_sandbox_app(public_url=sandbox_url), access_log=None)
+    await sandbox.setup()
     try:
-        for app, sockets in ((create_sandbox_app(public_url=sandbox_url), sandbox_sockets),
-                             (create_app(settings, registry, reloadable=True), gateway_sockets)):
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            runners.append(runner)
-            for sock in sockets:
-                await web.SockSite(runner, sock).start()
-        print(demo_banner(host, port, sandbox_url, registry, DEMO_TOKENS), flush=True)
-        await stop.wait()
+        for sock in sandbox_sockets:
+            await web.SockSite(sandbox, sock).start()
+        gateway = await start_serving(  # as `serve` serves it
+            create_app(settings, registry, reloadable=True), gateway_sockets,
+            max_connections=connection_bound(settings.max_connections), access_log=False,
+            fast_lane=settings.fast_lane)
+        try:
+            print(demo_banner(host, port, sandbox_url, registry, DEMO_TOKENS), flush=True)
+            await stop.wait()
+        finally:
+            await gateway.stop()
     finally:
-        for runner in reversed(runners):
-            await runner.cleanup()
+        await sandbox.cleanup()
     return 0
 
 

@@ -28,9 +28,9 @@ def public_base(request: web.Request) -> str:
     return request[PUBLIC_BASE]
 
 
-def resource_metadata_url(request: web.Request, service: CompiledService) -> str:
+def metadata_url(public_base: str, service: CompiledService) -> str:
     """Where a client finds the metadata of the service it was refused by."""
-    return public_base(request) + WELL_KNOWN_PRM + service.spec.endpoint
+    return public_base + WELL_KNOWN_PRM + service.spec.endpoint
 
 
 def _discovery_service(request: web.Request) -> CompiledService | None:

@@ -46,7 +46,8 @@ from gateway.protocol.replies import (
     http_status,
     internal_error,
 )
-from gateway.server.discovery import public_base, resource_metadata_url
+from gateway.server.discovery import metadata_url
+from gateway.server.incoming import Incoming
 from gateway.server.origin import origin_allowed
 from gateway.server.state import CALLS, LISTS, RESOLVER, SETTINGS, SHAPED, SPECS
 from gateway.server.streaming import (
@@ -93,23 +94,13 @@ async def _given_up(request: web.Request) -> web.StreamResponse:
 
 
 async def mcp_endpoint(request: web.Request) -> web.StreamResponse:
-    """The MCP endpoint of whichever service the path names."""
+    """The MCP endpoint of whichever service the path names, for a request aiohttp read."""
+    incoming = Incoming.of(request)
     service = request.app[SPECS].registry.by_endpoint.get(request.path)
-    if service is None:
-        return web.json_response({"error": "not_found", "path": request.path}, status=404)
+    refused = refusal(incoming, service)
+    if refused is not None or service is None:
+        return refused or _not_found(incoming)
     settings = request.app[SETTINGS]
-    if not origin_allowed(request.headers.get("Origin"), settings):
-        return _refused(403, "Origin not allowed")
-    if request.method != "POST":
-        return _refused(405, "Method not allowed: use POST", {"Allow": "POST"})
-    if request.content_type != JSON:
-        return _refused(415, "Content-Type must be application/json")
-    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-        return _closing(_refused(415, "Content-Encoding is not accepted: send the body as is"))
-    if not _accepts_json(request.headers.get("Accept")):
-        return _refused(406, "Accept must include application/json and text/event-stream")
-    if (request.content_length or 0) > settings.max_body_bytes:
-        return _refused(413, "Request body too large")
     try:
         if request.content.is_eof():  # the whole body came with the headers: nothing to wait for
             raw = await request.read()
@@ -125,23 +116,66 @@ async def mcp_endpoint(request: web.Request) -> web.StreamResponse:
         data = decode(raw, max_depth=settings.max_json_depth)
     except ProtocolError as exc:
         return _json(error_body(exc), http_status(exc, "legacy"))
-    return await _serve(request, service, data, started)
+    return await _serve(incoming, service, data, started)
+
+
+async def answer_on_lane(incoming: Incoming, body: bytes) -> web.StreamResponse:
+    """The answer to a request the fast lane read whole (server/lane.py), by the same guards
+    and pipeline as mcp_endpoint. Never streamed: the lane leaves requests that may ask for a
+    stream to aiohttp, and one that slips past answers as plain JSON (progress is optional)."""
+    service = incoming.app[SPECS].registry.by_endpoint.get(incoming.path)
+    refused = refusal(incoming, service)
+    if refused is not None or service is None:
+        return refused or _not_found(incoming)
+    started = time.perf_counter()
+    try:
+        data = decode(body, max_depth=incoming.app[SETTINGS].max_json_depth)
+    except ProtocolError as exc:
+        return _json(error_body(exc), http_status(exc, "legacy"))
+    return await _serve(incoming, service, data, started)
+
+
+def refusal(incoming: Incoming, service: CompiledService | None) -> web.Response | None:
+    """The answer to a request refused on its line and headers alone, in the order the
+    transport spec implies; None when it may go on (or, with no service, 404)."""
+    if service is None:
+        return None
+    settings = incoming.app[SETTINGS]
+    headers = incoming.headers
+    if not origin_allowed(headers.get("Origin"), settings):
+        return _refused(403, "Origin not allowed")
+    if incoming.method != "POST":
+        return _refused(405, "Method not allowed: use POST", {"Allow": "POST"})
+    if incoming.content_type != JSON:
+        return _refused(415, "Content-Type must be application/json")
+    if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        return _closing(_refused(415, "Content-Encoding is not accepted: send the body as is"))
+    if not _accepts_json(headers.get("Accept")):
+        return _refused(406, "Accept must include application/json and text/event-stream")
+    if (incoming.content_length or 0) > settings.max_body_bytes:
+        return _refused(413, "Request body too large")
+    return None
+
+
+def _not_found(incoming: Incoming) -> web.Response:
+    return web.json_response({"error": "not_found", "path": incoming.path}, status=404)
 
 
 def _accepts_json(accept: str | None) -> bool:
     return accept is None or bool(media_types(accept) & {JSON, "application/*", "*/*"})
 
 
-async def _serve(request: web.Request, service: CompiledService, data: Any,
+async def _serve(incoming: Incoming, service: CompiledService, data: Any,
                  started: float) -> web.StreamResponse:
-    headers = request.headers  # case-insensitive, and it keeps repeated headers
-    parsed = parse(data, headers, _raw_headers(request))
+    headers = incoming.headers
+    app = incoming.app
+    parsed = parse(data, headers, _raw_headers(incoming))
     envelope = parsed.envelope
     event = _Event(service, envelope, started)
     UPSTREAM_TIME.set([0.0])  # this request's upstream time, added to by the upstream client
     principal = None
     try:
-        principal = await _principal(request, service, envelope)
+        principal = await _principal(incoming, service, envelope)
         if parsed.rejection is not None:
             raise parsed.rejection
         inbound = parsed.inbound
@@ -149,14 +183,16 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
             return web.Response(status=202)
         event.era = inbound.era
         caller = Caller.of(service, principal, headers.get("traceparent"))
-        call = MethodCall(inbound, service, caller, request.app[LISTS])
-        if "_meta" in inbound.params:  # a progressToken may ask for a streamed answer
+        call = MethodCall(inbound, service, caller, app[LISTS])
+        if "_meta" in inbound.params and incoming.stream_to is not None:
+            # A progressToken may ask for a streamed answer (the lane hands such requests to
+            # aiohttp, the only one to stream).
             token = progress_token(inbound, service, headers.get("Accept"))
             if token is not None:
-                return await _streamed(request, call, token, event, principal)
+                return await _streamed(incoming.stream_to, call, token, event, principal)
         with request_span(inbound.method, service.name, headers):
-            outcome = await dispatch(request.app[CALLS], call)
-        shaped = request.app[SHAPED]
+            outcome = await dispatch(app[CALLS], call)
+        shaped = app[SHAPED]
         body = encode_reply(inbound, service, outcome, shaped)
         event.log(outcome.error or "tool_error" if outcome.result.get("isError") else "ok",
                   outcome.upstream_status, principal=principal)
@@ -166,7 +202,7 @@ async def _serve(request: web.Request, service: CompiledService, data: Any,
         return web.Response(body=body, content_type=JSON)
     except AuthError as exc:
         event.log("refused_scope" if isinstance(exc, InsufficientScope) else "unauthenticated")
-        return _auth_failure(request, service, exc, envelope.id)
+        return _auth_failure(incoming, service, exc, envelope.id)
     except IntrospectionThrottled as exc:
         event.log("throttled")
         return _throttled(exc, envelope.id)
@@ -213,7 +249,7 @@ async def _streamed(request: web.Request, call: MethodCall, token: ProgressToken
     return await stream.respond(body)
 
 
-async def _principal(request: web.Request, service: CompiledService,
+async def _principal(incoming: Incoming, service: CompiledService,
                      envelope: Envelope) -> Principal:
     """The verified caller. Methods that need none (initialize, discover, ping, the anonymous
     tools) still work with a missing, bad or uncheckable token, so a client can always connect
@@ -224,11 +260,11 @@ async def _principal(request: web.Request, service: CompiledService,
     """
     needed = needs_credential(envelope, service)
     try:
-        token = bearer_token(request.headers.get("Authorization"))
+        token = bearer_token(incoming.headers.get("Authorization"))
         if token is not None:
-            return await request.app[RESOLVER].resolve(
-                service, token, public_base(request) + service.spec.endpoint,
-                address=request.remote)
+            return await incoming.app[RESOLVER].resolve(
+                service, token, incoming.public_base + service.spec.endpoint,
+                address=incoming.remote)
     except (AuthError, AuthUnavailable):
         if needed:
             raise
@@ -239,7 +275,7 @@ async def _principal(request: web.Request, service: CompiledService,
     return ANONYMOUS
 
 
-def _auth_failure(request: web.Request, service: CompiledService, exc: AuthError,
+def _auth_failure(incoming: Incoming, service: CompiledService, exc: AuthError,
                   request_id: Any) -> web.Response:
     default_scope = " ".join(s.name for s in service.spec.scopes)
     status = 403 if isinstance(exc, InsufficientScope) else 401
@@ -248,7 +284,7 @@ def _auth_failure(request: web.Request, service: CompiledService, exc: AuthError
         data["required_scopes"] = exc.missing
     body = error_reply(INVALID_REQUEST, exc.description, request_id, data)
     return _json(body, status, {"WWW-Authenticate": challenge(
-        exc, resource_metadata_url(request, service), default_scope)})
+        exc, metadata_url(incoming.public_base, service), default_scope)})
 
 
 def _throttled(exc: IntrospectionThrottled, request_id: Any) -> web.Response:
@@ -260,9 +296,9 @@ def _throttled(exc: IntrospectionThrottled, request_id: Any) -> web.Response:
                  {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))})
 
 
-def _raw_headers(request: web.Request) -> Iterator[tuple[str, str]]:
+def _raw_headers(incoming: Incoming) -> Iterator[tuple[str, str]]:
     """Header lines as sent, so a repeated routing header can be seen; decoded when read."""
-    return ((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers)
+    return ((k.decode("latin-1"), v.decode("latin-1")) for k, v in incoming.raw_headers)
 
 
 class _Event:

@@ -157,7 +157,8 @@ def _serve_app(settings: Settings, registry: Registry, sockets: list[socket.sock
     structlog.get_logger("gateway").info("event_loop", loop=loop_name)
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(serve_until_stopped(
-            app, sockets, access_log=settings.access_log, shutdown_timeout_s=DRAIN_S,
+            app, sockets, access_log=settings.access_log, fast_lane=settings.fast_lane,
+            shutdown_timeout_s=DRAIN_S,
             max_connections=connection_bound(settings.max_connections)))
 
 

@@ -13,6 +13,7 @@ from cachetools import LRUCache, TTLCache
 from gateway.auth.resolver import TokenResolver
 from gateway.calls.pipeline import Calls
 from gateway.protocol.paging import Lists
+from gateway.server.hosts import PublicHosts
 from gateway.server.reload import LiveSpecs
 from gateway.settings import Settings
 from gateway.upstream.client import Upstream
@@ -35,6 +36,8 @@ SHAPED: Final = web.AppKey("shaped", LRUCache[Any, bytes])
 """Version-shaped results reused across calls (each page of a list, per scope set); bounded."""
 LISTS: Final = web.AppKey("lists", Lists)
 """The lists callers page through, each made once per service, method and scope set."""
+HOSTS: Final = web.AppKey("hosts", PublicHosts)
+"""The Host values served and the public base URL answered as (the host guard's)."""
 PUBLIC_BASE: Final = web.RequestKey("public_base", str)
 """The base URL a request is answered as: the configured public URL (or its loopback name),
 never a Host value the gateway does not serve."""

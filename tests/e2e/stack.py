@@ -17,6 +17,9 @@ from mcp.client.session import ElicitationFnT
 from mcp.client.streamable_http import streamable_http_client
 
 from gateway.server.app import create_app
+from gateway.server.connections import Serving, start_serving
+from gateway.server.listen import bound_port, listen
+from gateway.server.state import SETTINGS
 from gateway.settings import SHIPPED_SPECS, Settings
 from gateway.spec.loader import load_tree
 from sandbox import create_sandbox_app
@@ -43,6 +46,15 @@ async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{site.port}"
 
 
+async def serve_gateway(app: web.Application) -> tuple[Serving, str]:
+    """Serve the gateway's `app` on a free loopback port as `serve` does (through the fast
+    lane unless its settings turn it off): how it is served, and its URL."""
+    sockets = listen("127.0.0.1", 0)
+    serving = await start_serving(app, sockets, max_connections=1024, access_log=False,
+                                  fast_lane=app[SETTINGS].fast_lane)
+    return serving, f"http://127.0.0.1:{bound_port(sockets)}"
+
+
 @asynccontextmanager
 async def running_stack(*, sandbox_page_size: int | None = None,
                         **settings: Any) -> AsyncIterator[Stack]:
@@ -55,12 +67,11 @@ async def running_stack(*, sandbox_page_size: int | None = None,
                                              "REFINER_API_URL": sandbox_url,
                                              "REFINER_AUTH_URL": sandbox_url})
         gateway_settings = Settings(log_json=True, log_level="warning", **settings)
-        gateway_runner, gateway_url = await serve_on_loopback(
-            create_app(gateway_settings, registry))
+        serving, gateway_url = await serve_gateway(create_app(gateway_settings, registry))
         try:
             yield Stack(gateway_url, sandbox_url)
         finally:
-            await gateway_runner.cleanup()
+            await serving.stop()
     finally:
         await sandbox_runner.cleanup()
 

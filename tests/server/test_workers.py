@@ -136,9 +136,9 @@ async def stopped_cleanly(process: subprocess.Popen[bytes], stderr: Path) -> Non
     try:
         code = await asyncio.to_thread(process.wait, deadline)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"not stopped within {deadline} s of SIGTERM; it logged:\n"
-                    + stderr.read_text()[-4000:])
-    logged = stderr.read_text()
+        logged = await asyncio.to_thread(stderr.read_text)
+        pytest.fail(f"not stopped within {deadline} s of SIGTERM; it logged:\n{logged[-4000:]}")
+    logged = await asyncio.to_thread(stderr.read_text)
     assert code == 0, logged[-4000:]
     assert "worker_killed" not in logged, logged[-4000:]
 
