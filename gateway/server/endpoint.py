@@ -47,7 +47,7 @@ from gateway.protocol.replies import (
     internal_error,
 )
 from gateway.server.discovery import metadata_url
-from gateway.server.incoming import Incoming
+from gateway.server.incoming import Incoming, Reply
 from gateway.server.origin import origin_allowed
 from gateway.server.state import CALLS, LISTS, RESOLVER, SETTINGS, SHAPED, SPECS
 from gateway.server.streaming import (
@@ -116,10 +116,11 @@ async def mcp_endpoint(request: web.Request) -> web.StreamResponse:
         data = decode(raw, max_depth=settings.max_json_depth)
     except ProtocolError as exc:
         return _json(error_body(exc), http_status(exc, "legacy"))
-    return await _serve(incoming, service, data, started)
+    answer = await _serve(incoming, service, data, started)
+    return answer.response() if isinstance(answer, Reply) else answer
 
 
-async def answer_on_lane(incoming: Incoming, body: bytes) -> web.StreamResponse:
+async def answer_on_lane(incoming: Incoming, body: bytes) -> web.StreamResponse | Reply:
     """The answer to a request the fast lane read whole (server/lane.py), by the same guards
     and pipeline as mcp_endpoint. Never streamed: the lane leaves requests that may ask for a
     stream to aiohttp, and one that slips past answers as plain JSON (progress is optional)."""
@@ -166,7 +167,7 @@ def _accepts_json(accept: str | None) -> bool:
 
 
 async def _serve(incoming: Incoming, service: CompiledService, data: Any,
-                 started: float) -> web.StreamResponse:
+                 started: float) -> web.StreamResponse | Reply:
     headers = incoming.headers
     app = incoming.app
     parsed = parse(data, headers, _raw_headers(incoming))
@@ -197,9 +198,8 @@ async def _serve(incoming: Incoming, service: CompiledService, data: Any,
         event.log(outcome.error or "tool_error" if outcome.result.get("isError") else "ok",
                   outcome.upstream_status, principal=principal)
         if inbound.method in LIST_METHODS:  # a reload that changes the catalog changes it
-            return web.Response(body=body, content_type=JSON,
-                                headers={"ETag": f'"{service.catalog_digest}"'})
-        return web.Response(body=body, content_type=JSON)
+            return Reply(body, {"ETag": f'"{service.catalog_digest}"'})
+        return Reply(body)
     except AuthError as exc:
         event.log("refused_scope" if isinstance(exc, InsufficientScope) else "unauthenticated")
         return _auth_failure(incoming, service, exc, envelope.id)

@@ -44,3 +44,21 @@ class Incoming:
         return cls(request.app, request.method, request.path, request.headers,
                    request.raw_headers, request.remote, request[PUBLIC_BASE],
                    request.content_type, request.content_length, request)
+
+
+class Reply:
+    """A JSON answer of the endpoint's own (the common case: 200 with a body of bytes), before
+    a server writes it: aiohttp's as a Response (`response`), the lane as its bytes, without
+    building one."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, body: bytes, headers: dict[str, str] | None = None,
+                 status: int = 200) -> None:
+        self.body = body
+        self.headers = headers or {}
+        self.status = status
+
+    def response(self) -> web.Response:
+        return web.Response(body=self.body, status=self.status,
+                            content_type="application/json", headers=self.headers)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from http import HTTPStatus
 from typing import Any, Final
 
 import orjson
@@ -33,7 +34,7 @@ from aiohttp.streams import StreamReader
 
 from gateway.server.endpoint import answer_on_lane
 from gateway.server.front import begin_request, misdirected
-from gateway.server.incoming import Incoming
+from gateway.server.incoming import Incoming, Reply
 from gateway.server.quiet import SERVER_NAME, QuietRequestHandler, access_line
 from gateway.server.state import HOSTS, SPECS
 
@@ -45,18 +46,25 @@ INTERNAL_ANSWER: Final = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: 
                           + str(len(_INTERNAL)).encode() + b"\r\n\r\n" + _INTERNAL)
 
 
-def answer_bytes(response: web.StreamResponse, request_id: str, close: bool) -> bytes:
+def answer_bytes(response: web.StreamResponse | Reply, request_id: str, close: bool) -> bytes:
     """The status line, headers and body of a plain answer, as aiohttp would write them.
 
     Raises:
         TypeError: the answer is not a plain one (a stream, compressed, or chunked).
         ValueError: a header would hold a line break.
     """
-    body = response.body if isinstance(response, web.Response) else None
-    if not isinstance(body, bytes) or response.chunked or response.compression:
-        raise TypeError("the lane writes only plain answers with a body of bytes")
-    lines = [f"HTTP/1.1 {response.status} {response.reason}"]
-    lines.extend(f"{name}: {value}" for name, value in response.headers.items())
+    if isinstance(response, Reply):  # the common answer, written without a Response
+        body = response.body
+        lines = [f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}",
+                 "Content-Type: application/json",
+                 *(f"{name}: {value}" for name, value in response.headers.items())]
+    else:
+        given = response.body if isinstance(response, web.Response) else None
+        if not isinstance(given, bytes) or response.chunked or response.compression:
+            raise TypeError("the lane writes only plain answers with a body of bytes")
+        body = given
+        lines = [f"HTTP/1.1 {response.status} {response.reason}",
+                 *(f"{name}: {value}" for name, value in response.headers.items())]
     if any(_BREAK.search(line) for line in lines):  # no value may add a header or end the head
         raise ValueError("a header holds a line break")
     lines.append(f"X-Request-Id: {request_id}\r\nContent-Length: {len(body)}\r\n"
@@ -148,7 +156,8 @@ class LaneHandler(QuietRequestHandler):
                 incoming = self._incoming(message)
                 response = (misdirected() if incoming is None
                             else await answer_on_lane(incoming, body))
-                close = message.should_close or response.keep_alive is False or self._close
+                close = message.should_close or self._close or (
+                    isinstance(response, web.StreamResponse) and response.keep_alive is False)
                 answer = answer_bytes(response, request_id, close)
                 status, size = response.status, len(answer) - answer.index(b"\r\n\r\n") - 4
             except Exception:

@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway.server import lane
 from gateway.server.app import create_app
 from gateway.server.connections import Serving
+from gateway.server.incoming import Reply
 from gateway.settings import SHIPPED_SPECS, Settings
 from gateway.spec.loader import load_tree
 from sandbox import create_sandbox_app
@@ -137,7 +138,7 @@ def lane_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     written: list[int] = []
     encode = lane.answer_bytes
 
-    def observed(response: web.StreamResponse, request_id: str, close: bool) -> bytes:
+    def observed(response: Any, request_id: str, close: bool) -> bytes:
         written.append(response.status)
         return encode(response, request_id, close)
 
@@ -335,17 +336,22 @@ async def test_a_stop_lets_a_call_in_flight_on_the_lane_finish(lane_calls: list[
     assert lane_calls == [200]  # it was the lane's
 
 
+INJECTED = {"X-Bad": "a\r\nSet-Cookie: x=1"}
+
+
+@pytest.mark.parametrize("answer", [web.Response(body=b"{}", headers=INJECTED),
+                                    Reply(b"{}", INJECTED)], ids=["Response", "Reply"])
 async def test_an_answer_the_lane_cannot_write_is_a_500_and_a_closed_connection(
-        serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+        serve: Serve, monkeypatch: pytest.MonkeyPatch, answer: Any) -> None:
     gateway = await serve()
 
-    async def broken(_incoming: Any, _body: bytes) -> web.StreamResponse:
-        return web.Response(body=b"{}", headers={"X-Bad": "a\r\nSet-Cookie: x=1"})
+    async def broken(_incoming: Any, _body: bytes) -> Any:
+        return answer
 
     monkeypatch.setattr(lane, "answer_on_lane", broken)
     reader, writer = await gateway.connect()
     writer.write(post(PING))
-    answer = await read_answer(reader)
-    assert answer.status == 500 and answer.header("Set-Cookie") is None
+    written = await read_answer(reader)
+    assert written.status == 500 and written.header("Set-Cookie") is None
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
