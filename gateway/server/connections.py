@@ -1,5 +1,7 @@
-"""The listening edge: a bound on open connections, quiet answers to malformed HTTP, and an access
-log without query strings. Used by `serve` (and the demo); off the request path's logic.
+"""The listening edge: how the app is served (aiohttp's connection handler, made quiet, with the
+fast lane in front: server/lane.py), and a bound on open connections. Used by `serve` and the
+demo (and the end-to-end tests, which serve the gateway the same way); off the request path's
+logic.
 
 Slow clients are bounded by the app's `keepalive_timeout` (see create_app): a connection that
 has not sent a complete request within it of opening (or of its last answer) is closed, so a

@@ -40,14 +40,16 @@ from gateway.server.state import HOSTS, SPECS
 
 log = structlog.get_logger("gateway.http")
 _BREAK: Final = re.compile(r"[\r\n\x00]")
-_INTERNAL: Final = orjson.dumps({"error": "internal_server_error"})
-INTERNAL_ANSWER: Final = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json"
-                          b"\r\nConnection: close\r\nContent-Length: "
-                          + str(len(_INTERNAL)).encode() + b"\r\n\r\n" + _INTERNAL)
+_INTERNAL_BODY: Final = orjson.dumps({"error": "internal_server_error"})
+INTERNAL_ANSWER: Final = (
+    b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nConnection: close"
+    b"\r\nContent-Length: " + str(len(_INTERNAL_BODY)).encode() + b"\r\n\r\n", _INTERNAL_BODY)
 
 
-def answer_bytes(response: web.StreamResponse | Reply, request_id: str, close: bool) -> bytes:
-    """The status line, headers and body of a plain answer, as aiohttp would write them.
+def answer_parts(response: web.StreamResponse | Reply, request_id: str, close: bool
+                 ) -> tuple[bytes, bytes]:
+    """The head (status line and headers) and the body of a plain answer, as aiohttp would
+    write them; written as two buffers, so the body is not copied again.
 
     Raises:
         TypeError: the answer is not a plain one (a stream, compressed, or chunked).
@@ -71,7 +73,7 @@ def answer_bytes(response: web.StreamResponse | Reply, request_id: str, close: b
                  f"Date: {rfc822_formatted_time()}\r\nServer: {SERVER_NAME}")
     if close:
         lines.append("Connection: close")
-    return "\r\n".join(lines).encode() + b"\r\n\r\n" + body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode(), body
 
 
 class LaneHandler(QuietRequestHandler):
@@ -158,11 +160,11 @@ class LaneHandler(QuietRequestHandler):
                             else await answer_on_lane(incoming, body))
                 close = message.should_close or self._close or (
                     isinstance(response, web.StreamResponse) and response.keep_alive is False)
-                answer = answer_bytes(response, request_id, close)
-                status, size = response.status, len(answer) - answer.index(b"\r\n\r\n") - 4
+                answer = answer_parts(response, request_id, close)
+                status, size = response.status, len(answer[1])
             except Exception:
                 log.exception("lane_error", path=message.path)
-                answer, close, status, size = INTERNAL_ANSWER, True, 500, len(_INTERNAL)
+                answer, close, status, size = INTERNAL_ANSWER, True, 500, len(_INTERNAL_BODY)
             self._write(answer, close)
         finally:
             self._request_in_progress = False
@@ -186,10 +188,10 @@ class LaneHandler(QuietRequestHandler):
                         _address(self.peername), base, content_type,
                         int(length) if length is not None else None)
 
-    def _write(self, answer: bytes, close: bool) -> None:
+    def _write(self, answer: tuple[bytes, bytes], close: bool) -> None:
         if self.transport is None:  # the client left: the call ran to its end all the same
             return
-        self.transport.write(answer)
+        self.transport.writelines(answer)
         if close:
             self.force_close()
 

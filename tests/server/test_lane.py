@@ -136,13 +136,13 @@ async def serve(upstream: str) -> AsyncIterator[Serve]:
 def lane_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The status of each answer the lane wrote (observed, not replaced)."""
     written: list[int] = []
-    encode = lane.answer_bytes
+    encode = lane.answer_parts
 
-    def observed(response: Any, request_id: str, close: bool) -> bytes:
+    def observed(response: Any, request_id: str, close: bool) -> tuple[bytes, bytes]:
         written.append(response.status)
         return encode(response, request_id, close)
 
-    monkeypatch.setattr(lane, "answer_bytes", observed)
+    monkeypatch.setattr(lane, "answer_parts", observed)
     return written
 
 
