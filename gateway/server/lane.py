@@ -62,6 +62,8 @@ def answer_parts(response: web.StreamResponse | Reply, request_id: str, close: b
                  *(f"{name}: {value}" for name, value in response.headers.items())]
     else:
         given = response.body if isinstance(response, web.Response) else None
+        if given is None and isinstance(response, web.Response):
+            given = b""  # no body (202 for a notification): Content-Length 0, as aiohttp says
         if not isinstance(given, bytes) or response.chunked or response.compression:
             raise TypeError("the lane writes only plain answers with a body of bytes")
         body = given

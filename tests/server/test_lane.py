@@ -148,6 +148,8 @@ def lane_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 SAME_ANSWERS = {
     "ping": post(PING),
+    "a notification (202, no body)": post({"jsonrpc": "2.0",
+                                           "method": "notifications/initialized"}),
     "tools/list": post(rpc("tools/list")),
     "a tool call, de-identified": post(rpc("tools/call", {"name": "list_feedback",
                                                           "arguments": {"limit": 3}})),
