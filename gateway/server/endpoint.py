@@ -96,27 +96,20 @@ async def _given_up(request: web.Request) -> web.StreamResponse:
 async def mcp_endpoint(request: web.Request) -> web.StreamResponse:
     """The MCP endpoint of whichever service the path names, for a request aiohttp read."""
     incoming = Incoming.of(request)
-    service = request.app[SPECS].registry.by_endpoint.get(request.path)
-    refused = refusal(incoming, service)
-    if refused is not None or service is None:
-        return refused or _not_found(incoming)
-    settings = request.app[SETTINGS]
+    service = _admitted(incoming)
+    if isinstance(service, web.Response):
+        return service
     try:
         if request.content.is_eof():  # the whole body came with the headers: nothing to wait for
             raw = await request.read()
         else:
-            async with asyncio.timeout(settings.body_timeout_s):
+            async with asyncio.timeout(request.app[SETTINGS].body_timeout_s):
                 raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _refused(413, "Request body too large")
     except TimeoutError:
         return await _given_up(request)
-    started = time.perf_counter()
-    try:
-        data = decode(raw, max_depth=settings.max_json_depth)
-    except ProtocolError as exc:
-        return _json(error_body(exc), http_status(exc, "legacy"))
-    answer = await _serve(incoming, service, data, started)
+    answer = await _served(incoming, service, raw)
     return answer.response() if isinstance(answer, Reply) else answer
 
 
@@ -124,23 +117,18 @@ async def answer_on_lane(incoming: Incoming, body: bytes) -> web.StreamResponse 
     """The answer to a request the fast lane read whole (server/lane.py), by the same guards
     and pipeline as mcp_endpoint. Never streamed: the lane leaves requests that may ask for a
     stream to aiohttp, and one that slips past answers as plain JSON (progress is optional)."""
+    service = _admitted(incoming)
+    if isinstance(service, web.Response):
+        return service
+    return await _served(incoming, service, body)
+
+
+def _admitted(incoming: Incoming) -> CompiledService | web.Response:
+    """The service the path names, or the answer to a request refused on its line and headers
+    alone (404, then the guards in the order the transport spec implies)."""
     service = incoming.app[SPECS].registry.by_endpoint.get(incoming.path)
-    refused = refusal(incoming, service)
-    if refused is not None or service is None:
-        return refused or _not_found(incoming)
-    started = time.perf_counter()
-    try:
-        data = decode(body, max_depth=incoming.app[SETTINGS].max_json_depth)
-    except ProtocolError as exc:
-        return _json(error_body(exc), http_status(exc, "legacy"))
-    return await _serve(incoming, service, data, started)
-
-
-def refusal(incoming: Incoming, service: CompiledService | None) -> web.Response | None:
-    """The answer to a request refused on its line and headers alone, in the order the
-    transport spec implies; None when it may go on (or, with no service, 404)."""
     if service is None:
-        return None
+        return web.json_response({"error": "not_found", "path": incoming.path}, status=404)
     settings = incoming.app[SETTINGS]
     headers = incoming.headers
     if not origin_allowed(headers.get("Origin"), settings):
@@ -155,11 +143,18 @@ def refusal(incoming: Incoming, service: CompiledService | None) -> web.Response
         return _refused(406, "Accept must include application/json and text/event-stream")
     if (incoming.content_length or 0) > settings.max_body_bytes:
         return _refused(413, "Request body too large")
-    return None
+    return service
 
 
-def _not_found(incoming: Incoming) -> web.Response:
-    return web.json_response({"error": "not_found", "path": incoming.path}, status=404)
+async def _served(incoming: Incoming, service: CompiledService, raw: bytes
+                  ) -> web.StreamResponse | Reply:
+    """A whole body, decoded and served (timed from here: the body's arrival is not ours)."""
+    started = time.perf_counter()
+    try:
+        data = decode(raw, max_depth=incoming.app[SETTINGS].max_json_depth)
+    except ProtocolError as exc:
+        return _json(error_body(exc), http_status(exc, "legacy"))
+    return await _serve(incoming, service, data, started)
 
 
 def _accepts_json(accept: str | None) -> bool:

@@ -107,17 +107,19 @@ class LaneHandler(QuietRequestHandler):
                 or waiter.done()):
             return  # nothing new, the lane is busy, or aiohttp's loop is not idle
         message, payload = messages[0]
+        if not isinstance(message, RawRequestMessage):  # it did not parse: aiohttp's 400
+            waiter.set_result(None)
+            return
         # Reading the body may resume reading, which parses what was held back and comes
         # here again: that call leaves the queue alone, and whoever takes this request
         # takes the rest in turn.
         self._taking = True
         try:
-            body = (self._whole_body(message, payload)
-                    if isinstance(message, RawRequestMessage) else None)
+            body = self._whole_body(message, payload)
         finally:
             self._taking = False
-        if body is None or not isinstance(message, RawRequestMessage):
-            waiter.set_result(None)  # aiohttp's turn (a request that did not parse: its 400)
+        if body is None:
+            waiter.set_result(None)  # aiohttp's turn
             return
         messages.popleft()
         self._consumed()
