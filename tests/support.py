@@ -62,6 +62,13 @@ def unmeasured_environment() -> dict[str, str]:
 
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
+UPSTREAM_CLIENTS: dict[str, dict[str, Any]] = {
+    "aiohttp lane": {"upstream_transport": "aiohttp"},
+    "aiohttp client": {"upstream_transport": "aiohttp", "upstream_fast_lane": False},
+    "httpx": {"upstream_transport": "httpx"},
+}
+"""The settings of each way to the upstream: the fast lane (the default, for plain http), aiohttp's
+client objects (TLS, and the lane switched off), and httpx."""
 RETENTLY_ADMIN = "rtly_mcp_pat_demoadmin_s3cr3t"
 RETENTLY_ANALYST = "rtly_mcp_pat_demoanalyst_s3cr3t"
 REFINER_FULL = "refiner_demo_full"

@@ -13,6 +13,7 @@ from yarl import URL
 
 from gateway.errors import WireError
 from gateway.settings import Settings
+from gateway.upstream.direct import DirectLane
 from gateway.upstream.wire import CHUNK, Answer, read_bounded
 
 
@@ -23,6 +24,8 @@ class AiohttpWire:
         self._settings = settings
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._lane = (DirectLane(max_connections, settings.upstream_connect_timeout_s)
+                      if settings.upstream_fast_lane else None)
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -45,6 +48,11 @@ class AiohttpWire:
 
     async def fetch(self, method: str, url: str, *, headers: Mapping[str, str],
                     body: bytes | None, max_bytes: int) -> Answer:
+        if self._lane is not None:
+            answer = await self._lane.fetch(method, url, headers=headers, body=body,
+                                            max_bytes=max_bytes)
+            if answer is not None:
+                return answer
         try:
             async with self._open().request(method, URL(url, encoded=True), headers=headers,
                                             data=body, allow_redirects=False) as response:
@@ -64,5 +72,7 @@ class AiohttpWire:
             raise WireError("broken", type(exc).__name__) from exc
 
     async def aclose(self) -> None:
+        if self._lane is not None:
+            self._lane.aclose()
         if self._session is not None:
             await self._session.close()

@@ -18,7 +18,15 @@ from gateway.server.app import create_app
 from gateway.settings import Settings
 from gateway.upstream.client import Upstream
 from gateway.upstream.mock_wire import MockWire
-from tests.support import RETENTLY_ADMIN, AiohttpClient, auth, gateway_app, rpc, service_tree
+from tests.support import (
+    RETENTLY_ADMIN,
+    UPSTREAM_CLIENTS,
+    AiohttpClient,
+    auth,
+    gateway_app,
+    rpc,
+    service_tree,
+)
 
 URL = "/retently/mcp"
 FEEDBACK = "https://app.retently.com/api/v2/feedback"
@@ -225,7 +233,7 @@ async def test_a_result_over_budget_is_trimmed_to_valid_json_saying_what_was_cut
     ("%2F", "/base/things/%252F/detail"),
     ("../..", "/base/things/..%2F../detail"),
 ])
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", list(UPSTREAM_CLIENTS))
 async def test_on_the_wire_the_encoded_segment_is_sent_as_built(
         aiohttp_client: AiohttpClient, aiohttp_server: Any, tmp_path: Path, key: str,
         raw_path: str, transport: str) -> None:
@@ -242,7 +250,7 @@ async def test_on_the_wire_the_encoded_segment_is_sent_as_built(
     specs = service_tree(tmp_path, "probe", SPEC.replace("https://api.example.test/base", base),
                          TOOLS)
     probe = await aiohttp_client(create_app(Settings(specs_dir=specs, log_json=True,
-                                                     upstream_transport=transport)))
+                                                     **UPSTREAM_CLIENTS[transport])))
     response = await probe.post("/probe/mcp", headers=auth("sometoken"), json=rpc(
         "tools/call", {"name": "fetch", "arguments": {"key": key}}))
     assert (await response.json())["result"]["isError"] is False

@@ -1,5 +1,5 @@
-"""Both upstream clients (aiohttp, the default, and httpx) against a real upstream on loopback:
-the same answers, the same bounds, the same readable failures."""
+"""Every way to the upstream (the fast lane, aiohttp's client, httpx) against a real upstream on
+loopback: the same answers, the same bounds, the same readable failures."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.server.app import create_app
 from gateway.settings import Settings
-from tests.support import AiohttpClient, auth, rpc, service_tree
+from tests.support import UPSTREAM_CLIENTS, AiohttpClient, auth, rpc, service_tree
 from tests.upstream.test_failures import SPEC
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -40,9 +40,9 @@ tools:
 MAX_BYTES = 100_000
 
 
-@pytest.fixture(params=["aiohttp", "httpx"])
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=list(UPSTREAM_CLIENTS))
+def transport(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return UPSTREAM_CLIENTS[request.param]
 
 
 Probe = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -50,7 +50,7 @@ Probe = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 @pytest.fixture
 def probe(aiohttp_client: AiohttpClient, aiohttp_server: Any, tmp_path: Path,
-          transport: str) -> Probe:
+          transport: dict[str, Any]) -> Probe:
     """A gateway whose one tool calls `handler` on a real loopback upstream."""
 
     async def start(handler: Handler | None, *, port: int | None = None,
@@ -64,7 +64,7 @@ def probe(aiohttp_client: AiohttpClient, aiohttp_server: Any, tmp_path: Path,
                              SPEC.replace("https://api.example.test", f"http://127.0.0.1:{port}"),
                              TOOLS)
         return await aiohttp_client(create_app(Settings(
-            specs_dir=specs, log_json=True, upstream_transport=transport,
+            specs_dir=specs, log_json=True, **transport,
             upstream_timeout_s=timeout_s, upstream_max_response_bytes=MAX_BYTES)))
 
     return start
