@@ -39,8 +39,8 @@ def preamble(report: dict[str, Any]) -> list[str]:
         f"Spec load (all shipped specs): {report['spec_load_ms']} ms. Gateway idle RSS: "
         f"{report['gateway_idle']['rss_kib'] // 1024} MiB. Upstreams: "
         + "; ".join(UPSTREAMS[mode] for mode in report["upstreams"]) + ". CPU ms/call: "
-        "utime + stime of the "
-        "target's whole process group (workers included) over the counted calls, from /proc. "
+        "the scheduler's CPU time (nanoseconds, /proc/<pid>/task/<tid>/schedstat) of the "
+        "target's whole process group (workers included) over the counted calls. "
         f"Medians over {plan['rounds']} round(s), min-max in brackets; {plan['calls']} calls "
         f"per run at 50 concurrent, {max(plan['floor'], plan['calls'] // 8)} at 1.", ""]
 
