@@ -358,6 +358,13 @@ static inline uint64_t escapes_in(uint64_t word)
             | ((word - ONES * 0x20) & ~word)) & HIGHS;
 }
 
+/* A mark on each zero byte of a word, exact for every byte (no borrow between bytes). */
+static inline uint64_t exact_zeros(uint64_t word)
+{
+    const uint64_t lows = 0x7f7f7f7f7f7f7f7fULL;
+    return ~(((word & lows) + lows) | word | lows);
+}
+
 static PyObject *rows_quoted(PyObject *module, PyObject *arg)
 {
     if (!PyBytes_CheckExact(arg)) {
@@ -379,7 +386,7 @@ static PyObject *rows_quoted(PyObject *module, PyObject *arg)
     Py_ssize_t i = 0;
     while (i < size) {
         Py_ssize_t written = o - PyBytes_AS_STRING(out);
-        if (room - written < 16) {  /* an escape (6) and a word (8) may follow, then the quote */
+        if (room - written < 24) {  /* a word of escapes (16), or an escape (6) and a word (8) */
             room = room + room / 2 + 16;
             if (_PyBytes_Resize(&out, room) < 0)
                 return NULL;
@@ -390,12 +397,35 @@ static PyObject *rows_quoted(PyObject *module, PyObject *arg)
             uint64_t word, marks;
             memcpy(&word, in + i, 8);
             marks = escapes_in(word);
-            memcpy(o, &word, 8);
             if (marks == 0) {
+                memcpy(o, &word, 8);
                 o += 8;
                 i += 8;
                 continue;
             }
+            if (size - i >= 16 && (((word - ONES * 0x20) & ~word) & HIGHS) == 0) {
+                /* Quotes and backslashes only (JSON text holds no control character), a quote
+                   every eight bytes or so: each run of plain bytes before one is copied as a
+                   word (reading past the run, within the text) and the escape written after. */
+                uint64_t exact = exact_zeros(word ^ (ONES * '"'))
+                                 | exact_zeros(word ^ (ONES * '\\'));
+                const unsigned char *from = in + i;
+                int at = 0;
+                while (exact) {
+                    int next = __builtin_ctzll(exact) >> 3;
+                    memcpy(o, from + at, 8);
+                    o += next - at;
+                    *o++ = '\\';
+                    *o++ = (char)from[next];
+                    at = next + 1;
+                    exact &= exact - 1;
+                }
+                memcpy(o, from + at, 8);
+                o += 8 - at;
+                i += 8;
+                continue;
+            }
+            memcpy(o, &word, 8);
             Py_ssize_t plain = __builtin_ctzll(marks) >> 3;  /* little-endian: first byte lowest */
             o += plain;
             i += plain;

@@ -51,6 +51,14 @@ def test_escapes_at_every_place_in_a_word_and_past_its_end(filler: str) -> None:
             assert json_text(text.encode()) == orjson.dumps(text)
 
 
+@PROPERTY
+@given(st.text(alphabet='"\\abé€\n', min_size=16, max_size=90))
+def test_words_with_several_quotes_and_backslashes_are_escaped_whole(text: str) -> None:
+    """JSON text has a quote every eight bytes or so: words holding several, side by side, at
+    the ends, or with a control character among them, each escaped as orjson does."""
+    assert json_text(text.encode()) == orjson.dumps(text)
+
+
 def test_a_text_of_nothing_but_escapes_grows_its_room() -> None:
     """Each control character takes six bytes: far more than the room first made for it."""
     text = "\x01" * 10_000 + '"' * 10_000
