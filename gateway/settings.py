@@ -108,9 +108,10 @@ class Settings(BaseSettings):
     """The upstream HTTP client: aiohttp's (about a third of httpx's CPU per call, see
     bench/README.md) or httpx's."""
     upstream_fast_lane: bool = True
-    """Plain `http://` exchanges with upstreams are sent and read on connections of the
-    gateway's own (gateway/upstream/direct.py) instead of through aiohttp's client objects, with
-    the same bounds; TLS and anything unusual still go through aiohttp's client. False: every
+    """Exchanges with upstreams (`http://` and `https://`) are sent and read on connections of
+    the gateway's own (gateway/upstream/direct.py) instead of through aiohttp's client objects,
+    with the same bounds and the same TLS checks; a request it would have to encode (a user in
+    the URL, a header it writes itself) still goes through aiohttp's client. False: every
     exchange does. Only with `upstream_transport` aiohttp."""
     upstream_max_connections: int = Field(200, ge=1, le=100_000)
     """Connections open to one service's upstream at once, per process: each service has a

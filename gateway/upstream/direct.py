@@ -1,12 +1,14 @@
-"""The upstream fast lane: plain HTTP/1.1 exchanges on kept-alive connections of its own,
-without aiohttp's client request and response objects. An edge.
+"""The upstream fast lane: HTTP/1.1 exchanges on kept-alive connections of its own, without
+aiohttp's client request and response objects. An edge.
 
 aiohttp's client builds a `ClientRequest`, a `ClientResponse`, a stream reader and their
 timers for every exchange: about a sixth of a `list_feedback` call's CPU (bench/README.md). The
 lane writes the request's bytes itself and reads the answer with `http1.AnswerReader`. It takes
-only what it can send exactly as aiohttp would: an `http://` URL whose target and headers need
-no encoding (`http1.request_head`). Anything else (TLS, a user in the URL, a header it would
-have to refuse) is left to aiohttp's client, as before: `fetch` returns None before sending.
+only what it can send exactly as aiohttp would: an `http://` or `https://` URL whose target and
+headers need no encoding (`http1.request_head`). Anything else (a user in the URL, a header it
+would have to refuse) is left to aiohttp's client, as before: `fetch` returns None before
+sending. TLS is asyncio's, with the context aiohttp's client uses by default: the system's
+certificate authorities, the host name checked, no compression, HTTP/1.1 asked for by ALPN.
 
 The guarantees are the wire's (wire.py): bounded bodies, decoded size counted, no redirect, no
 cookie, never sent twice. A connection is reused only after an answer read exactly to its end;
@@ -16,6 +18,8 @@ one that timed out, failed, was cancelled or held anything else is closed.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Final, cast
@@ -25,7 +29,17 @@ from gateway.upstream.http1 import AnswerReader, broken, request_head
 from gateway.upstream.wire import Answer
 
 _ORIGINS_KEPT: Final = 64
-Origin = tuple[str, int]
+Origin = tuple[str, int, bool]
+"""Host, port, and whether over TLS."""
+
+
+@functools.cache
+def default_tls() -> ssl.SSLContext:
+    """The context of every lane's TLS connections, made once: loading the system's authorities
+    takes milliseconds. As aiohttp's client makes its own (`_make_ssl_context(True)`)."""
+    context = ssl.create_default_context()  # compression off already
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 class _Connection(asyncio.Protocol):
@@ -100,7 +114,8 @@ class DirectLane:
     """A pool of kept-alive connections per origin, at most `max_connections` in use."""
 
     def __init__(self, max_connections: int, connect_timeout_s: float,
-                 keepalive_s: float = 30.0) -> None:
+                 keepalive_s: float = 30.0, tls: ssl.SSLContext | None = None) -> None:
+        self._tls = tls
         self._slots = asyncio.Semaphore(max_connections)
         self._connect_timeout_s = connect_timeout_s
         self._keepalive_s = keepalive_s
@@ -114,14 +129,19 @@ class DirectLane:
         Raises:
             WireError: as Wire.fetch.
         """
-        if not url.startswith("http://"):
+        if url.startswith("http://"):
+            scheme = 7
+        elif url.startswith("https://"):
+            scheme = 8
+        else:
             return None
-        slash = url.find("/", 7)
-        authority, target = (url[7:slash], url[slash:]) if slash > 0 else (url[7:], "/")
+        slash = url.find("/", scheme)
+        authority, target = ((url[scheme:slash], url[slash:]) if slash > 0
+                             else (url[scheme:], "/"))
         try:
-            found = self._origins[authority]
+            found = self._origins[url[:scheme] + authority]
         except KeyError:
-            found = self._learn(authority)
+            found = self._learn(url[:scheme], authority)
         if found is None:
             return None
         origin, host = found
@@ -142,21 +162,22 @@ class DirectLane:
                 connection.close()
         return Answer(reader.status, reader.headers, reader.body)
 
-    def _learn(self, authority: str) -> tuple[Origin, str] | None:
+    def _learn(self, scheme: str, authority: str) -> tuple[Origin, str] | None:
         """The host and port of an authority, or None for one the lane leaves to aiohttp
         (a user part, an odd port); kept for the few origins a process talks to."""
         found: tuple[Origin, str] | None = None
+        tls = scheme == "https://"
         host, colon, port = authority.rpartition(":") if not authority.endswith("]") \
             else (authority, "", "")
         if not colon:
-            host, port = authority, "80"
+            host, port = authority, "443" if tls else "80"
         if authority.isascii() and authority.isprintable() and " " not in authority \
                 and "@" not in authority and host and port.isdigit() and 0 < int(port) < 65_536:
             bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-            found = ((bare, int(port)), authority)
+            found = ((bare, int(port), tls), authority)
         if len(self._origins) >= _ORIGINS_KEPT:
             self._origins.clear()
-        self._origins[authority] = found
+        self._origins[scheme + authority] = found
         return found
 
     def _idle_connection(self, origin: Origin) -> _Connection | None:
@@ -173,11 +194,19 @@ class DirectLane:
 
     async def _connect(self, origin: Origin) -> _Connection:
         loop = asyncio.get_running_loop()
+        host, port, tls = origin
         try:
             async with asyncio.timeout(self._connect_timeout_s):
-                _, connection = await loop.create_connection(_Connection, *origin)
+                _, connection = await loop.create_connection(
+                    _Connection, host, port,
+                    ssl=(self._tls or default_tls()) if tls else None,
+                    server_hostname=host if tls else None)
         except TimeoutError as exc:
             raise WireError("timeout", "ConnectionTimeoutError") from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise WireError("connect", "ClientConnectorCertificateError") from exc
+        except ssl.SSLError as exc:
+            raise WireError("connect", "ClientConnectorSSLError") from exc
         except OSError as exc:
             raise WireError("connect", "ClientConnectorError") from exc
         return connection

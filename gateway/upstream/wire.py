@@ -3,9 +3,10 @@ for authorization servers, see pools.py). An edge module, used only by the upstr
 
 Two clients can carry it (setting `upstream_transport`):
 
-- `aiohttp` (the default): aiohttp's client and pool. On one `list_feedback` page it costs about
-  0.35 ms of CPU per call where httpx costs about 1 ms, and its pool holds its throughput as
-  concurrency rises (bench/README.md has the measurements).
+- `aiohttp` (the default): the upstream lane (direct.py) for the common exchanges, and
+  aiohttp's client and pool for the rest. On one `list_feedback` page aiohttp's client costs
+  about 0.35 ms of CPU per call where httpx costs about 1 ms, and its pool holds its throughput
+  as concurrency rises (bench/README.md has the measurements).
 - `httpx`: httpx's own client and pool, for deployments that want httpx's behaviour; it is also
   covered by the tests with respx.
 

@@ -22,7 +22,7 @@ sys.stdin.readline()
 
 
 def test_a_few_milliseconds_of_a_groups_cpu_are_counted_as_spent() -> None:
-    with subprocess.Popen([sys.executable, "-c", BURN], stdin=subprocess.PIPE,
+    with subprocess.Popen([sys.executable, "-c", BURN], stdin=subprocess.PIPE,  # noqa: S603
                           stdout=subprocess.PIPE, text=True, start_new_session=True) as child:
         assert child.stdin is not None and child.stdout is not None
         assert child.stdout.readline() == "ready\n"  # started: what follows is the burn alone
