@@ -55,6 +55,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms": p50["median"], "p50_ms_range": p50["range"],
         "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 3),
         "cpu_ms_per_call": cpu["median"], "cpu_ms_per_call_range": cpu["range"],
+        "cpu_ms_per_call_runs": [r["cpu_ms_per_call"]["target"] for r in runs],
+        "calls_per_s_runs": [r["calls_per_s"] for r in runs],
         "upstream_cpu_ms_per_call": round(statistics.median(upstream), 4) if upstream else None,
         "client_cpu_ms_per_call": round(statistics.median(
             r["client_cpu_ms_per_call"] for r in runs), 4),
@@ -95,14 +97,33 @@ def measure_cases(loader: Loader, cases: list[Case], concurrency: int, plan: Pla
             for case in cases}
 
 
+def paired(runs: list[float], baseline_runs: list[float]) -> dict[str, Any] | None:
+    """The median, and the min-max, of a target's figure over the baseline's in the same round.
+
+    Each round runs the targets one right after the other, so a pair shares the machine's
+    state, which on a shared 2-core machine drifts by half or more over seconds: a ratio of
+    the medians can divide a fast round's figure by a slow one's."""
+    ratios = [run / base for run, base in zip(runs, baseline_runs, strict=True) if base]
+    if not ratios:
+        return None
+    spread = _spread(ratios, 2)
+    return {"median": spread["median"], "range": spread["range"]}
+
+
 def measure_point(loader: Loader, targets: list[Target], workload: Workload, concurrency: int,
                   plan: Plan, upstream_pgid: int | None) -> dict[str, dict[str, Any]]:
-    """Each target's summary for one point and, where a baseline was measured, CPU per call
-    as a multiple of the baseline's."""
+    """Each target's summary for one point and, where a baseline was measured, its CPU per
+    call and calls/s as multiples of the baseline's (round by round, see `paired`)."""
     summary = measure_cases(loader, [Case(t.name, t, workload) for t in targets], concurrency,
                             plan, upstream_pgid)
-    base = summary.get("baseline", {}).get("cpu_ms_per_call")
+    base = summary.get("baseline")
     for name, measured in summary.items():
-        measured["cpu_vs_baseline"] = ratio(measured["cpu_ms_per_call"], base) if (
-            name != "baseline") else None
+        cpu = calls = None
+        if base is not None and name != "baseline":
+            cpu = paired(measured["cpu_ms_per_call_runs"], base["cpu_ms_per_call_runs"])
+            calls = paired(measured["calls_per_s_runs"], base["calls_per_s_runs"])
+        measured["cpu_vs_baseline"] = cpu and cpu["median"]
+        measured["cpu_vs_baseline_range"] = cpu and cpu["range"]
+        measured["calls_per_s_vs_baseline"] = calls and calls["median"]
+        measured["calls_per_s_vs_baseline_range"] = calls and calls["range"]
     return summary

@@ -42,7 +42,10 @@ def preamble(report: dict[str, Any]) -> list[str]:
         "the scheduler's CPU time (nanoseconds, /proc/<pid>/task/<tid>/schedstat) of the "
         "target's whole process group (workers included) over the counted calls. "
         f"Medians over {plan['rounds']} round(s), min-max in brackets; {plan['calls']} calls "
-        f"per run at 50 concurrent, {max(plan['floor'], plan['calls'] // 8)} at 1.", ""]
+        f"per run at 50 concurrent, {max(plan['floor'], plan['calls'] // 8)} at 1. A figure "
+        "'vs baseline' is the median of each round's ratio (the targets run one right after "
+        "the other within a round, so each ratio compares runs on the machine in one state).",
+        ""]
 
 
 def headline(report: dict[str, Any]) -> list[str]:
@@ -60,8 +63,7 @@ def headline(report: dict[str, Any]) -> list[str]:
                     f"| {name} | {mode} | {target} | {fig(at50, 'calls_per_s')} | "
                     f"{fig(at1, 'p50_ms')} | {fig(at1, 'cpu_ms_per_call')} | "
                     f"{fig(at50, 'cpu_ms_per_call')} | "
-                    f"{dash((at1 or {}).get('cpu_vs_baseline'))} | "
-                    f"{dash((at50 or {}).get('cpu_vs_baseline'))} |")
+                    f"{fig(at1, 'cpu_vs_baseline')} | {fig(at50, 'cpu_vs_baseline')} |")
     return lines
 
 
@@ -73,16 +75,15 @@ def every_point(report: dict[str, Any]) -> list[str]:
                   "CPU vs baseline | upstream CPU ms/call | peak RSS MiB | calls/s vs "
                   "baseline | gateway / peer |", "|---" * 12 + "|"]
         for key, targets in measured["workloads"].items():
-            base = targets.get("baseline", {}).get("calls_per_s")
             for target, s in targets.items():
                 over_peer = (ratio(s["calls_per_s"], targets["peer"]["calls_per_s"])
                              if target.startswith("gateway") and "peer" in targets else None)
                 lines.append(
                     f"| {key} | {target} | {fig(s, 'calls_per_s')} | "
                     f"{fig(s, 'p50_ms')} | {s['p99_ms']} | {s['errors']} | "
-                    f"{fig(s, 'cpu_ms_per_call')} | {dash(s['cpu_vs_baseline'])} | "
+                    f"{fig(s, 'cpu_ms_per_call')} | {fig(s, 'cpu_vs_baseline')} | "
                     f"{dash(s['upstream_cpu_ms_per_call'])} | {s['peak_rss_kib'] // 1024} | "
-                    f"{dash(ratio(s['calls_per_s'], base) if target != 'baseline' else None)}"
+                    f"{fig(s, 'calls_per_s_vs_baseline')}"
                     f" | {dash(over_peer)} |")
         stats = measured.get("upstream_stats")
         if stats:

@@ -44,8 +44,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="a few dozen calls per point, one round, the fast upstream only, "
                              "a 200-tool catalog, no soak")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--calls", type=int, default=1500,
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of every point; five, so that a median of round-by-round "
+                             "ratios stands on more than the machine's state in one round")
+    parser.add_argument("--calls", type=int, default=1000,
                         help="counted calls per run at 50 concurrent (at 1: an eighth)")
     parser.add_argument("--upstream", choices=["fast", "sandbox", "both"], default=None,
                         help="which upstream the targets stand in front of (default: both, "
