@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.points import Case, Plan, Target, measure_cases, ratio
+from bench.points import Case, Plan, Target, measure_cases, paired
 from bench.targets import PYTHON, ROOT, Loader, post_json, spec_load_ms
 from bench.workloads import (
     CATALOG_SERVICE,
@@ -161,8 +161,9 @@ def measure_catalog(loader: Loader, gateway: Target, built: dict[str, Any], plan
         measured: dict[str, Any] = measure_cases(
             loader, [Case("catalog", gateway, CATALOG_TOOLS_LIST),
                      Case("retently", gateway, shipped)], concurrency, plan, None)
-        measured["cpu_catalog_vs_retently"] = ratio(
-            measured["catalog"]["cpu_ms_per_call"], measured["retently"]["cpu_ms_per_call"])
+        compared = paired(measured["catalog"]["cpu_ms_per_call_runs"],
+                          measured["retently"]["cpu_ms_per_call_runs"])
+        measured["cpu_catalog_vs_retently"] = compared and compared["median"]
         report["tools_list"][f"c{concurrency}"] = measured
         print(f"catalog tools/list@{concurrency}: {report['tools']['catalog']} tools "
               f"{measured['catalog']['cpu_ms_per_call']} ms, {report['tools']['retently']} "

@@ -110,12 +110,9 @@ def paired(runs: list[float], baseline_runs: list[float]) -> dict[str, Any] | No
     return {"median": spread["median"], "range": spread["range"]}
 
 
-def measure_point(loader: Loader, targets: list[Target], workload: Workload, concurrency: int,
-                  plan: Plan, upstream_pgid: int | None) -> dict[str, dict[str, Any]]:
-    """Each target's summary for one point and, where a baseline was measured, its CPU per
-    call and calls/s as multiples of the baseline's (round by round, see `paired`)."""
-    summary = measure_cases(loader, [Case(t.name, t, workload) for t in targets], concurrency,
-                            plan, upstream_pgid)
+def against_baseline(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each target's CPU per call and calls/s as multiples of the baseline's in the same
+    round (see `paired`), where a baseline was measured."""
     base = summary.get("baseline")
     for name, measured in summary.items():
         cpu = calls = None
@@ -127,3 +124,10 @@ def measure_point(loader: Loader, targets: list[Target], workload: Workload, con
         measured["calls_per_s_vs_baseline"] = calls and calls["median"]
         measured["calls_per_s_vs_baseline_range"] = calls and calls["range"]
     return summary
+
+
+def measure_point(loader: Loader, targets: list[Target], workload: Workload, concurrency: int,
+                  plan: Plan, upstream_pgid: int | None) -> dict[str, dict[str, Any]]:
+    """Each target's summary for one point, against the baseline's."""
+    return against_baseline(measure_cases(
+        loader, [Case(t.name, t, workload) for t in targets], concurrency, plan, upstream_pgid))

@@ -109,7 +109,7 @@ def curves(report: dict[str, Any]) -> list[str]:
                 f"| {name} | {point['rows']} | {point['rows_returned']} | "
                 f"{fig(gateway, 'cpu_ms_per_call')} | {point['cpu_us_per_row']['gateway']} | "
                 f"{fig(baseline, 'cpu_ms_per_call')} | {point['cpu_us_per_row']['baseline']} | "
-                f"{dash(gateway['cpu_vs_baseline'])} |")
+                f"{fig(gateway, 'cpu_vs_baseline')} |")
     fit = measured["list_feedback"].get("fit")
     if fit:
         lines += ["", f"list_feedback, least squares over the points: {fit['fixed_ms']} ms + "

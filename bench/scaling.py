@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from bench.points import Plan, Target, measure_point
+from bench.points import Case, Plan, Target, against_baseline, measure_cases
 from bench.targets import ROOT, Loader, post_json
 from bench.workloads import FEEDBACK_CURVE, RESPONSES_CURVE, Workload
 
@@ -79,15 +79,26 @@ def linear_fit(points: list[tuple[int, float]]) -> dict[str, Any]:
             "worst_deviation_pct": round(worst * 100, 1)}
 
 
-def _point(loader: Loader, targets: list[Target], workload: Workload, plan: Plan,
-           upstream_pgid: int) -> dict[str, Any]:
-    assert workload.rows is not None
-    returned = rows_returned(targets[0], workload)
-    measured = measure_point(loader, targets, workload, CURVE_CONCURRENCY, plan, upstream_pgid)
-    per_row = {name: round(m["cpu_ms_per_call"] * 1000 / max(1, returned), 3)
-               for name, m in measured.items()}
-    return {"rows": workload.rows, "rows_returned": returned, "targets": measured,
-            "cpu_us_per_row": per_row}
+def _points(loader: Loader, targets: list[Target], workloads: tuple[Workload, ...],
+            plan: Plan, upstream_pgid: int) -> list[dict[str, Any]]:
+    """Every point of a curve, measured together: each round runs every point on every target
+    in turn, so the machine's drift between rounds moves all the points alike (measured one
+    after another, a point taken while the machine was fast sat far off the line)."""
+    returned = {w.name: rows_returned(targets[0], w) for w in workloads}
+    measured = measure_cases(loader, [Case(f"{w.name} {t.name}", t, w)
+                                      for w in workloads for t in targets],
+                             CURVE_CONCURRENCY, plan, upstream_pgid)
+    points = []
+    for workload in workloads:
+        assert workload.rows is not None
+        by_target = against_baseline({t.name: measured[f"{workload.name} {t.name}"]
+                                      for t in targets})
+        rows = returned[workload.name]
+        points.append({"rows": workload.rows, "rows_returned": rows, "targets": by_target,
+                       "cpu_us_per_row": {name: round(m["cpu_ms_per_call"] * 1000
+                                                      / max(1, rows), 3)
+                                          for name, m in by_target.items()}})
+    return points
 
 
 def measure_curves(loader: Loader, gateway: Target, baseline: Target, plan: Plan,
@@ -96,7 +107,7 @@ def measure_curves(loader: Loader, gateway: Target, baseline: Target, plan: Plan
     curves: dict[str, Any] = {"concurrency": CURVE_CONCURRENCY}
     for name, workloads in (("list_feedback", FEEDBACK_CURVE),
                             ("get_responses", RESPONSES_CURVE)):
-        points = [_point(loader, targets, w, plan, upstream_pgid) for w in workloads]
+        points = _points(loader, targets, workloads, plan, upstream_pgid)
         curve: dict[str, Any] = {"points": points}
         if len(points) > 1:
             curve["fit"] = linear_fit([(p["rows_returned"],
