@@ -37,6 +37,7 @@ from gateway.server.front import begin_request, misdirected
 from gateway.server.incoming import Incoming, Reply
 from gateway.server.quiet import SERVER_NAME, QuietRequestHandler, access_line
 from gateway.server.state import HOSTS, SPECS
+from gateway.telemetry.metrics import LANE_ERRORS
 
 log = structlog.get_logger("gateway.http")
 _BREAK: Final = re.compile(r"[\r\n\x00]")
@@ -167,6 +168,7 @@ class LaneHandler(QuietRequestHandler):
                 answer = answer_parts(response, request_id, close)
                 status, size = response.status, len(answer[1])
             except Exception:
+                LANE_ERRORS.inc()
                 log.exception("lane_error", path=message.path)
                 answer, close, status, size = INTERNAL_ANSWER, True, 500, len(_INTERNAL_BODY)
             self._write(answer, close)

@@ -68,6 +68,9 @@ BREAKER_OPEN: Final = Gauge(
     ["service"], multiprocess_mode="livemax")
 BREAKER_OPENED: Final = Counter(
     "mcp_gateway_breaker_opened", "Times a service's circuit breaker opened", ["service"])
+LANE_ERRORS: Final = Counter(
+    "mcp_gateway_lane_errors", "Requests the fast lane failed to answer and closed with a 500 "
+    "(each a bug, logged as lane_error)")
 RELOADS: Final = Counter(
     "mcp_gateway_spec_reloads", "Spec reloads by outcome (accepted, refused)", ["outcome"])
 SPECS_LOADED: Final = Gauge(

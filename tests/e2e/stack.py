@@ -22,6 +22,7 @@ from gateway.server.listen import bound_port, listen
 from gateway.server.state import SETTINGS
 from gateway.settings import SHIPPED_SPECS, Settings
 from gateway.spec.loader import load_tree
+from gateway.telemetry.metrics import LANE_ERRORS, REQUESTS
 from sandbox import create_sandbox_app
 
 MODES = ("legacy", "2026-07-28")
@@ -46,6 +47,14 @@ async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{site.port}"
 
 
+def internal_errors() -> float:
+    """Requests this process's gateways answered with an internal error, either path."""
+    return sum(sample.value for counter in (REQUESTS, LANE_ERRORS)
+               for metric in counter.collect() for sample in metric.samples
+               if sample.name.endswith("_total")
+               and sample.labels.get("outcome", "internal_error") == "internal_error")
+
+
 async def serve_gateway(app: web.Application) -> tuple[Serving, str]:
     """Serve the gateway's `app` on a free loopback port as `serve` does (through the fast
     lane unless its settings turn it off): how it is served, and its URL."""
@@ -68,10 +77,14 @@ async def running_stack(*, sandbox_page_size: int | None = None,
                                              "REFINER_AUTH_URL": sandbox_url})
         gateway_settings = Settings(log_json=True, log_level="warning", **settings)
         serving, gateway_url = await serve_gateway(create_app(gateway_settings, registry))
+        before = internal_errors()
         try:
             yield Stack(gateway_url, sandbox_url)
         finally:
             await serving.stop()
+        # A client need not fail on an error answer (the Python SDK's does not, to a
+        # notification): the gateway's own count says whether anything was answered by a bug.
+        assert internal_errors() == before, "the gateway answered a request with an internal error"
     finally:
         await sandbox_runner.cleanup()
 

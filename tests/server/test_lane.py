@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from gateway.server import lane
 from gateway.server.app import create_app
@@ -341,6 +342,10 @@ async def test_a_stop_lets_a_call_in_flight_on_the_lane_finish(lane_calls: list[
 INJECTED = {"X-Bad": "a\r\nSet-Cookie: x=1"}
 
 
+def lane_errors() -> float:
+    return REGISTRY.get_sample_value("mcp_gateway_lane_errors_total") or 0.0
+
+
 @pytest.mark.parametrize("answer", [web.Response(body=b"{}", headers=INJECTED),
                                     Reply(b"{}", INJECTED)], ids=["Response", "Reply"])
 async def test_an_answer_the_lane_cannot_write_is_a_500_and_a_closed_connection(
@@ -351,9 +356,11 @@ async def test_an_answer_the_lane_cannot_write_is_a_500_and_a_closed_connection(
         return answer
 
     monkeypatch.setattr(lane, "answer_on_lane", broken)
+    counted = lane_errors()
     reader, writer = await gateway.connect()
     writer.write(post(PING))
     written = await read_answer(reader)
     assert written.status == 500 and written.header("Set-Cookie") is None
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
+    assert lane_errors() == counted + 1  # counted, for an alert
