@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
+from types import MappingProxyType
 from typing import Any, Final
 
 import structlog
@@ -31,6 +32,26 @@ REQUEST_SUMMARY: Final = contextvars.ContextVar[Mapping[str, Any] | None](
 logged after it within the request: the access line above all."""
 
 
+_NO_IDS: Final[Mapping[str, str]] = MappingProxyType({})
+REQUEST_IDS: Final = contextvars.ContextVar[Mapping[str, str]]("request_ids", default=_NO_IDS)
+"""Our id of the current request, and the caller's own (`correlation_id`) when it gave a usable
+one: one context variable set once a request, where structlog's own (cleared, then bound once
+for each id) cost about 2 us a request."""
+
+
+def begin_request_log(ids: Mapping[str, str]) -> None:
+    """At the start of a request: its ids on every line it logs, and nothing of another
+    request's summary carried over."""
+    REQUEST_IDS.set(ids)
+    if REQUEST_SUMMARY.get() is not None:
+        REQUEST_SUMMARY.set(None)
+
+
+def request_ids() -> Mapping[str, str]:
+    """The current request's ids (empty outside a request)."""
+    return REQUEST_IDS.get()
+
+
 def summarise_request(fields: Mapping[str, Any]) -> None:
     """Set the request's summary: one context variable, where binding each field as its own
     (structlog's contextvars) made eight new contexts a request, 3.8% of a `tools/list`'s
@@ -38,16 +59,12 @@ def summarise_request(fields: Mapping[str, Any]) -> None:
     REQUEST_SUMMARY.set(fields)
 
 
-def forget_request_summary() -> None:
-    """At the start of a request: nothing of another request's summary is carried over."""
-    if REQUEST_SUMMARY.get() is not None:
-        REQUEST_SUMMARY.set(None)
-
-
 def merge_request_summary(_logger: Any, _name: str, event: MutableMapping[str, Any]
                           ) -> MutableMapping[str, Any]:
-    """structlog processor: the request's summary into each line, under what the line says
-    itself (as structlog merges its context variables)."""
+    """structlog processor: the request's ids and summary into each line, under what the line
+    says itself (as structlog merges its context variables)."""
+    for key, value in REQUEST_IDS.get().items():
+        event.setdefault(key, value)
     fields = REQUEST_SUMMARY.get()
     if fields:
         for key, value in fields.items():

@@ -7,11 +7,10 @@ from __future__ import annotations
 import secrets
 from typing import Any, Final
 
-import structlog
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from gateway.logs import forget_request_summary
+from gateway.logs import begin_request_log
 from gateway.server.hosts import PublicHosts
 from gateway.server.state import PUBLIC_BASE
 
@@ -27,11 +26,9 @@ def begin_request(headers: CIMultiDictProxy[str]) -> str:
     logs or the audit records."""
     given = headers.get("X-Request-Id", "")
     request_id = secrets.token_hex(16)
-    structlog.contextvars.clear_contextvars()
-    forget_request_summary()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-    if 0 < len(given) <= 64 and given.isprintable():
-        structlog.contextvars.bind_contextvars(correlation_id=given)
+    begin_request_log({"request_id": request_id, "correlation_id": given}
+                      if 0 < len(given) <= 64 and given.isprintable()
+                      else {"request_id": request_id})
     return request_id
 
 

@@ -19,10 +19,10 @@ from collections.abc import Awaitable
 from typing import Any, Final, TypeVar
 
 import orjson
-import structlog
 from aiohttp import web
 
 from gateway.errors import StreamClosed
+from gateway.logs import request_ids
 from gateway.protocol.envelope import Inbound
 from gateway.spec.compiled import CollectSource, CompiledService
 
@@ -69,7 +69,7 @@ def media_types(accept: str) -> frozenset[str]:
 def named(response: web.StreamResponse) -> web.StreamResponse:
     """An answer sent before its handler returns, named with the request id now: the middleware
     names the answer once the handler returns, too late for headers already sent."""
-    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    request_id = request_ids().get("request_id")
     if isinstance(request_id, str):
         response.headers["X-Request-Id"] = request_id
     return response

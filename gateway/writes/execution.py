@@ -26,6 +26,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from gateway.logs import request_ids
 from gateway.spec.compiled import CompiledRequest, CompiledTool
 from gateway.spec.jmes import search
 from gateway.spec.templates import RenderContext
@@ -353,7 +354,7 @@ class WriteCalls:
         """One audit record: our request id and the caller's own (`correlation_id`) apart, the
         arguments only as their digest, never a token."""
         WRITES.labels(call.caller.service, call.tool.name, phase, outcome).inc()
-        bound = structlog.contextvars.get_contextvars()
+        bound = request_ids()
         record = self._audit.write(request_id=bound.get("request_id"),
                                    correlation_id=bound.get("correlation_id"),
                                    service=call.caller.service,
