@@ -24,7 +24,7 @@ HEAD_LIMIT: Final = 65_536
 _CHUNK_LINE_LIMIT: Final = 4_096
 _FIELD: Final = re.compile(r"\r\n([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n]*?)[ \t]*(?=\r\n|\Z)")
 """One header line: a token, a colon, the value without the spaces around it."""
-_DIGITS: Final = re.compile(rb"[0-9]+")
+_DIGITS: Final = re.compile(r"[0-9]+")
 _HEX: Final = re.compile(rb"[0-9A-Fa-f]+")
 _UNSAFE_TARGET: Final = re.compile(r"[^!-~]|#")
 """A request target is printable ASCII without spaces; a fragment is never sent."""
@@ -123,6 +123,8 @@ class AnswerReader:
         if self._framing == "close":
             self._grow(len(buffer))
             return False
+        if buffer:  # bytes after an answer without a body: no request asked for them
+            self.reusable = False
         return True
 
     def feed_eof(self) -> bool:
@@ -164,8 +166,7 @@ class AnswerReader:
         coding = headers.getall("Transfer-Encoding", [])
         lengths = {value.strip() for value in headers.getall("Content-Length", [])}
         if self._no_body or self.status in (204, 304):
-            self._framing = "done"
-            self.reusable = self.reusable and not self._buffer
+            self._framing = "done"  # feed marks what follows it
         elif coding:
             if len(coding) != 1 or coding[0].strip().lower() != "chunked":
                 raise broken("the answer's transfer coding is not chunked")
@@ -173,7 +174,7 @@ class AnswerReader:
             self.reusable = self.reusable and not lengths  # both framings: RFC 9112 says close
         elif lengths:
             (length,) = lengths if len(lengths) == 1 else ("",)
-            if not _DIGITS.fullmatch(length.encode()):
+            if not _DIGITS.fullmatch(length):
                 raise broken("the answer's Content-Length is not one number")
             self._length = int(length)
             if self._length > self._max:

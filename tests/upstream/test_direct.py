@@ -167,6 +167,17 @@ async def test_a_connection_in_doubt_is_never_reused(
     lane.aclose()
 
 
+async def test_bytes_after_an_answer_without_a_body_end_its_connection(
+        upstream: Callable[..., RawUpstream]) -> None:
+    lane, raw = await lane_to(upstream, b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200", OK)
+    first = await get(lane, raw)
+    assert first is not None and (first.status, first.body) == (204, b"")
+    second = await get(lane, raw)
+    assert second is not None and second.body == b'{"ok":true}'
+    assert raw.connections == 2
+    lane.aclose()
+
+
 async def test_a_connection_closed_while_idle_is_replaced(
         upstream: Callable[..., RawUpstream]) -> None:
     lane, raw = await lane_to(upstream, OK, None, OK)
