@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any, Final
 
 from gateway.auth.principal import Principal
+from gateway.records import record
 from gateway.spec.compiled import CompiledService, CompiledTool
 from gateway.spec.models import UpstreamSpec, WritePolicy
 from gateway.spec.templates import RenderContext
@@ -38,7 +39,7 @@ def valid_traceparent(value: str | None) -> str | None:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Caller:
     """One verified caller of one service, for the length of one request."""
 

@@ -10,7 +10,7 @@ answers and maps JSON-RPC error codes to HTTP statuses.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Final, Literal
 
 import orjson
@@ -34,6 +34,7 @@ from gateway.protocol.sdk_inbound import (
     classify_inbound_request,
     find_duplicated_routing_header,
 )
+from gateway.records import record
 
 LEGACY_VERSIONS: Final = ("2025-03-26", "2025-06-18", "2025-11-25")
 """Handshake-era revisions served over Streamable HTTP (2024-11-05 used HTTP+SSE)."""
@@ -46,7 +47,7 @@ Era = Literal["legacy", "modern"]
 RequestId = int | str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Inbound:
     """One routed, validated request (or notification when `id` is None and `is_notification`)."""
 
@@ -226,7 +227,7 @@ def _validate(method: str, version: str, params: dict[str, Any], request_id: Req
 
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Envelope:
     """What a decoded body says it is, read without judging it: enough to decide whether the
     request needs a credential, and which id an error answers."""
@@ -252,7 +253,7 @@ def peek(data: Any) -> Envelope:
                     request_id if _valid_id(request_id, True) else None)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Parsed:
     """A request parsed and routed: its envelope, and either the routed request or why not."""
 

@@ -18,13 +18,14 @@ from gateway.errors import INVALID_PARAMS, METHOD_NOT_FOUND, ProtocolError
 from gateway.protocol.envelope import SUPPORTED_VERSIONS, Envelope, Inbound
 from gateway.protocol.paging import LIST_METHODS, Lists
 from gateway.protocol.sdk_inbound import ERROR_CODE_HTTP_STATUS, validate_mcp_param_headers
+from gateway.records import record
 from gateway.spec.compiled import CompiledPrompt, CompiledResource, CompiledService, CompiledTool
 
 LIST_TTL_MS: Final = 60_000
 DISCOVER_TTL_MS: Final = 300_000
 
 
-@dataclass(frozen=True)
+@record
 class Outcome:
     """A method's answer, and what the endpoint needs to log and encode it."""
 
@@ -45,7 +46,7 @@ class Outcome:
     rest). Its surface is known to pass, so it has no per-call check."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MethodCall:
     """One routed request to one service by one verified caller."""
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple
 
 from gateway.errors import INVALID_PARAMS, ProtocolError
+from gateway.records import record
 from gateway.spec.compiled import CompiledService
 
 Entries = Callable[[CompiledService, frozenset[str]], list[dict[str, Any]]]
@@ -100,7 +101,7 @@ class Listing:
     fingerprint: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Page:
     entries: list[dict[str, Any]]
     offset: int

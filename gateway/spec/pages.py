@@ -30,6 +30,7 @@ from typing import Any, Final
 import orjson
 
 from gateway import native
+from gateway.records import record
 from gateway.spec.jmes import Evaluate, evaluator
 from gateway.spec.reads import (
     Keys,
@@ -186,7 +187,7 @@ bound, the fragments) costs about what it saves on a few kilobytes of items (0.5
 instructions a call for answers of 47 bytes to 4 KB, 13% fewer at 12 KB; bench/README.md)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PageAnswer:
     """An answer left as its bytes for the one-pass page, and what the whole path needs."""
 

@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import jmespath.exceptions
 
+from gateway.records import record
 from gateway.spec.jmes import Expression, compile_expression, search
 
 _REF = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
@@ -103,7 +104,7 @@ class Expr:
     expression: Expression
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RenderContext:
     """What a template may refer to during one call."""
 

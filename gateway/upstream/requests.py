@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
 
 import orjson
 
 from gateway.errors import INVALID_PARAMS, ProtocolError
+from gateway.records import record
 from gateway.spec.compiled import CompiledRequest
 from gateway.spec.models import QueryStyle, UpstreamSpec
 from gateway.spec.templates import (
@@ -27,7 +27,7 @@ from gateway.spec.templates import (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UpstreamRequest:
     method: str
     url: str

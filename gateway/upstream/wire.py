@@ -20,16 +20,16 @@ is the gateway's, and never applies to writes), and turn their library's failure
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.errors import WireError
+from gateway.records import record
 from gateway.settings import Settings
 
 CHUNK = 65_536
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Answer:
     status: int
     headers: Mapping[str, str]
