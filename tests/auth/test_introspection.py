@@ -19,6 +19,7 @@ import orjson
 import pytest
 import respx
 from aiohttp.test_utils import TestClient
+from prometheus_client import REGISTRY
 
 from gateway.auth.resolver import IntrospectionBounds, TokenResolver
 from gateway.settings import SHIPPED_SPECS
@@ -51,6 +52,7 @@ FOREIGN = "probe_pat_foreign_s3cret"
 NO_AUDIENCE = "probe_pat_noaud_s3cret"
 BOUND = "probe_pat_bound_s3cret"
 ALTERNATE = "probe_pat_alternate_s3cret"
+LOCAL = "probe_pat_local_s3cret"
 PUBLIC_URL = "https://mcp.probe.test"
 
 SERVICE = """
@@ -119,6 +121,7 @@ TOKENS: dict[str, dict[str, Any]] = {
     NO_AUDIENCE: claims("items:read", "noaud", aud=None),
     BOUND: claims("items:read", "bound", aud=("urn:x", f"{PUBLIC_URL}/probe/mcp")),
     ALTERNATE: claims("items:read", "alternate", aud="urn:alternate"),
+    LOCAL: claims("items:read", "local", aud="http://localhost/probe/mcp"),
 }
 
 
@@ -276,6 +279,18 @@ async def test_an_introspection_result_is_reused_without_asking_again(
     second, _, _ = await post(gateway, call("list_items"), auth(READER))
     assert (first, second) == (200, 200)
     assert network.introspection.call_count == 1
+
+
+async def test_each_answer_from_the_cache_is_counted_as_a_hit(
+        gateway: TestClient[Any, Any], network: Network) -> None:
+    def counted(result: str) -> float:
+        return REGISTRY.get_sample_value("mcp_gateway_introspection_cache_total",
+                                         {"service": "probe", "result": result}) or 0.0
+
+    hits, misses = counted("hit"), counted("miss")
+    for _ in range(3):
+        assert (await post(gateway, rpc("tools/list"), auth(READER)))[0] == 200
+    assert (counted("hit") - hits, counted("miss") - misses) == (2, 1)
 
 
 async def test_each_token_is_introspected_on_its_own(
@@ -452,6 +467,20 @@ async def test_an_audience_list_and_the_resource_placeholder(
     status, _, _ = await post(gateway, rpc("tools/list"),
                               {**auth(token), "Host": urlsplit(PUBLIC_URL).netloc})
     assert status == expected
+
+
+async def test_a_token_accepted_at_one_url_is_still_refused_at_another(
+        start: Start, network: Network) -> None:
+    """Without a public URL each loopback name is its own resource: a token issued for one
+    is refused at the other, however often it was accepted at the first."""
+    gateway = await start(audience="'{resource}'")
+    at_localhost = {**auth(LOCAL), "Host": "localhost"}
+    at_loopback = {**auth(LOCAL), "Host": "127.0.0.1"}
+    assert (await post(gateway, rpc("tools/list"), at_localhost))[0] == 200
+    assert (await post(gateway, rpc("tools/list"), at_localhost))[0] == 200
+    assert (await post(gateway, rpc("tools/list"), at_loopback))[0] == 401
+    assert (await post(gateway, rpc("tools/list"), at_localhost))[0] == 200
+    assert network.introspection.call_count == 1
 
 
 async def test_a_service_may_accept_tokens_that_name_no_audience(
