@@ -97,7 +97,7 @@ async def mcp_endpoint(request: web.Request) -> web.StreamResponse:
     """The MCP endpoint of whichever service the path names, for a request aiohttp read."""
     incoming = Incoming.of(request)
     service = _admitted(incoming)
-    if isinstance(service, web.Response):
+    if not isinstance(service, CompiledService):  # (not web.Response: an ABC, slower to ask)
         return service
     try:
         if request.content.is_eof():  # the whole body came with the headers: nothing to wait for
@@ -118,7 +118,7 @@ async def answer_on_lane(incoming: Incoming, body: bytes) -> web.StreamResponse 
     and pipeline as mcp_endpoint. Never streamed: the lane leaves requests that may ask for a
     stream to aiohttp, and one that slips past answers as plain JSON (progress is optional)."""
     service = _admitted(incoming)
-    if isinstance(service, web.Response):
+    if not isinstance(service, CompiledService):
         return service
     return await _served(incoming, service, body)
 

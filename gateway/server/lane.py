@@ -21,6 +21,7 @@ waits for the lane's call in flight as for one of its own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from http import HTTPStatus
 from typing import Any, Final
@@ -41,6 +42,7 @@ from gateway.telemetry.metrics import LANE_ERRORS
 
 log = structlog.get_logger("gateway.http")
 _BREAK: Final = re.compile(r"[\r\n\x00]")
+_CLOSE: Final = "Connection: close\r\n"
 _INTERNAL_BODY: Final = orjson.dumps({"error": "internal_server_error"})
 INTERNAL_ANSWER: Final = (
     b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nConnection: close"
@@ -58,9 +60,7 @@ def answer_parts(response: web.StreamResponse | Reply, request_id: str, close: b
     """
     if isinstance(response, Reply):  # the common answer, written without a Response
         body = response.body
-        lines = [f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}",
-                 "Content-Type: application/json",
-                 *(f"{name}: {value}" for name, value in response.headers.items())]
+        head = _reply_head(response.status, tuple(response.headers.items()))
     else:
         given = response.body if isinstance(response, web.Response) else None
         if given is None and isinstance(response, web.Response):
@@ -68,15 +68,30 @@ def answer_parts(response: web.StreamResponse | Reply, request_id: str, close: b
         if not isinstance(given, bytes) or response.chunked or response.compression:
             raise TypeError("the lane writes only plain answers with a body of bytes")
         body = given
-        lines = [f"HTTP/1.1 {response.status} {response.reason}",
-                 *(f"{name}: {value}" for name, value in response.headers.items())]
-    if any(_BREAK.search(line) for line in lines):  # no value may add a header or end the head
+        head = _head(f"HTTP/1.1 {response.status} {response.reason}",
+                     *(f"{name}: {value}" for name, value in response.headers.items()))
+    return (f"{head}X-Request-Id: {request_id}\r\nContent-Length: {len(body)}\r\n"
+            f"Date: {rfc822_formatted_time()}\r\nServer: {SERVER_NAME}\r\n"
+            f"{_CLOSE if close else ''}\r\n").encode(), body
+
+
+@functools.lru_cache(maxsize=64)  # a few statuses and header sets: the ETag of each catalog
+def _reply_head(status: int, headers: tuple[tuple[str, str], ...]) -> str:
+    """The start of a Reply's head, up to the headers that differ on every answer."""
+    return _head(f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+                 "Content-Type: application/json",
+                 *(f"{name}: {value}" for name, value in headers))
+
+
+def _head(*lines: str) -> str:
+    """Lines of a head, each ended.
+
+    Raises:
+        ValueError: a line holds a line break (a value would add a header or end the head).
+    """
+    if any(_BREAK.search(line) for line in lines):
         raise ValueError("a header holds a line break")
-    lines.append(f"X-Request-Id: {request_id}\r\nContent-Length: {len(body)}\r\n"
-                 f"Date: {rfc822_formatted_time()}\r\nServer: {SERVER_NAME}")
-    if close:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode(), body
+    return "".join(f"{line}\r\n" for line in lines)
 
 
 class LaneHandler(QuietRequestHandler):
@@ -124,9 +139,6 @@ class LaneHandler(QuietRequestHandler):
             return
         messages.popleft()
         self._consumed()
-        if self._keepalive_handle is not None:  # no idle timeout while it is answered
-            self._keepalive_handle.cancel()
-            self._keepalive_handle = None
         self._request_in_progress = True
         self._call = self._loop.create_task(self._answer(message, body))
 
@@ -164,7 +176,7 @@ class LaneHandler(QuietRequestHandler):
                 response = (misdirected() if incoming is None
                             else await answer_on_lane(incoming, body))
                 close = message.should_close or self._close or (
-                    isinstance(response, web.StreamResponse) and response.keep_alive is False)
+                    not isinstance(response, Reply) and response.keep_alive is False)
                 answer = answer_parts(response, request_id, close)
                 status, size = response.status, len(answer[1])
             except Exception:
@@ -213,10 +225,23 @@ class LaneHandler(QuietRequestHandler):
             return
         if self._messages:
             self._dispatch()
-        elif self._keepalive_timeout > 0 and self._keepalive_handle is None:
+        elif self._keepalive_timeout > 0:
+            # As aiohttp's loop does: the idle deadline moves, and the timer already armed
+            # (from an earlier answer) is left to fire and re-arm itself for it, rather than
+            # being cancelled and made again on every request.
             close_time = self._loop.time() + self._keepalive_timeout
             self._next_keepalive_close_time = close_time
-            self._keepalive_handle = self._loop.call_at(close_time, self._process_keepalive)
+            if self._keepalive_handle is None:
+                self._keepalive_handle = self._loop.call_at(close_time,
+                                                            self._process_keepalive)
+
+    def _process_keepalive(self) -> None:
+        """The idle timer: never while a lane call runs (aiohttp's loop, idle meanwhile, would
+        take the connection for idle); the call's end arms it again."""
+        if self._call is not None:
+            self._keepalive_handle = None
+            return
+        super()._process_keepalive()
 
     async def shutdown(self, timeout: float | None = 15.0) -> None:  # noqa: ASYNC109
         """aiohttp's stop (it waits for the call in flight, up to `timeout`); then a lane call

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from gateway.server import lane
 from gateway.server.app import create_app
 from gateway.server.connections import Serving
+from gateway.server.endpoint import answer_on_lane
 from gateway.server.incoming import Reply
 from gateway.settings import SHIPPED_SPECS, Settings
 from gateway.spec.loader import load_tree
@@ -281,6 +282,34 @@ async def test_a_kept_alive_connection_serves_many_and_is_closed_once_idle(
     assert await asyncio.wait_for(reader.read(), 5) == b""  # then idle past it: closed
     writer.close()
     assert len(lane_calls) == 3
+
+
+async def test_a_call_longer_than_the_idle_timeout_is_answered_and_the_timer_runs_after(
+        serve: Serve, lane_calls: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The idle timer, armed by the answer before, fires while the next call runs: that call is
+    answered all the same, and the connection closes once it has been idle long enough."""
+    gateway = await serve(header_timeout_s=0.3)
+
+    async def slow(incoming: Any, body: bytes) -> Any:
+        if b'"slow"' in body:
+            await asyncio.sleep(0.8)
+        return await answer_on_lane(incoming, body)
+
+    monkeypatch.setattr(lane, "answer_on_lane", slow)
+    reader, writer = await gateway.connect()
+    writer.write(post(rpc("ping", request_id=1)))
+    assert (await read_answer(reader)).status == 200
+    await asyncio.sleep(0.1)
+    writer.write(post({**rpc("ping", request_id=2), "note": "slow"}))
+    second = await read_answer(reader)
+    assert orjson.loads(second.body)["id"] == 2
+    writer.write(post(rpc("ping", request_id=3)))  # still open right after the slow answer
+    assert orjson.loads((await read_answer(reader)).body)["id"] == 3
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # then idle past it: closed
+    assert asyncio.get_running_loop().time() - started >= 0.25
+    writer.close()
+    assert lane_calls == [200, 200, 200]
 
 
 async def test_smuggling_attempts_get_the_parsers_refusal_and_nothing_more(
