@@ -4,7 +4,7 @@ lane's own call of it): our request id, and the host guard.
 
 from __future__ import annotations
 
-import secrets
+import os
 from typing import Any, Final
 
 from aiohttp import web
@@ -25,7 +25,7 @@ def begin_request(headers: CIMultiDictProxy[str]) -> str:
     kept apart as `correlation_id`: a value the caller chose must never pass for ours in the
     logs or the audit records."""
     given = headers.get("X-Request-Id", "")
-    request_id = secrets.token_hex(16)
+    request_id = os.urandom(16).hex()  # secrets.token_hex(16), without its two calls between
     begin_request_log({"request_id": request_id, "correlation_id": given}
                       if 0 < len(given) <= 64 and given.isprintable()
                       else {"request_id": request_id})
