@@ -45,6 +45,7 @@ from gateway.upstream.answers import (
 )
 from gateway.upstream.breakers import Breaker, Breakers, State
 from gateway.upstream.bulkheads import Bulkheads
+from gateway.upstream.deadlines import Deadlines
 from gateway.upstream.pools import AUTHORIZATION_SERVERS, WirePools
 from gateway.upstream.requests import UpstreamRequest, build_request, full_url
 from gateway.upstream.retries import (
@@ -75,6 +76,7 @@ class Upstream:
         self._breakers = Breakers(settings.breaker_failures, settings.breaker_open_s,
                                   settings.breaker_longest_wait_s)
         self._policy = RetryPolicy(attempts=settings.upstream_retry_attempts)
+        self._deadlines = Deadlines()
 
     async def send(self, request: UpstreamRequest, caller: Caller, *, retry: bool,
                    pruned: Callable[[bytes], Any] | None = None) -> UpstreamResponse:
@@ -211,7 +213,7 @@ class Upstream:
         started = self._clock()
         try:
             with upstream_span(request.method, service, request.headers):
-                async with asyncio.timeout(max(limit, 0.001)):
+                async with self._deadlines.within(max(limit, 0.001)):
                     answer = await wire.fetch(request.method, full_url(request),
                                               headers=request.headers, body=request.body,
                                               max_bytes=cap)

@@ -90,6 +90,27 @@ async def test_upstream_silent_past_the_timeout_is_a_tool_error_in_time(
     assert "did not answer within 0.3 seconds" in result["content"][0]["text"]
 
 
+async def test_a_timeout_of_seconds_cuts_a_silent_upstream_when_due(
+        aiohttp_client: AiohttpClient, upstream: respx.MockRouter, wire: MockWire) -> None:
+    """Deadlines of a second and more share one timer (gateway/upstream/deadlines.py): the cut
+    is at most a tick late, and the call answers with the same tool error."""
+    gateway = await aiohttp_client(gateway_app(wire, upstream_timeout_s=1.2))
+
+    async def stall(request: httpx.Request) -> httpx.Response:
+        await asyncio.Event().wait()
+        return httpx.Response(200, json={})
+
+    upstream.get(FEEDBACK).mock(side_effect=stall)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(5):
+        result = await call(gateway)
+    took = loop.time() - started
+    assert result["isError"] is True
+    assert "did not answer within 1.2 seconds" in result["content"][0]["text"]
+    assert 1.15 <= took < 1.2 + 0.6
+
+
 async def test_the_timeout_told_is_the_calls_own_whatever_time_went_before_the_request(
         aiohttp_client: AiohttpClient, upstream: respx.MockRouter, wire: MockWire,
         monkeypatch: pytest.MonkeyPatch) -> None:
