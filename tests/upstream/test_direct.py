@@ -258,10 +258,12 @@ async def test_a_body_read_to_the_close_is_whole_and_ends_the_connection(
     ThenClose(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n[1]"),  # cut short
     b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope",
     b"HTTP/1.1 200 OK\r\nX: " + b"x" * 70_000,
+    b"HTTP/1.1 200 OK\r\nX: a\rContent-Length: 0\r\nContent-Length: 3\r\n\r\n[1]",
+    b"HTTP/1.1 200 OK\r\nX: a\nContent-Length: 0\r\nContent-Length: 3\r\n\r\n[1]",
 ], ids=["two lengths", "negative length", "folded line", "space in a name", "no colon",
         "HTTP/2", "status of four digits", "switching protocols", "gzip transfer coding",
         "chunk size not hex", "chunk longer than said", "cut short", "gzip that is not",
-        "head over the bound"])
+        "head over the bound", "a bare CR in a value", "a bare LF in a value"])
 async def test_a_malformed_answer_is_broken_and_its_connection_closed(
         upstream: Callable[..., RawUpstream], answer: bytes) -> None:
     lane, raw = await lane_to(upstream, answer, OK)
