@@ -54,11 +54,19 @@ def internal_error(request_id: RequestId | None) -> dict[str, Any]:
 
 def encode_reply(inbound: Inbound, service: CompiledService, outcome: Outcome,
                  cache: ShapedCache) -> bytes:
-    """The JSON-RPC response to a routed request, encoded. The response is assembled around the
-    result's JSON: what is already encoded (a reused result, a tool's structuredContent) is not
-    encoded again. Results that depend only on the caller's scopes (a page of a list) are shaped
-    once per service, scope set, page and version; the key holds the service itself, so a result
-    of one loaded tree never answers for another."""
+    """The JSON-RPC response to a routed request, encoded (reply_parts, joined)."""
+    return b"".join(reply_parts(inbound, service, outcome, cache))
+
+
+def reply_parts(inbound: Inbound, service: CompiledService, outcome: Outcome,
+                cache: ShapedCache) -> tuple[bytes, ...]:
+    """The JSON-RPC response to a routed request, encoded, in parts whose concatenation is the
+    body: a server writes them as they are, so a large result (a reused list, a tool's
+    structuredContent and its text copy) is not copied once more to be joined. The response is
+    assembled around the result's JSON: what is already encoded is not encoded again. Results
+    that depend only on the caller's scopes (a page of a list) are shaped once per service,
+    scope set, page and version; the key holds the service itself, so a result of one loaded
+    tree never answers for another."""
     info = server_info(service)
     if outcome.structured is not None:
         rest = orjson.dumps(shape_result(inbound, outcome.result, info, ttl_ms=outcome.ttl_ms,
@@ -79,8 +87,8 @@ def encode_reply(inbound: Inbound, service: CompiledService, outcome: Outcome,
                                                cache_scope=outcome.cache_scope))
             cache[key] = shaped
         pieces = (shaped,)
-    return b"".join((b'{"jsonrpc":"2.0","id":', orjson.dumps(inbound.id), b',"result":',
-                     *pieces, b"}"))
+    return (b'{"jsonrpc":"2.0","id":' + orjson.dumps(inbound.id) + b',"result":', *pieces,
+            b"}")
 
 
 def json_text(encoded: bytes) -> bytes:

@@ -45,6 +45,7 @@ from gateway.protocol.replies import (
     error_reply,
     http_status,
     internal_error,
+    reply_parts,
 )
 from gateway.server.discovery import metadata_url
 from gateway.server.incoming import Incoming, Reply
@@ -189,12 +190,12 @@ async def _serve(incoming: Incoming, service: CompiledService, data: Any,
         with request_span(inbound.method, service.name, headers):
             outcome = await dispatch(app[CALLS], call)
         shaped = app[SHAPED]
-        body = encode_reply(inbound, service, outcome, shaped)
+        parts = reply_parts(inbound, service, outcome, shaped)
         event.log(outcome.error or "tool_error" if outcome.result.get("isError") else "ok",
                   outcome.upstream_status, principal=principal)
         if inbound.method in LIST_METHODS:  # a reload that changes the catalog changes it
-            return Reply(body, {"ETag": f'"{service.catalog_digest}"'})
-        return Reply(body)
+            return Reply(parts, {"ETag": f'"{service.catalog_digest}"'})
+        return Reply(parts)
     except AuthError as exc:
         event.log("refused_scope" if isinstance(exc, InsufficientScope) else "unauthenticated")
         return _auth_failure(incoming, service, exc, envelope.id)

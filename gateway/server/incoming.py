@@ -49,15 +49,20 @@ class Incoming:
 class Reply:
     """A JSON answer of the endpoint's own (the common case: 200 with a body of bytes), before
     a server writes it: aiohttp's as a Response (`response`), the lane as its bytes, without
-    building one."""
+    building one. The body may come in parts (protocol/replies.py), which the lane writes as
+    they are and aiohttp's path joins."""
 
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("headers", "parts", "status")
 
-    def __init__(self, body: bytes, headers: dict[str, str] | None = None,
+    def __init__(self, body: bytes | tuple[bytes, ...], headers: dict[str, str] | None = None,
                  status: int = 200) -> None:
-        self.body = body
+        self.parts = (body,) if isinstance(body, bytes) else body
         self.headers = headers or {}
         self.status = status
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.parts)
 
     def response(self) -> web.Response:
         return web.Response(body=self.body, status=self.status,

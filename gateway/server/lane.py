@@ -50,16 +50,18 @@ INTERNAL_ANSWER: Final = (
 
 
 def answer_parts(response: web.StreamResponse | Reply, request_id: str, close: bool
-                 ) -> tuple[bytes, bytes]:
-    """The head (status line and headers) and the body of a plain answer, as aiohttp would
-    write them; written as two buffers, so the body is not copied again.
+                 ) -> tuple[bytes, ...]:
+    """The head (status line and headers), then the body's parts, of a plain answer, as
+    aiohttp would write it; written as they are (one writev), so the body is not copied
+    again.
 
     Raises:
         TypeError: the answer is not a plain one (a stream, compressed, or chunked).
         ValueError: a header would hold a line break.
     """
     if isinstance(response, Reply):  # the common answer, written without a Response
-        body = response.body
+        body = response.parts
+        size = sum(map(len, body))
         head = _reply_head(response.status, tuple(response.headers.items()))
     else:
         given = response.body if isinstance(response, web.Response) else None
@@ -67,12 +69,12 @@ def answer_parts(response: web.StreamResponse | Reply, request_id: str, close: b
             given = b""  # no body (202 for a notification): Content-Length 0, as aiohttp says
         if not isinstance(given, bytes) or response.chunked or response.compression:
             raise TypeError("the lane writes only plain answers with a body of bytes")
-        body = given
+        body, size = (given,), len(given)
         head = _head(f"HTTP/1.1 {response.status} {response.reason}",
                      *(f"{name}: {value}" for name, value in response.headers.items()))
-    return (f"{head}X-Request-Id: {request_id}\r\nContent-Length: {len(body)}\r\n"
+    return (f"{head}X-Request-Id: {request_id}\r\nContent-Length: {size}\r\n"
             f"Date: {rfc822_formatted_time()}\r\nServer: {SERVER_NAME}\r\n"
-            f"{_CLOSE if close else ''}\r\n").encode(), body
+            f"{_CLOSE if close else ''}\r\n").encode(), *body
 
 
 @functools.lru_cache(maxsize=64)  # a few statuses and header sets: the ETag of each catalog
@@ -178,7 +180,7 @@ class LaneHandler(QuietRequestHandler):
                 close = message.should_close or self._close or (
                     not isinstance(response, Reply) and response.keep_alive is False)
                 answer = answer_parts(response, request_id, close)
-                status, size = response.status, len(answer[1])
+                status, size = response.status, sum(map(len, answer)) - len(answer[0])
             except Exception:
                 LANE_ERRORS.inc()
                 log.exception("lane_error", path=message.path)
@@ -206,7 +208,7 @@ class LaneHandler(QuietRequestHandler):
                         _address(self.peername), base, content_type,
                         int(length) if length is not None else None)
 
-    def _write(self, answer: tuple[bytes, bytes], close: bool) -> None:
+    def _write(self, answer: tuple[bytes, ...], close: bool) -> None:
         if self.transport is None:  # the client left: the call ran to its end all the same
             return
         self.transport.writelines(answer)

@@ -140,7 +140,7 @@ def lane_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     written: list[int] = []
     encode = lane.answer_parts
 
-    def observed(response: Any, request_id: str, close: bool) -> tuple[bytes, bytes]:
+    def observed(response: Any, request_id: str, close: bool) -> tuple[bytes, ...]:
         written.append(response.status)
         return encode(response, request_id, close)
 
