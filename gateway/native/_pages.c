@@ -64,10 +64,8 @@ typedef struct {
     int escaped, address, wide;
 } Found;
 
-static int reserve(Buffer *b, Py_ssize_t more)
+static int grow(Buffer *b, Py_ssize_t more)
 {
-    if (b->room - b->size >= more)
-        return DONE;
     if (more > PY_SSIZE_T_MAX / 4 - b->room) {
         PyErr_NoMemory();
         return FAILED;
@@ -81,6 +79,12 @@ static int reserve(Buffer *b, Py_ssize_t more)
     b->data = data;
     b->room = room;
     return DONE;
+}
+
+/* Room for `more` bytes: inline, as nearly every write has it already. */
+static inline int reserve(Buffer *b, Py_ssize_t more)
+{
+    return b->room - b->size >= more ? DONE : grow(b, more);
 }
 
 static inline int put(Buffer *b, const void *bytes, Py_ssize_t size)
