@@ -7,6 +7,7 @@ authorization server and the upstream are faked at the network edge, and the clo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -534,6 +535,23 @@ async def test_everything_else_without_a_token_is_401_without_an_error_code(
     assert status == 401
     assert "error=" not in headers["WWW-Authenticate"]
     assert network.router.calls.call_count == 0
+
+
+async def test_answers_and_verdicts_are_kept_under_the_tokens_hash_never_the_token() -> None:
+    service = load_tree(SHIPPED_SPECS, {}).get("retently")
+    assert service is not None
+    token = "rtly_mcp_pat_kept_s3cr3t"
+
+    async def introspect(_url: str, _token: str) -> dict[str, Any]:
+        return {"active": True, "scope": "feedback:read", "sub": "kept", "exp": 10_000.0,
+                "aud": "urn:mcp-gateway:retently"}
+
+    resolver = TokenResolver(introspect, lambda: 1_000.0, IntrospectionBounds(10, 10, 10))
+    for _ in range(2):
+        await resolver.resolve(service, token, "http://127.0.0.1/retently/mcp", address=None)
+    keys = [*resolver._cache, *(k for kept in resolver._verdicts.values() for k in kept)]
+    assert keys and all(token not in key for key in keys)
+    assert all(hashlib.sha256(token.encode()).hexdigest() in key for key in keys)
 
 
 async def test_the_token_cache_stays_bounded_and_keeps_recent_answers() -> None:
