@@ -4,7 +4,6 @@ for audience and scopes. Pure; the resolver (resolver.py) decides which way a to
 
 from __future__ import annotations
 
-import functools
 import re
 import weakref
 from collections.abc import Mapping
@@ -108,17 +107,10 @@ def check_audience(service: CompiledService, principal: Principal, resource: str
             raise AuthError("The token names no audience; this server accepts only tokens "
                             "issued for it", error="invalid_token")
         return
-    if _accepted(wanted if isinstance(wanted, str) else tuple(wanted),
-                 resource).isdisjoint(principal.audiences):
+    accepted = {a.replace("{resource}", resource)
+                for a in ([wanted] if isinstance(wanted, str) else wanted)}
+    if accepted.isdisjoint(principal.audiences):
         raise AuthError("The token was issued for another resource", error="invalid_token")
-
-
-@functools.lru_cache(maxsize=256)  # a few services, each with its one resource URL
-def _accepted(wanted: str | tuple[str, ...], resource: str) -> frozenset[str]:
-    """The audiences a service accepts for its resource URL, worked out once (on every
-    request, the set took about 1 us)."""
-    return frozenset(a.replace("{resource}", resource)
-                     for a in ((wanted,) if isinstance(wanted, str) else wanted))
 
 
 def require_scopes(held: frozenset[str], needed: frozenset[str], operation: str) -> None:
