@@ -29,7 +29,7 @@ from bench.points import Plan, Target, measure_point
 from bench.procfs import rss_kib
 from bench.report import write
 from bench.stack import ModeStack, start_stack
-from bench.targets import Fleet, Loader, free_port, spec_load_ms
+from bench.targets import Fleet, Loader, Placement, free_port, spec_load_ms
 from bench.workloads import HEADLINE
 
 __all__ = ["free_port", "main"]
@@ -61,6 +61,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--catalog-operations", type=int, default=None,
                         help="operations of the synthetic catalog (default 1000, 200 with "
                              "--smoke)")
+    parser.add_argument("--pin", action="store_true",
+                        help="the measured targets on a core of their own, the load generator "
+                             "and the upstreams on the others (see bench/README.md: on the "
+                             "2-core machine it did not narrow the spread)")
     parser.add_argument("--workers", type=int, default=None,
                         help="also measure list_feedback@50 on `serve --workers N` (default: "
                              "one per core; 0 or 1: skip)")
@@ -125,8 +129,11 @@ def measure_all(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "plan": {"headline": vars(headline_plan), "curves": vars(curve_plan)}, "modes": {},
         "seconds": {}}
     clock = Clock(report["seconds"])
-    with Fleet() as fleet, Loader() as loader:
-        stack = start_stack(fleet, args, modes, scratch)
+    placement = Placement.split() if args.pin else Placement()
+    report["placement"] = {"targets": sorted(placement.targets or ()),
+                           "rest": sorted(placement.rest or ())}
+    with Fleet() as fleet, Loader(placement.rest) as loader:
+        stack = start_stack(fleet, args, modes, scratch, placement)
         report["gateway_idle"] = stack.idle_rss
         report["spec_load_ms"] = spec_load_ms()
         clock.lap("start")

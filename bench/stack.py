@@ -21,7 +21,7 @@ from typing import Any
 from bench import catalog, scaling
 from bench.points import Target
 from bench.procfs import rss_kib
-from bench.targets import PYTHON, ROOT, Fleet, Started, free_port, post_raw
+from bench.targets import PYTHON, ROOT, Fleet, Placement, Started, free_port, post_raw
 from bench.workloads import WORKLOADS
 
 PEER_PYTHON = ROOT / "build" / "peer-venv" / "bin" / "python"
@@ -36,11 +36,12 @@ def gateway_env(upstream: str) -> dict[str, str]:
             "RETENTLY_PREVIEWS_PER_MINUTE": "1000000"}
 
 
-def _serve(fleet: Fleet, name: str, upstream: Started, *extra: str) -> Started:
+def _serve(fleet: Fleet, name: str, upstream: Started, *extra: str,
+           cpus: frozenset[int] | None = None) -> Started:
     port = free_port()
     ready = "/readyz" if "--workers" in extra else "/healthz"
     return fleet.start(name, [PYTHON, "-m", "gateway", "serve", "--port", str(port), *extra],
-                       ready, port, gateway_env(upstream.origin))
+                       ready, port, gateway_env(upstream.origin), cpus)
 
 
 def gateway_target(name: str, started: Started) -> Target:
@@ -100,12 +101,13 @@ class Stack:
 
 
 def _start_gateways(fleet: Fleet, args: argparse.Namespace, stack: Stack,
-                    scratch: Path) -> dict[str, Started]:
-    """Wave one: the gateways (baselines need one's tools/list answer first)."""
+                    scratch: Path, cpus: frozenset[int] | None) -> dict[str, Started]:
+    """Wave one: the gateways (baselines need one's tools/list answer first), on the targets'
+    CPUs; `serve --workers N` on all of them, since using more cores is its point."""
     fast = stack.upstreams["fast"]
     started: dict[str, Started] = {}
     for mode, each in stack.modes.items():
-        started[mode] = _serve(fleet, f"gateway {mode}", each.upstream)
+        started[mode] = _serve(fleet, f"gateway {mode}", each.upstream, cpus=cpus)
         each.targets.append(gateway_target("gateway", started[mode]))
         if args.workers > 1:
             workers = _serve(fleet, f"workers {mode}", each.upstream, "--workers",
@@ -114,24 +116,25 @@ def _start_gateways(fleet: Fleet, args: argparse.Namespace, stack: Stack,
     if not args.no_curves:
         tree = scaling.curve_tree(scratch)
         stack.curve_gateway = gateway_target(
-            "gateway", _serve(fleet, "curve gateway", fast, "--specs", str(tree)))
+            "gateway", _serve(fleet, "curve gateway", fast, "--specs", str(tree), cpus=cpus))
     if not args.no_catalog:
         stack.catalog_built = catalog.build_tree(scratch / "catalog", args.catalog_operations)
         tree = catalog.serving_tree(stack.catalog_built["tree"], scratch / "catalog")
         stack.catalog_gateway = gateway_target(
-            "gateway", _serve(fleet, "catalog gateway", fast, "--specs", str(tree)))
+            "gateway", _serve(fleet, "catalog gateway", fast, "--specs", str(tree), cpus=cpus))
     return started
 
 
 def _start_proxies(fleet: Fleet, args: argparse.Namespace, stack: Stack,
-                   tools_list: Path) -> None:
-    """Wave two: a baseline per upstream in use, a peer per mode."""
+                   tools_list: Path, cpus: frozenset[int] | None) -> None:
+    """Wave two: a baseline per upstream in use, a peer per mode, on the targets' CPUs."""
     wanted = set(stack.modes) | ({"fast"} if not args.no_curves else set())
     for name in sorted(wanted):
         port = free_port()
         started = fleet.start(f"baseline {name}", [
             PYTHON, "-m", "bench.baseline", "--port", str(port), "--upstream",
-            stack.upstreams[name].origin, "--tools-list", str(tools_list)], "/", port)
+            stack.upstreams[name].origin, "--tools-list", str(tools_list)], "/", port,
+            cpus=cpus)
         stack.baselines[name] = Target("baseline", f"{started.origin}/{{service}}",
                                        started.pgid, "baseline")
         if name in stack.modes:
@@ -142,26 +145,29 @@ def _start_proxies(fleet: Fleet, args: argparse.Namespace, stack: Stack,
         port = free_port()
         peer = fleet.start(f"peer {mode}", [
             str(PEER_PYTHON), str(ROOT / "bench" / "peer.py"), "--port", str(port),
-            "--upstream", each.upstream.origin], "/mcp", port)
+            "--upstream", each.upstream.origin], "/mcp", port, cpus=cpus)
         each.targets.insert(2, Target("peer", f"{peer.origin}/mcp", peer.pgid, "peer"))
 
 
 def start_stack(fleet: Fleet, args: argparse.Namespace, modes: list[str],
-                scratch: Path) -> Stack:
+                scratch: Path, placement: Placement) -> Stack:
+    """The upstreams on `placement.rest` (with the load generator), the targets on
+    `placement.targets`."""
     sandbox_port, fast_port = free_port(), free_port()
     sandbox = fleet.start("sandbox", [PYTHON, "-m", "gateway", "sandbox", "--port",
-                                      str(sandbox_port)], "/api/v2/ping", sandbox_port)
+                                      str(sandbox_port)], "/api/v2/ping", sandbox_port,
+                          cpus=placement.rest)
     fast = fleet.start("fast upstream", [PYTHON, "-m", "bench.fast_upstream", "--port",
                                          str(fast_port), "--sandbox", sandbox.origin],
-                       "/_bench/stats", fast_port)
+                       "/_bench/stats", fast_port, cpus=placement.rest)
     upstreams = {"sandbox": sandbox, "fast": fast}
     stack = Stack(upstreams, {mode: ModeStack(mode, upstreams[mode]) for mode in modes})
-    gateways = _start_gateways(fleet, args, stack, scratch)
+    gateways = _start_gateways(fleet, args, stack, scratch, placement.targets)
     fleet.wait_ready()
     stack.idle_rss = rss_kib(gateways[modes[0]].pgid)
     body, headers = WORKLOADS["tools_list"].request("gateway")
     tools_list = scratch / "tools-list.json"
     tools_list.write_bytes(post_raw(f"{gateways[modes[0]].origin}/retently/mcp", body, headers))
-    _start_proxies(fleet, args, stack, tools_list)
+    _start_proxies(fleet, args, stack, tools_list, placement.targets)
     fleet.wait_ready()
     return stack

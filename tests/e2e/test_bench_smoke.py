@@ -4,6 +4,7 @@ a 200-tool catalog), so it cannot rot, and reports every figure it exists for.""
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bench.targets import Fleet, free_port
+from bench.targets import Fleet, Placement, free_port
 from tests.support import REPO, unmeasured_environment
 
 HEADLINE = ("list_feedback", "get_responses", "tools_list", "write_preview")
@@ -21,7 +22,8 @@ UPSTREAM_CALLING = ("list_feedback", "get_responses", "write_preview")
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
     finished = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--no-peer", "--workers", "2"], cwd=REPO,
+        [sys.executable, "-m", "bench.run", "--smoke", "--no-peer", "--workers", "2", "--pin"],
+        cwd=REPO,
         capture_output=True, text=True, timeout=600, check=False, env=unmeasured_environment())
     assert finished.returncode == 0, finished.stderr[-3000:]
     result: dict[str, Any] = json.loads((REPO / "bench" / "results" / "smoke.json").read_text())
@@ -124,3 +126,16 @@ def test_a_process_that_fails_to_start_is_reported_with_what_it_said() -> None:
                     "/healthz", free_port())
         with pytest.raises(SystemExit, match=r"exited at startup\nport 1 is taken"):
             fleet.wait_ready()
+
+
+def test_pinned_targets_get_a_cpu_of_their_own(report: dict[str, Any]) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    placement = report["placement"]
+    if len(cpus) < 2:
+        assert placement == {"targets": [], "rest": []}
+        return
+    assert placement == {"targets": cpus[-1:], "rest": cpus[:-1]}
+    with Fleet() as fleet:
+        started = fleet.start("pinned", [sys.executable, "-c", "import time; time.sleep(30)"],
+                              "/", free_port(), cpus=Placement.split().targets)
+        assert os.sched_getaffinity(started.process.pid) == {cpus[-1]}
