@@ -80,3 +80,23 @@ def rss_kib(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0])
     return {"rss_kib": fields.get("VmRSS", 0), "peak_rss_kib": fields.get("VmHWM", 0)}
+
+
+MACHINE_TIMES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+"""The machine's CPU time by kind, the first fields of /proc/stat's `cpu` line."""
+
+
+def machine_ticks() -> dict[str, int]:
+    """The whole machine's CPU time by kind since boot, in clock ticks, all CPUs summed."""
+    first = (PROC / "stat").read_text().split("\n", 1)[0].split()
+    return {kind: int(value) for kind, value in zip(MACHINE_TIMES, first[1:], strict=False)}
+
+
+def machine_state(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
+    """How the machine's CPU time went between two readings, in per cent: `steal` is what the
+    host gave to other machines while ours had work (on a shared virtual machine the reason
+    the same code measures slower on some days), `idle` what nobody used."""
+    spent = {kind: after.get(kind, 0) - before.get(kind, 0) for kind in MACHINE_TIMES}
+    total = sum(spent.values()) or 1
+    return {"steal_pct": round(100 * spent["steal"] / total, 1),
+            "idle_pct": round(100 * (spent["idle"] + spent["iowait"]) / total, 1)}

@@ -45,7 +45,14 @@ def preamble(report: dict[str, Any]) -> list[str]:
         f"per run at 50 concurrent, {max(plan['floor'], plan['calls'] // 8)} at 1. A figure "
         "'vs baseline' is the median of each round's ratio (the targets run one right after "
         "the other within a round, so each ratio compares runs on the machine in one state).",
-        ""]
+        "", machine(report["machine"]), ""]
+
+
+def machine(state: dict[str, Any]) -> str:
+    """The machine the run had: how busy it was before, and what the host took during it."""
+    return (f"Machine: {state['cpus']} CPUs; load average {state['load_before']} (1 min) when "
+            f"the run began; during the run {state['idle_pct']}% of the CPU time idle and "
+            f"{state['steal_pct']}% taken by the host for other machines (steal).")
 
 
 def headline(report: dict[str, Any]) -> list[str]:

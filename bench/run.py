@@ -26,7 +26,7 @@ from typing import Any
 
 from bench import catalog, scaling
 from bench.points import Plan, Target, measure_point
-from bench.procfs import rss_kib
+from bench.procfs import machine_state, machine_ticks, rss_kib
 from bench.report import write
 from bench.stack import ModeStack, start_stack
 from bench.targets import Fleet, Loader, Placement, free_port, spec_load_ms
@@ -129,6 +129,10 @@ def measure_all(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "plan": {"headline": vars(headline_plan), "curves": vars(curve_plan)}, "modes": {},
         "seconds": {}}
     clock = Clock(report["seconds"])
+    # The machine's state is part of a result: the same code measured a fifth apart in ratio
+    # on a quiet and on a busy machine (bench/README.md, "Latest measurement").
+    report["machine"] = {"cpus": os.cpu_count(), "load_before": round(os.getloadavg()[0], 2)}
+    ticks_before = machine_ticks()
     placement = Placement.split() if args.pin else Placement()
     report["placement"] = {"targets": sorted(placement.targets or ()),
                            "rest": sorted(placement.rest or ())}
@@ -155,6 +159,7 @@ def measure_all(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             report["soak"] = soak(loader, stack.soak_gateway(), args.soak_calls // 10,
                                   args.soak_calls)
             clock.lap("soak")
+    report["machine"].update(machine_state(ticks_before, machine_ticks()))
     return report
 
 

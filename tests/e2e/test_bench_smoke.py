@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bench.procfs import machine_state, machine_ticks
 from bench.targets import Fleet, Placement, free_port
 from tests.support import REPO, unmeasured_environment
 
@@ -139,3 +140,22 @@ def test_pinned_targets_get_a_cpu_of_their_own(report: dict[str, Any]) -> None:
         started = fleet.start("pinned", [sys.executable, "-c", "import time; time.sleep(30)"],
                               "/", free_port(), cpus=Placement.split().targets)
         assert os.sched_getaffinity(started.process.pid) == {cpus[-1]}
+
+
+def test_the_report_says_what_state_the_machine_was_in(report: dict[str, Any]) -> None:
+    state = report["machine"]
+    assert state["cpus"] == os.cpu_count() and state["load_before"] >= 0
+    assert 0 <= state["steal_pct"] <= 100 and 0 <= state["idle_pct"] < 100
+    assert state["steal_pct"] + state["idle_pct"] <= 100
+    text = (REPO / "bench" / "results" / "smoke.md").read_text()
+    assert f"Machine: {state['cpus']} CPUs; load average {state['load_before']}" in text
+    assert f"{state['steal_pct']}% taken by the host" in text
+
+
+def test_the_machine_state_is_the_share_of_each_kind_of_cpu_time() -> None:
+    before = {"user": 100, "system": 50, "idle": 1000, "iowait": 0, "steal": 10}
+    after = {"user": 400, "system": 150, "idle": 1500, "iowait": 20, "steal": 90}
+    # 1,000 ticks spent: 300 user, 100 system, 500 idle, 20 waiting, 80 stolen
+    assert machine_state(before, after) == {"steal_pct": 8.0, "idle_pct": 52.0}
+    ticks = machine_ticks()
+    assert set(ticks) >= {"user", "system", "idle", "steal"} and ticks["idle"] > 0
