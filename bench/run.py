@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from bench import catalog, scaling
@@ -176,8 +178,15 @@ class Clock:
         self.last = now
 
 
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
     args = parse_args()
+    # Stopped with SIGTERM (a `kill`, a job's time limit), the run unwinds as on Ctrl-C, so the
+    # fleet stops every server it started: each is in a session of its own and would outlive it.
+    signal.signal(signal.SIGTERM, _stopped)
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         report = measure_all(args, Path(scratch))
     write(report, smoke=args.smoke)

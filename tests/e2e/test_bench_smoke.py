@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,3 +162,37 @@ def test_the_machine_state_is_the_share_of_each_kind_of_cpu_time() -> None:
     assert machine_state(before, after) == {"steal_pct": 8.0, "idle_pct": 52.0}
     ticks = machine_ticks()
     assert set(ticks) >= {"user", "system", "idle", "steal"} and ticks["idle"] > 0
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie left for a parent that is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def test_a_run_stopped_with_sigterm_stops_every_server_it_started() -> None:
+    run = subprocess.Popen(
+        [sys.executable, "-m", "bench.run", "--smoke", "--no-peer", "--workers", "0",
+         "--no-curves", "--no-catalog"], cwd=REPO, env=unmeasured_environment(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children = Path(f"/proc/{run.pid}/task/{run.pid}/children")
+    started: set[int] = set()
+    deadline = time.monotonic() + 60
+    try:
+        # the load generator, the sandbox, the fast upstream, the gateway
+        while len(started) < 4 and time.monotonic() < deadline:
+            started |= {int(pid) for pid in children.read_text().split()}
+            time.sleep(0.05)
+        assert len(started) >= 4
+        run.send_signal(signal.SIGTERM)
+        code = run.wait(timeout=60)
+    finally:
+        run.kill()
+        lingering = [pid for pid in started if _alive(pid)]
+        for pid in lingering:
+            os.kill(pid, signal.SIGKILL)
+    assert lingering == []
+    assert code == 128 + signal.SIGTERM
