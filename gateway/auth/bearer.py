@@ -5,6 +5,7 @@ challenge of a 401 or 403 (RFC 6750, RFC 9728). Pure.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Final
 
 from gateway.errors import AuthError
@@ -15,15 +16,21 @@ MAX_TOKEN_LENGTH: Final = 4096
 _TOKEN_CHARS: Final = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")  # RFC 6750 b64token
 
 
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, None when there is no header.
+def bearer_token(authorizations: Sequence[str]) -> str | None:
+    """The token of a request's `Authorization: Bearer <token>` header (its values, as many as
+    were sent), None when there is no such header.
 
     Raises:
-        AuthError: a header that is not a well-formed bearer credential.
+        AuthError: more than one Authorization header: which credential counts would be up to
+            each reader (this gateway, a proxy in front that checks the other one), and HTTP
+            allows the field once; or a header that is not a well-formed bearer credential.
     """
-    if authorization is None:
+    if not authorizations:
         return None
-    scheme, _, token = authorization.strip().partition(" ")
+    if len(authorizations) > 1:
+        raise AuthError(f"Send one Authorization header, not {len(authorizations)}",
+                        error="invalid_request")
+    scheme, _, token = authorizations[0].strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise AuthError("The Authorization header must be 'Bearer <token>'",

@@ -256,7 +256,7 @@ async def _principal(incoming: Incoming, service: CompiledService,
     """
     needed = needs_credential(envelope, service)
     try:
-        token = bearer_token(incoming.headers.get("Authorization"))
+        token = bearer_token(incoming.headers.getall("Authorization", ()))
         if token is not None:
             return await incoming.app[RESOLVER].resolve(
                 service, token, incoming.public_base + service.spec.endpoint,

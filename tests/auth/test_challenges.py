@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from multidict import CIMultiDict
 
 from gateway.settings import SHIPPED_SPECS
 from gateway.spec.loader import load_tree
@@ -63,6 +64,29 @@ async def test_a_malformed_authorization_header_is_401(gateway: TestClient[Any, 
                                   json=rpc("tools/list"))
     assert response.status == 401
     assert "error=" in response.headers["WWW-Authenticate"]
+
+
+@pytest.mark.parametrize("first, second", [
+    ("rtly_mcp_pat_demoanalyst_s3cr3t", "rtly_mcp_pat_demoadmin_s3cr3t"),
+    ("rtly_mcp_pat_demoadmin_s3cr3t", "rtly_mcp_pat_demoanalyst_s3cr3t"),
+    ("rtly_mcp_pat_demoadmin_s3cr3t", "rtly_mcp_pat_demoadmin_s3cr3t"),
+], ids=["analyst then admin", "admin then analyst", "the same twice"])
+async def test_two_authorization_headers_are_refused_whichever_comes_first(
+        gateway: TestClient[Any, Any], wire: MockWire, first: str, second: str) -> None:
+    # Which of two credentials counts would be up to each reader (this gateway took the
+    # first, a proxy in front may check the last): a request carrying two is refused.
+    headers = CIMultiDict(MCP_HEADERS)
+    headers.add("Authorization", f"Bearer {first}")
+    headers.add("Authorization", f"Bearer {second}")
+    response = await gateway.post(URL, headers=headers, json=rpc(
+        "tools/call", {"name": "list_feedback", "arguments": {"limit": 1}}))
+    challenge = response.headers["WWW-Authenticate"]
+    assert response.status == 401
+    assert 'error="invalid_request"' in challenge and "one Authorization header" in challenge
+    assert (await response.json())["error"]["data"]["reason"] == "invalid_request"
+    assert wire.exchanges == []
+    ping = await gateway.post(URL, headers=headers, json=rpc("ping"))
+    assert ping.status == 200 and "result" in await ping.json()  # anonymous: still answered
 
 
 @pytest.mark.parametrize("token", ["rtly_mcp_tap_demoadmin_s3cr3t", "rtly_mcp_pat_demoadmin_",

@@ -159,6 +159,8 @@ SAME_ANSWERS = {
                                             "arguments": {"id": "nope"}})),
     "no token (401)": post(rpc("tools/list"), token=None),
     "a token of another service (401)": post(rpc("tools/list"), token="refiner_demo_full"),
+    "two Authorization headers (401)": post(
+        rpc("tools/list"), extra="Authorization: Bearer rtly_mcp_pat_demoadmin_s3cr3t\r\n"),
     "another host (421)": post(PING, host="evil.example"),
     "a foreign origin (403)": post(PING, extra="Origin: https://evil.example\r\n"),
     "not JSON (415)": post(PING, content_type="text/plain"),
