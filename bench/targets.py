@@ -65,9 +65,10 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 90,
 @dataclass(frozen=True)
 class Placement:
     """Which CPUs the measured targets run on, and which the rest: the load generator and the
-    upstreams. Left to the scheduler, a target at 50 concurrent shares its core with them, and
-    its CPU per call follows how the two were scheduled in that round (within one run, 0.42 to
-    0.63 ms a call for the same code); with a core of its own it measures the code."""
+    upstreams. Left to the scheduler, a target at 50 concurrent shares its cores with them. On
+    the 2-core machine a core of its own did not narrow the spread of the ratios, and the bare
+    proxy is then held back by the load generator's core (bench/README.md, `--pin`), so it is
+    an option, not the default."""
 
     targets: frozenset[int] | None = None
     rest: frozenset[int] | None = None
